@@ -1,0 +1,328 @@
+//! `edgerec`: the command-line host of the decision core.
+//!
+//! - `edgerec demo` plays a scripted shopper through the engine and prints each decision with
+//!   its "why" (what `make dev` shows until the edge worker exists);
+//! - `edgerec decide` makes one decision from files (events on stdin);
+//! - `edgerec check-bundle`, `edgerec schema`, `edgerec snapshot` and `edgerec demo-data` are
+//!   the authoring tools for rule bundles and catalogs.
+
+mod demo_data;
+
+use clap::{Parser, Subcommand};
+use edgerec::catalog::Catalog;
+use edgerec::event::{parse_events_json, TimeLimits};
+use edgerec::rules::{compile_json, json_schema};
+use edgerec::{Context, DecideRequest, Engine, EngineConfig, EngineError, Tier};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "edgerec", about = "edgerec decision core tools", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Play a scripted shopping session through the engine and explain each decision.
+    Demo {
+        /// Folder with rules.json and catalog.json.
+        #[arg(long, default_value = "data/demo")]
+        data: PathBuf,
+    },
+    /// One decision: events JSON from a file or `-` (stdin), decision JSON to stdout.
+    Decide {
+        /// Rule bundle (JSON).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// Catalog (JSON, or a .msgpack snapshot).
+        #[arg(long)]
+        catalog: PathBuf,
+        /// Events document (`{"events":[...]}`), `-` for stdin.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Session blob to read and update in place.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Items wanted.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Tier: full, cached, static.
+        #[arg(long, default_value = "full")]
+        tier: String,
+        /// Request context as JSON, e.g. '{"device":"mobile"}'.
+        #[arg(long)]
+        context: Option<String>,
+        /// Now, Unix ms (default: the newest event's time, else the system clock).
+        #[arg(long)]
+        now: Option<u64>,
+    },
+    /// Validate a rule bundle; print its version, content hash and rule count, or every error.
+    CheckBundle {
+        /// Bundle file.
+        file: PathBuf,
+    },
+    /// Print the JSON Schema for rule bundles.
+    Schema,
+    /// Convert a JSON catalog into the MessagePack snapshot the edge reads.
+    Snapshot {
+        /// Catalog JSON.
+        catalog: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Regenerate the demo catalog and rule bundle.
+    DemoData {
+        /// Output folder.
+        #[arg(long, default_value = "data/demo")]
+        out: PathBuf,
+    },
+}
+
+/// What can go wrong in the CLI.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Input(String),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|source| {
+            CliError::Io {
+                path: "stdin".into(),
+                source,
+            }
+        })?;
+        return Ok(buf);
+    }
+    std::fs::read(path).map_err(|source| CliError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    std::fs::write(path, bytes).map_err(|source| CliError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn load_engine(bundle: &Path, catalog: &Path) -> Result<Engine, CliError> {
+    let cfg = EngineConfig::default();
+    let bundle_text = String::from_utf8_lossy(&read(bundle)?).into_owned();
+    let compiled = compile_json(&bundle_text, cfg.session.horizon_ms).map_err(EngineError::from)?;
+    let bytes = read(catalog)?;
+    let cat = if catalog.extension().is_some_and(|e| e == "msgpack") {
+        Catalog::from_snapshot(&bytes)
+    } else {
+        Catalog::from_json(&bytes)
+    }
+    .map_err(EngineError::from)?;
+    Ok(Engine::new(cfg, compiled, cat)?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("edgerec: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
+    match cmd {
+        Cmd::Demo { data } => {
+            let engine = load_engine(&data.join("rules.json"), &data.join("catalog.json"))?;
+            demo(&engine);
+        }
+        Cmd::Decide {
+            bundle,
+            catalog,
+            events,
+            state,
+            limit,
+            tier,
+            context,
+            now,
+        } => {
+            let engine = load_engine(&bundle, &catalog)?;
+            let tier = Tier::parse(&tier)
+                .ok_or_else(|| CliError::Input(format!("unknown tier {tier:?}")))?;
+            let context: Context = match context {
+                Some(c) => serde_json::from_str(&c)
+                    .map_err(|e| CliError::Input(format!("--context: {e}")))?,
+                None => Context::default(),
+            };
+            let blob = match &state {
+                Some(p) if p.exists() => Some(read(p)?),
+                _ => None,
+            };
+            let mut now = now.unwrap_or_else(now_ms);
+            let evs = match events {
+                Some(p) => {
+                    let body = read(&p)?;
+                    // Accept recorded events: judge their timestamps against their own time.
+                    let loose = TimeLimits {
+                        max_future_ms: u64::MAX / 4,
+                        max_past_ms: u64::MAX / 4,
+                    };
+                    let evs = parse_events_json(&body, now, loose).map_err(|e| {
+                        CliError::Input(serde_json::to_string(&e.errors).unwrap_or_default())
+                    })?;
+                    if let Some(max) = evs.iter().map(|e| e.ts).max() {
+                        now = now.min(max.saturating_add(1000)).max(max);
+                    }
+                    evs
+                }
+                None => Vec::new(),
+            };
+            let d = engine.decide(&DecideRequest {
+                state: blob.as_deref(),
+                events: &evs,
+                context,
+                now_ms: now,
+                limit,
+                tier: Some(tier),
+            });
+            if let (Some(p), Some(s)) = (&state, &d.state) {
+                write(p, s)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+        }
+        Cmd::CheckBundle { file } => {
+            let text = String::from_utf8_lossy(&read(&file)?).into_owned();
+            match compile_json(&text, EngineConfig::default().session.horizon_ms) {
+                Ok(b) => println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "version": b.version, "hash": b.hash, "rules": b.rules.len()})
+                ),
+                Err(e) => {
+                    println!("{}", serde_json::json!({"ok": false, "errors": e.issues}));
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Cmd::Schema => print!("{}", json_schema()),
+        Cmd::Snapshot { catalog, out } => {
+            let cat = Catalog::from_json(&read(&catalog)?).map_err(EngineError::from)?;
+            let snap = cat.to_snapshot();
+            write(&out, &snap)?;
+            println!(
+                "{}: {} items, {} bytes ({:.1} bytes/item)",
+                out.display(),
+                cat.items.len(),
+                snap.len(),
+                snap.len() as f64 / cat.items.len().max(1) as f64
+            );
+        }
+        Cmd::DemoData { out } => {
+            std::fs::create_dir_all(&out).map_err(|source| CliError::Io {
+                path: out.display().to_string(),
+                source,
+            })?;
+            let cat = demo_data::catalog();
+            write(&out.join("catalog.json"), pretty(&cat).as_bytes())?;
+            write(&out.join("rules.json"), pretty(&demo_data::rules()).as_bytes())?;
+            println!("wrote {}/catalog.json ({} items) and rules.json", out.display(), cat.items.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pretty JSON with a trailing newline, for committed files.
+fn pretty<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
+
+/// The scripted demo: one shopper, step by step.
+fn demo(engine: &Engine) {
+    use edgerec::{Event, EventKind};
+    let t0 = now_ms();
+    let ctx = Context {
+        device: Some("desktop".into()),
+        country: Some("DE".into()),
+        session_id: Some("demo-session-1".into()),
+        slot: Some("home-top".into()),
+        ..Default::default()
+    };
+    let cat = engine.catalog();
+    let title = |id: &str| {
+        cat.index_of(id)
+            .and_then(|i| cat.item(i))
+            .and_then(|it| it.title.clone())
+            .unwrap_or_default()
+    };
+    let script: Vec<(&str, Vec<Event>)> = vec![
+        ("A new visitor lands on the home page", vec![]),
+        (
+            "They look at a trail running shoe three times",
+            (0..3)
+                .map(|i| Event::new(EventKind::View, "sku-0005", t0 + 10_000 + i * 20_000))
+                .collect(),
+        ),
+        (
+            "They put it in the cart",
+            vec![Event::new(EventKind::AddToCart, "sku-0005", t0 + 90_000)],
+        ),
+        (
+            "...and buy it",
+            vec![Event::new(EventKind::Purchase, "sku-0005", t0 + 120_000)],
+        ),
+    ];
+    let mut blob: Option<Vec<u8>> = None;
+    let mut now = t0;
+    println!("edgerec demo: bundle {} ({}), catalog {} ({} items)\n",
+        engine.bundle().version, engine.bundle().hash, cat.version, cat.items.len());
+    for (what, events) in script {
+        now = events.iter().map(|e| e.ts).max().unwrap_or(now).max(now) + 1000;
+        let d = engine.decide(&DecideRequest {
+            state: blob.as_deref(),
+            events: &events,
+            context: ctx.clone(),
+            now_ms: now,
+            limit: 5,
+            tier: None,
+        });
+        blob = d.state.clone();
+        println!("== {what}");
+        println!(
+            "   tier {} | variant {} | rules fired: {} | session blob {} bytes",
+            d.tier.as_str(),
+            d.variant.as_deref().unwrap_or("-"),
+            if d.rule_hits.is_empty() { "none".into() } else { d.rule_hits.join(", ") },
+            blob.as_ref().map_or(0, Vec::len)
+        );
+        for (i, r) in d.items.iter().enumerate() {
+            println!(
+                "   {}. {:<9} {:<28} score {:>6.3}  why: {}",
+                i + 1,
+                r.id,
+                title(&r.id),
+                r.score,
+                r.why.join(", ")
+            );
+        }
+        println!();
+    }
+}

@@ -1,0 +1,369 @@
+//! Aggregates: the counters a decision produces, merged at the edge and shipped in batches.
+//!
+//! [`AggregateDelta`] is a commutative monoid: `merge` adds every counter (saturating), so
+//! deltas can be combined in any order and grouping (property-tested). A sealed
+//! [`AggregateBatch`] carries a unique id (chosen by the host: the core has no randomness) that
+//! stays the same across retries, so the collector can drop duplicates. Batches travel as
+//! MessagePack with named fields; [`AggregateBatch::decode`] validates everything a collector
+//! must not trust.
+
+use crate::error::FieldError;
+use crate::event::{check_id, EventKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Batch schema version.
+pub const BATCH_VERSION: u8 = 1;
+/// Largest counter value accepted in one batch (a sanity bound, not a storage limit).
+pub const MAX_COUNTER: u64 = 1_000_000_000;
+/// Most distinct keys (items, rules, transitions, ...) in one batch.
+pub const MAX_KEYS: usize = 50_000;
+
+/// Interaction counters for one item.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ItemCounts {
+    /// Views.
+    pub views: u64,
+    /// Clicks.
+    pub clicks: u64,
+    /// Add-to-carts.
+    pub add_to_carts: u64,
+    /// Purchases.
+    pub purchases: u64,
+    /// Impressions.
+    pub impressions: u64,
+}
+
+impl ItemCounts {
+    fn add(&mut self, o: &ItemCounts) {
+        self.views = self.views.saturating_add(o.views);
+        self.clicks = self.clicks.saturating_add(o.clicks);
+        self.add_to_carts = self.add_to_carts.saturating_add(o.add_to_carts);
+        self.purchases = self.purchases.saturating_add(o.purchases);
+        self.impressions = self.impressions.saturating_add(o.impressions);
+    }
+
+    /// The counter for one kind.
+    pub fn get(&self, kind: EventKind) -> u64 {
+        match kind {
+            EventKind::View => self.views,
+            EventKind::Click => self.clicks,
+            EventKind::AddToCart => self.add_to_carts,
+            EventKind::Purchase => self.purchases,
+            EventKind::Impression => self.impressions,
+        }
+    }
+
+    fn slot(&mut self, kind: EventKind) -> &mut u64 {
+        match kind {
+            EventKind::View => &mut self.views,
+            EventKind::Click => &mut self.clicks,
+            EventKind::AddToCart => &mut self.add_to_carts,
+            EventKind::Purchase => &mut self.purchases,
+            EventKind::Impression => &mut self.impressions,
+        }
+    }
+
+    fn values(&self) -> [u64; 5] {
+        [
+            self.views,
+            self.clicks,
+            self.add_to_carts,
+            self.purchases,
+            self.impressions,
+        ]
+    }
+}
+
+/// Exposure and conversion counters for one experiment variant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VariantCounts {
+    /// Decisions served under the variant.
+    pub exposures: u64,
+    /// Purchases by sessions in the variant.
+    pub conversions: u64,
+}
+
+/// Counters from one or more decisions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AggregateDelta {
+    /// Decisions made.
+    pub decisions: u64,
+    /// Events accepted.
+    pub events: u64,
+    /// Events ignored as redeliveries.
+    pub duplicates: u64,
+    /// Per-item interaction counters.
+    pub items: BTreeMap<String, ItemCounts>,
+    /// Rule id → times it fired.
+    pub rule_hits: BTreeMap<String, u64>,
+    /// Tier → decisions served from it.
+    pub tiers: BTreeMap<String, u64>,
+    /// `experiment/variant` → counters.
+    pub variants: BTreeMap<String, VariantCounts>,
+    /// from item → to item → consecutive interactions (the co-visitation signal).
+    pub transitions: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, by: u64) {
+    let c = map.entry(key).or_insert(0);
+    *c = c.saturating_add(by);
+}
+
+impl AggregateDelta {
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &AggregateDelta) {
+        self.decisions = self.decisions.saturating_add(other.decisions);
+        self.events = self.events.saturating_add(other.events);
+        self.duplicates = self.duplicates.saturating_add(other.duplicates);
+        for (k, v) in &other.items {
+            self.items.entry(k.clone()).or_default().add(v);
+        }
+        for (k, v) in &other.rule_hits {
+            bump(&mut self.rule_hits, k.clone(), *v);
+        }
+        for (k, v) in &other.tiers {
+            bump(&mut self.tiers, k.clone(), *v);
+        }
+        for (k, v) in &other.variants {
+            let e = self.variants.entry(k.clone()).or_default();
+            e.exposures = e.exposures.saturating_add(v.exposures);
+            e.conversions = e.conversions.saturating_add(v.conversions);
+        }
+        for (from, tos) in &other.transitions {
+            let e = self.transitions.entry(from.clone()).or_default();
+            for (to, n) in tos {
+                bump(e, to.clone(), *n);
+            }
+        }
+    }
+
+    /// Counts one interaction.
+    pub fn count_event(&mut self, item: &str, kind: EventKind) {
+        let c = self.items.entry(item.to_string()).or_default().slot(kind);
+        *c = c.saturating_add(1);
+    }
+
+    /// Counts one item→item transition.
+    pub fn count_transition(&mut self, from: &str, to: &str) {
+        bump(
+            self.transitions.entry(from.to_string()).or_default(),
+            to.to_string(),
+            1,
+        );
+    }
+
+    /// Counts a rule hit.
+    pub fn count_rule(&mut self, id: &str) {
+        bump(&mut self.rule_hits, id.to_string(), 1);
+    }
+
+    /// Counts a decision served from a tier.
+    pub fn count_tier(&mut self, tier: &str) {
+        bump(&mut self.tiers, tier.to_string(), 1);
+    }
+
+    /// Counts a variant exposure or conversion.
+    pub fn count_variant(&mut self, key: &str, exposure: bool) {
+        let e = self.variants.entry(key.to_string()).or_default();
+        if exposure {
+            e.exposures = e.exposures.saturating_add(1);
+        } else {
+            e.conversions = e.conversions.saturating_add(1);
+        }
+    }
+
+    /// Distinct keys held; hosts seal a batch before this passes [`MAX_KEYS`].
+    pub fn key_count(&self) -> usize {
+        self.items.len()
+            + self.rule_hits.len()
+            + self.tiers.len()
+            + self.variants.len()
+            + self.transitions.values().map(BTreeMap::len).sum::<usize>()
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        *self == AggregateDelta::default()
+    }
+
+    /// Sum of all interaction counters of one kind (for reconciling totals end to end).
+    pub fn total(&self, kind: EventKind) -> u64 {
+        self.items.values().map(|c| c.get(kind)).sum()
+    }
+}
+
+/// Why a batch was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Not MessagePack of the batch shape.
+    #[error("batch does not decode: {0}")]
+    Decode(String),
+    /// Decodes, but a field is out of bounds.
+    #[error("invalid batch: {}", crate::error::join(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+impl BatchError {
+    /// The offending fields, for a JSON error body.
+    pub fn fields(&self) -> Vec<FieldError> {
+        match self {
+            BatchError::Decode(m) => vec![FieldError::new("body", m.clone())],
+            BatchError::Invalid(v) => v.clone(),
+        }
+    }
+}
+
+/// A sealed, shippable batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateBatch {
+    /// Schema version ([`BATCH_VERSION`]).
+    pub v: u8,
+    /// Unique id, kept across retries.
+    pub id: String,
+    /// Which edge produced it (free-form, e.g. colo + isolate).
+    pub source: String,
+    /// When it was sealed, Unix ms.
+    pub created_ms: u64,
+    /// The counters.
+    pub delta: AggregateDelta,
+}
+
+impl AggregateBatch {
+    /// Seals a delta.
+    pub fn new(
+        id: impl Into<String>,
+        source: impl Into<String>,
+        created_ms: u64,
+        delta: AggregateDelta,
+    ) -> Self {
+        AggregateBatch {
+            v: BATCH_VERSION,
+            id: id.into(),
+            source: source.into(),
+            created_ms,
+            delta,
+        }
+    }
+
+    /// MessagePack with named fields.
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// Decodes and validates untrusted bytes.
+    pub fn decode(bytes: &[u8]) -> Result<AggregateBatch, BatchError> {
+        let b: AggregateBatch =
+            rmp_serde::from_slice(bytes).map_err(|e| BatchError::Decode(e.to_string()))?;
+        b.validate()?;
+        Ok(b)
+    }
+
+    /// Checks bounds: version, id, key count, key syntax, counter sizes.
+    pub fn validate(&self) -> Result<(), BatchError> {
+        let mut errs = Vec::new();
+        let mut err = |f: String, m: &str| {
+            if errs.len() < 50 {
+                errs.push(FieldError::new(f, m));
+            }
+        };
+        if self.v != BATCH_VERSION {
+            err("v".into(), "unsupported batch version");
+        }
+        if self.id.is_empty() || self.id.len() > 64 || !self.id.is_ascii() {
+            err("id".into(), "must be 1 to 64 ASCII characters");
+        }
+        if self.source.len() > 128 {
+            err("source".into(), "longer than 128 bytes");
+        }
+        let d = &self.delta;
+        if d.key_count() > MAX_KEYS {
+            err("delta".into(), "more than 50000 keys");
+        }
+        let big = |v: u64| v > MAX_COUNTER;
+        for (name, v) in [
+            ("decisions", d.decisions),
+            ("events", d.events),
+            ("duplicates", d.duplicates),
+        ] {
+            if big(v) {
+                err(format!("delta.{name}"), "counter above 1e9");
+            }
+        }
+        for (k, c) in &d.items {
+            if check_id(k).is_err() {
+                err(format!("delta.items[{k:?}]"), "invalid item id");
+            }
+            if c.values().iter().any(|&v| big(v)) {
+                err(format!("delta.items[{k:?}]"), "counter above 1e9");
+            }
+        }
+        for (map, name) in [(&d.rule_hits, "rule_hits"), (&d.tiers, "tiers")] {
+            for (k, v) in map {
+                if check_id(k).is_err() {
+                    err(format!("delta.{name}[{k:?}]"), "invalid key");
+                }
+                if big(*v) {
+                    err(format!("delta.{name}[{k:?}]"), "counter above 1e9");
+                }
+            }
+        }
+        for (k, v) in &d.variants {
+            if k.is_empty() || k.len() > 257 {
+                err(format!("delta.variants[{k:?}]"), "invalid key");
+            }
+            if big(v.exposures) || big(v.conversions) {
+                err(format!("delta.variants[{k:?}]"), "counter above 1e9");
+            }
+        }
+        for (from, tos) in &d.transitions {
+            if check_id(from).is_err() {
+                err(format!("delta.transitions[{from:?}]"), "invalid item id");
+            }
+            for (to, v) in tos {
+                if check_id(to).is_err() || big(*v) {
+                    err(
+                        format!("delta.transitions[{from:?}][{to:?}]"),
+                        "invalid item id or counter above 1e9",
+                    );
+                }
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(BatchError::Invalid(errs))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_encode_decode_validate() {
+        let mut a = AggregateDelta::default();
+        a.count_event("x", EventKind::View);
+        a.count_transition("x", "y");
+        a.count_rule("r1");
+        let mut b = a.clone();
+        b.count_tier("full");
+        b.merge(&a);
+        assert_eq!(b.items["x"].views, 2);
+        assert_eq!(b.transitions["x"]["y"], 2);
+        let batch = AggregateBatch::new("b-1", "test", 1, b.clone());
+        let back = AggregateBatch::decode(&batch.encode()).unwrap();
+        assert_eq!(back, batch);
+        assert!(matches!(AggregateBatch::decode(b"\x01\x02"), Err(BatchError::Decode(_))));
+        let mut huge = batch.clone();
+        huge.delta.items.get_mut("x").unwrap().clicks = MAX_COUNTER + 1;
+        huge.id = String::new();
+        let err = AggregateBatch::decode(&huge.encode()).unwrap_err();
+        let fields: Vec<_> = err.fields().into_iter().map(|f| f.field).collect();
+        assert_eq!(fields, ["id", "delta.items[\"x\"]"]);
+    }
+}

@@ -1,0 +1,423 @@
+//! Catalog and model: items, item→related lists, popularity; the data recommendations are
+//! drawn from.
+//!
+//! Two encodings of the same [`CatalogDoc`]: JSON for people (demo data, diffs) and a compact
+//! MessagePack snapshot for machines (what the edge reads from KV): one version byte, then a
+//! positional array with item references as indices instead of ids. Loading either builds a
+//! [`Catalog`] with lookup tables and per-category top lists, once per snapshot version.
+
+use crate::error::FieldError;
+use crate::event::check_id;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+/// Snapshot format version.
+pub const SNAPSHOT_VERSION: u8 = 1;
+/// Most related items kept per item.
+pub const MAX_RELATED: usize = 50;
+/// Length of the global popularity list kept for candidates.
+pub const POPULAR_LEN: usize = 200;
+/// Length of each per-category top list.
+pub const CATEGORY_TOP_LEN: usize = 50;
+
+/// A catalog as authored (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogDoc {
+    /// Version label (changes with every published model).
+    pub version: String,
+    /// The items.
+    pub items: Vec<ItemDoc>,
+}
+
+/// One item as authored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemDoc {
+    /// Item id.
+    pub id: String,
+    /// Category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    /// In stock / published.
+    #[serde(default = "yes")]
+    pub available: bool,
+    /// Free-form tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Display title (demo storefront).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Popularity score (higher = more popular).
+    #[serde(default)]
+    pub popularity: f32,
+    /// Related items with scores in (0, 1], best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<(String, f32)>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Why a catalog could not be loaded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CatalogError {
+    /// Not parseable.
+    #[error("catalog does not parse: {0}")]
+    Parse(String),
+    /// Snapshot written by another format version.
+    #[error("catalog snapshot version {found} is not supported (this build reads {SNAPSHOT_VERSION})")]
+    UnsupportedVersion {
+        /// Found version byte.
+        found: u8,
+    },
+    /// Parsed but inconsistent.
+    #[error("invalid catalog: {}", crate::error::join(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotV1 {
+    version: String,
+    categories: Vec<String>,
+    ids: Vec<String>,
+    /// Category index + 1 (0 = none).
+    cats: Vec<u32>,
+    /// Price in cents + 1 (0 = none).
+    prices: Vec<u64>,
+    available: serde_bytes::ByteBuf,
+    tags: Vec<Vec<String>>,
+    titles: Vec<String>,
+    popularity: Vec<f32>,
+    related: Vec<Vec<(u32, f32)>>,
+}
+
+/// One loaded item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// Item id.
+    pub id: String,
+    /// Category index.
+    pub category: Option<u32>,
+    /// Price.
+    pub price: Option<f64>,
+    /// Available.
+    pub available: bool,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Title.
+    pub title: Option<String>,
+    /// Popularity.
+    pub popularity: f32,
+}
+
+/// A loaded catalog, ready for decisions.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// Version label.
+    pub version: String,
+    /// Items in snapshot order.
+    pub items: Vec<Item>,
+    /// Category names.
+    pub categories: Vec<String>,
+    /// Related items per item (index, score), best first.
+    pub related: Vec<Vec<(u32, f32)>>,
+    /// Most popular available items, best first (ties by id).
+    pub popular: Vec<u32>,
+    /// Most popular available items per category.
+    pub category_top: Vec<Vec<u32>>,
+    /// Highest popularity, for normalising.
+    pub max_popularity: f32,
+    index: FxHashMap<String, u32>,
+    category_index: FxHashMap<String, u32>,
+}
+
+impl Catalog {
+    /// Loads a JSON catalog.
+    pub fn from_json(json: &[u8]) -> Result<Catalog, CatalogError> {
+        let doc: CatalogDoc = serde_json::from_slice(json).map_err(|e| CatalogError::Parse(e.to_string()))?;
+        Catalog::from_doc(&doc)
+    }
+
+    /// Loads a parsed catalog document, validating it.
+    pub fn from_doc(doc: &CatalogDoc) -> Result<Catalog, CatalogError> {
+        let mut errors = Vec::new();
+        let mut err = |f: String, m: &str| {
+            if errors.len() < 50 {
+                errors.push(FieldError::new(f, m));
+            }
+        };
+        let mut index = FxHashMap::default();
+        let mut categories: Vec<String> = Vec::new();
+        let mut category_index: FxHashMap<String, u32> = FxHashMap::default();
+        let mut items = Vec::with_capacity(doc.items.len());
+        for (i, it) in doc.items.iter().enumerate() {
+            if let Err(m) = check_id(&it.id) {
+                err(format!("items[{i}].id"), m);
+            }
+            if index.insert(it.id.clone(), i as u32).is_some() {
+                err(format!("items[{i}].id"), "duplicate id");
+            }
+            let category = it.category.as_ref().map(|c| {
+                if let Err(m) = check_id(c) {
+                    err(format!("items[{i}].category"), m);
+                }
+                *category_index.entry(c.clone()).or_insert_with(|| {
+                    categories.push(c.clone());
+                    (categories.len() - 1) as u32
+                })
+            });
+            if it.price.is_some_and(|p| !(p.is_finite() && (0.0..=1e12).contains(&p))) {
+                err(format!("items[{i}].price"), "must be a finite number from 0 to 1e12");
+            }
+            if !(it.popularity.is_finite() && it.popularity >= 0.0) {
+                err(format!("items[{i}].popularity"), "must be a finite number >= 0");
+            }
+            if it.related.len() > MAX_RELATED {
+                err(format!("items[{i}].related"), "at most 50 related items");
+            }
+            items.push(Item {
+                id: it.id.clone(),
+                category,
+                price: it.price,
+                available: it.available,
+                tags: it.tags.clone(),
+                title: it.title.clone(),
+                popularity: it.popularity,
+            });
+        }
+        let mut related = Vec::with_capacity(doc.items.len());
+        for (i, it) in doc.items.iter().enumerate() {
+            let mut list = Vec::with_capacity(it.related.len());
+            for (j, (rid, score)) in it.related.iter().enumerate() {
+                match index.get(rid) {
+                    None => err(format!("items[{i}].related[{j}]"), "unknown item id"),
+                    Some(_) if !(score.is_finite() && *score > 0.0) => {
+                        err(format!("items[{i}].related[{j}]"), "score must be > 0")
+                    }
+                    Some(&r) => list.push((r, *score)),
+                }
+            }
+            related.push(list);
+        }
+        if !errors.is_empty() {
+            return Err(CatalogError::Invalid(errors));
+        }
+        Ok(Catalog::build(doc.version.clone(), items, categories, related, index, category_index))
+    }
+
+    fn build(
+        version: String,
+        items: Vec<Item>,
+        categories: Vec<String>,
+        mut related: Vec<Vec<(u32, f32)>>,
+        index: FxHashMap<String, u32>,
+        category_index: FxHashMap<String, u32>,
+    ) -> Catalog {
+        for list in &mut related {
+            list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            list.truncate(MAX_RELATED);
+        }
+        let mut ranked: Vec<u32> = (0..items.len() as u32)
+            .filter(|&i| items[i as usize].available)
+            .collect();
+        ranked.sort_by(|&a, &b| {
+            let (x, y) = (&items[a as usize], &items[b as usize]);
+            y.popularity.total_cmp(&x.popularity).then_with(|| x.id.cmp(&y.id))
+        });
+        let mut category_top = vec![Vec::new(); categories.len()];
+        for &i in &ranked {
+            if let Some(c) = items[i as usize].category {
+                let list = &mut category_top[c as usize];
+                if list.len() < CATEGORY_TOP_LEN {
+                    list.push(i);
+                }
+            }
+        }
+        let max_popularity = ranked.first().map_or(0.0, |&i| items[i as usize].popularity);
+        ranked.truncate(POPULAR_LEN);
+        Catalog {
+            version,
+            items,
+            categories,
+            related,
+            popular: ranked,
+            category_top,
+            max_popularity,
+            index,
+            category_index,
+        }
+    }
+
+    /// The item index for an id.
+    pub fn index_of(&self, id: &str) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    /// The category index for a name.
+    pub fn category_of_name(&self, name: &str) -> Option<u32> {
+        self.category_index.get(name).copied()
+    }
+
+    /// An item by index.
+    pub fn item(&self, idx: u32) -> Option<&Item> {
+        self.items.get(idx as usize)
+    }
+
+    /// An item's category name.
+    pub fn category_name(&self, idx: u32) -> Option<&str> {
+        let c = self.items.get(idx as usize)?.category?;
+        self.categories.get(c as usize).map(String::as_str)
+    }
+
+    /// Encodes the compact snapshot.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let snap = SnapshotV1 {
+            version: self.version.clone(),
+            categories: self.categories.clone(),
+            ids: self.items.iter().map(|i| i.id.clone()).collect(),
+            cats: self.items.iter().map(|i| i.category.map_or(0, |c| c + 1)).collect(),
+            prices: self
+                .items
+                .iter()
+                .map(|i| i.price.map_or(0, |p| (p * 100.0).round() as u64 + 1))
+                .collect(),
+            available: serde_bytes::ByteBuf::from(
+                self.items.iter().map(|i| u8::from(i.available)).collect::<Vec<_>>(),
+            ),
+            tags: self.items.iter().map(|i| i.tags.clone()).collect(),
+            titles: self
+                .items
+                .iter()
+                .map(|i| i.title.clone().unwrap_or_default())
+                .collect(),
+            popularity: self.items.iter().map(|i| i.popularity).collect(),
+            related: self.related.clone(),
+        };
+        let mut out = vec![SNAPSHOT_VERSION];
+        let _ = rmp_serde::encode::write(&mut out, &snap);
+        out
+    }
+
+    /// Loads a snapshot written by [`Catalog::to_snapshot`] (or the origin trainer).
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Catalog, CatalogError> {
+        let (&v, body) = bytes
+            .split_first()
+            .ok_or_else(|| CatalogError::Parse("empty snapshot".into()))?;
+        if v != SNAPSHOT_VERSION {
+            return Err(CatalogError::UnsupportedVersion { found: v });
+        }
+        let s: SnapshotV1 =
+            rmp_serde::from_slice(body).map_err(|e| CatalogError::Parse(e.to_string()))?;
+        let n = s.ids.len();
+        let columns = [
+            ("cats", s.cats.len()),
+            ("prices", s.prices.len()),
+            ("available", s.available.len()),
+            ("tags", s.tags.len()),
+            ("titles", s.titles.len()),
+            ("popularity", s.popularity.len()),
+            ("related", s.related.len()),
+        ];
+        if let Some((name, _)) = columns.iter().find(|(_, len)| *len != n) {
+            return Err(CatalogError::Invalid(vec![FieldError::new(
+                *name,
+                "column length differs from ids",
+            )]));
+        }
+        let doc = CatalogDoc {
+            version: s.version,
+            items: (0..n)
+                .map(|i| ItemDoc {
+                    id: s.ids[i].clone(),
+                    category: match s.cats[i] {
+                        0 => None,
+                        c => s.categories.get(c as usize - 1).cloned(),
+                    },
+                    price: match s.prices[i] {
+                        0 => None,
+                        p => Some((p - 1) as f64 / 100.0),
+                    },
+                    available: s.available[i] != 0,
+                    tags: s.tags[i].clone(),
+                    title: Some(s.titles[i].clone()).filter(|t| !t.is_empty()),
+                    popularity: s.popularity[i],
+                    related: s.related[i]
+                        .iter()
+                        .map(|&(r, sc)| {
+                            (s.ids.get(r as usize).cloned().unwrap_or_default(), sc)
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        Catalog::from_doc(&doc)
+    }
+
+    /// Back to the authored form.
+    pub fn to_doc(&self) -> CatalogDoc {
+        CatalogDoc {
+            version: self.version.clone(),
+            items: self
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| ItemDoc {
+                    id: it.id.clone(),
+                    category: self.category_name(i as u32).map(str::to_string),
+                    price: it.price,
+                    available: it.available,
+                    tags: it.tags.clone(),
+                    title: it.title.clone(),
+                    popularity: it.popularity,
+                    related: self.related[i]
+                        .iter()
+                        .map(|&(r, s)| (self.items[r as usize].id.clone(), s))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> &'static str {
+        r#"{"version":"t1","items":[
+          {"id":"a","category":"shoes","price":10,"popularity":5,"related":[["b",0.5],["c",0.9]]},
+          {"id":"b","category":"shoes","price":12.5,"popularity":9},
+          {"id":"c","category":"hats","popularity":9,"available":false}]}"#
+    }
+
+    #[test]
+    fn loads_ranks_and_round_trips() {
+        let c = Catalog::from_json(doc().as_bytes()).unwrap();
+        assert_eq!(c.related[0], vec![(2, 0.9), (1, 0.5)]);
+        assert_eq!(c.popular, vec![1, 0]); // c unavailable
+        assert_eq!(c.category_top[0], vec![1, 0]);
+        let snap = c.to_snapshot();
+        let back = Catalog::from_snapshot(&snap).unwrap();
+        assert_eq!(back.to_doc(), c.to_doc());
+        assert!(matches!(
+            Catalog::from_snapshot(&[7]),
+            Err(CatalogError::UnsupportedVersion { found: 7 })
+        ));
+        assert!(Catalog::from_snapshot(&snap[..snap.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn names_bad_fields() {
+        let bad = r#"{"version":"x","items":[{"id":"a","related":[["zz",1]]},{"id":"a","price":-1}]}"#;
+        let Err(CatalogError::Invalid(errs)) = Catalog::from_json(bad.as_bytes()) else {
+            panic!("expected invalid")
+        };
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["items[1].id", "items[1].price", "items[0].related[0]"]);
+    }
+}

@@ -1,0 +1,313 @@
+//! The engine: the one place a decision is made. Hosts build an [`Engine`] once per
+//! (rule bundle, catalog) pair and call [`Engine::decide`] per request:
+//!
+//! stored blob + new events + context → ingest → features → rules → recommend → aggregates.
+
+use crate::aggregate::AggregateDelta;
+use crate::catalog::{Catalog, CatalogError};
+use crate::event::{Event, EventKind, TimeLimits};
+use crate::experiment;
+use crate::features::{Context, Features};
+use crate::recommend::{recommend, RecommendInput, Recommendation, Tier};
+use crate::rules::compile::{compile_json, BundleError, CompiledBundle};
+use crate::rules::eval::Env;
+use crate::session::{Ingested, SessionConfig, SessionState, MIN_MAX_BYTES};
+use serde::{Deserialize, Serialize};
+
+/// Most items one decision returns.
+pub const MAX_LIMIT: usize = 100;
+
+/// Engine settings (hosts may load them from their environment).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    /// Session state shape and limits.
+    pub session: SessionConfig,
+    /// Accepted event timestamp range.
+    pub time: TimeLimits,
+}
+
+/// Why an engine could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    /// The rule bundle is invalid.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The catalog is invalid.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The configuration is out of range.
+    #[error("invalid engine config: {0}")]
+    Config(String),
+}
+
+/// One decision request.
+#[derive(Debug, Clone, Default)]
+pub struct DecideRequest<'a> {
+    /// The stored session blob, if any.
+    pub state: Option<&'a [u8]>,
+    /// Validated new events (see [`crate::event::parse_events_json`]).
+    pub events: &'a [Event],
+    /// Request context.
+    pub context: Context,
+    /// Now, Unix ms.
+    pub now_ms: u64,
+    /// Items wanted (0 = only ingest; no rules run, no decision is counted).
+    pub limit: usize,
+    /// Tier to serve; `cached` and `static` neither read nor write the state.
+    pub tier: Option<Tier>,
+}
+
+/// The outcome of a decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// Ranked items.
+    pub items: Vec<Recommendation>,
+    /// Tier served.
+    pub tier: Tier,
+    /// Experiment variant, if the bundle has an experiment and the session an id.
+    pub variant: Option<String>,
+    /// Ids of the rules that fired, in priority order.
+    pub rule_hits: Vec<String>,
+    /// New session blob to store (None for tiers that do not touch state).
+    #[serde(skip)]
+    pub state: Option<Vec<u8>>,
+    /// Whether the blob differs from what was read (the host can skip the write if not).
+    pub state_changed: bool,
+    /// Why the stored blob was discarded, if it was.
+    pub state_error: Option<String>,
+    /// Events stored.
+    pub accepted: u32,
+    /// Events ignored as redeliveries.
+    pub duplicates: u32,
+    /// Counters for the aggregates.
+    pub delta: AggregateDelta,
+    /// Features the rules saw (for explanations and the debug drawer).
+    pub features: Features,
+}
+
+/// A ready-to-use decision engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: EngineConfig,
+    bundle: CompiledBundle,
+    catalog: Catalog,
+}
+
+impl Engine {
+    /// Builds an engine from compiled parts.
+    pub fn new(
+        config: EngineConfig,
+        bundle: CompiledBundle,
+        catalog: Catalog,
+    ) -> Result<Engine, EngineError> {
+        let s = &config.session;
+        if s.max_bytes < MIN_MAX_BYTES {
+            return Err(EngineError::Config(format!(
+                "session.max_bytes must be at least {MIN_MAX_BYTES}"
+            )));
+        }
+        if s.ring_capacity == 0 || s.ring_capacity > 1000 {
+            return Err(EngineError::Config("session.ring_capacity must be 1..=1000".into()));
+        }
+        if s.bucket_ms == 0 || s.horizon_ms < s.bucket_ms {
+            return Err(EngineError::Config(
+                "session.bucket_ms must be > 0 and <= horizon_ms".into(),
+            ));
+        }
+        Ok(Engine {
+            config,
+            bundle,
+            catalog,
+        })
+    }
+
+    /// Builds an engine from a JSON rule bundle and a JSON catalog.
+    pub fn from_json(
+        config: EngineConfig,
+        bundle_json: &str,
+        catalog_json: &[u8],
+    ) -> Result<Engine, EngineError> {
+        let bundle = compile_json(bundle_json, config.session.horizon_ms)?;
+        let catalog = Catalog::from_json(catalog_json)?;
+        Engine::new(config, bundle, catalog)
+    }
+
+    /// Configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The compiled bundle.
+    pub fn bundle(&self) -> &CompiledBundle {
+        &self.bundle
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Cache key for the `cached` tier: everything that tier's output depends on.
+    pub fn segment_key(&self, ctx: &Context) -> String {
+        let variant = self.variant_for(ctx);
+        let f = |o: &Option<String>| o.clone().unwrap_or_default();
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}",
+            self.bundle.hash,
+            self.catalog.version,
+            f(&ctx.device),
+            f(&ctx.country),
+            f(&ctx.slot),
+            f(&ctx.path),
+            variant.unwrap_or_default()
+        )
+    }
+
+    /// The experiment variant for a context: its own `variant`, else bucketing by session id.
+    pub fn variant_for(&self, ctx: &Context) -> Option<String> {
+        if ctx.variant.is_some() {
+            return ctx.variant.clone();
+        }
+        let exp = self.bundle.experiment.as_ref()?;
+        let sid = ctx.session_id.as_deref()?;
+        experiment::assign(exp, sid).map(str::to_string)
+    }
+
+    fn variant_key(&self, variant: &str) -> String {
+        let exp = self.bundle.experiment.as_ref().map_or("-", |e| e.id.as_str());
+        format!("{exp}/{variant}")
+    }
+
+    /// Makes one decision. Never panics; a bad stored blob starts a fresh session (reported in
+    /// `state_error`).
+    pub fn decide(&self, req: &DecideRequest) -> Decision {
+        let cfg = &self.config.session;
+        let tier = req.tier.unwrap_or(Tier::Full);
+        let stateful = matches!(tier, Tier::Full | Tier::Browser);
+        let mut ctx = req.context.clone();
+        ctx.variant = self.variant_for(&ctx);
+        let mut delta = AggregateDelta::default();
+        let mut state_error = None;
+        let mut state = SessionState::new();
+        if stateful {
+            if let Some(blob) = req.state.filter(|b| !b.is_empty()) {
+                match SessionState::decode(blob, cfg) {
+                    Ok(s) => state = s,
+                    Err(e) => state_error = Some(e),
+                }
+            }
+        }
+        let (accepted, duplicates) = self.ingest(&mut state, req.events, &ctx, &mut delta);
+        let mut out_state = None;
+        let mut state_changed = false;
+        if stateful {
+            let before = state.clone();
+            state.prune(req.now_ms, cfg);
+            let blob = state.encode_capped(cfg);
+            state_changed = accepted > 0
+                || state != before
+                || state_error.is_some()
+                || req.state.is_none_or(|b| b != blob.as_slice());
+            out_state = Some(blob);
+        }
+        let features = Features::compute(&state, &ctx, req.now_ms, cfg);
+        let mut items = Vec::new();
+        let mut rule_hits = Vec::new();
+        let limit = req.limit.min(MAX_LIMIT);
+        if limit > 0 {
+            let env = Env {
+                state: &state,
+                features: &features,
+                now_ms: req.now_ms,
+                bucket_ms: cfg.bucket_ms,
+            };
+            let hits = match tier {
+                Tier::Static => Vec::new(),
+                Tier::Cached => env.run(&self.bundle, true),
+                Tier::Full | Tier::Browser => env.run(&self.bundle, false),
+            };
+            items = recommend(&RecommendInput {
+                catalog: &self.catalog,
+                policy: &self.bundle.policy,
+                state: &state,
+                features: &features,
+                hits: &hits,
+                tier,
+                limit,
+                now_ms: req.now_ms,
+                bucket_ms: cfg.bucket_ms,
+            });
+            delta.decisions = 1;
+            delta.count_tier(tier.as_str());
+            for h in &hits {
+                delta.count_rule(&h.id);
+            }
+            if let Some(v) = &ctx.variant {
+                delta.count_variant(&self.variant_key(v), true);
+            }
+            rule_hits = hits.into_iter().map(|h| h.id).collect();
+        }
+        Decision {
+            items,
+            tier,
+            variant: ctx.variant.clone(),
+            rule_hits,
+            state: out_state,
+            state_changed,
+            state_error: state_error.map(|e| e.to_string()),
+            accepted,
+            duplicates,
+            delta,
+            features,
+        }
+    }
+
+    /// Adds events to the state in time order and counts them (interactions, transitions,
+    /// conversions).
+    fn ingest(
+        &self,
+        state: &mut SessionState,
+        events: &[Event],
+        ctx: &Context,
+        delta: &mut AggregateDelta,
+    ) -> (u32, u32) {
+        let cfg = &self.config.session;
+        let mut order: Vec<&Event> = events.iter().collect();
+        order.sort_by_key(|e| (e.ts, e.seq));
+        let (mut accepted, mut duplicates) = (0u32, 0u32);
+        for ev in order {
+            let known = self.catalog.index_of(&ev.item).and_then(|i| self.catalog.item(i));
+            let category = ev.category.as_deref().or_else(|| {
+                known
+                    .and_then(|it| it.category)
+                    .and_then(|c| self.catalog.categories.get(c as usize))
+                    .map(String::as_str)
+            });
+            let price = ev.price.or_else(|| known.and_then(|it| it.price));
+            let prev = state.last_item.map(|i| state.item_id(i).to_string());
+            match state.ingest(ev, category, price, cfg) {
+                Ingested::Duplicate => duplicates += 1,
+                Ingested::Stored => {
+                    accepted += 1;
+                    delta.count_event(&ev.item, ev.kind);
+                    if ev.kind.is_interaction() {
+                        if let Some(p) = prev.filter(|p| *p != ev.item) {
+                            if state.last_item.map(|i| state.item_id(i)) == Some(ev.item.as_str()) {
+                                delta.count_transition(&p, &ev.item);
+                            }
+                        }
+                    }
+                    if ev.kind == EventKind::Purchase {
+                        if let Some(v) = &ctx.variant {
+                            delta.count_variant(&self.variant_key(v), false);
+                        }
+                    }
+                }
+            }
+        }
+        delta.events = u64::from(accepted);
+        delta.duplicates = u64::from(duplicates);
+        (accepted, duplicates)
+    }
+}

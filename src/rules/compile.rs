@@ -1,0 +1,874 @@
+//! Validation and compilation of a bundle: done once per bundle version, so evaluation never
+//! parses a string, a duration or a feature name. Every error names its JSON path.
+
+use super::bundle::{self, Action, Bundle, Condition, CountTest, FeatureTest, Op, SeenPolicy};
+use crate::error::FieldError;
+use crate::event::{check_id, EventKind};
+use crate::session::Window;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+
+/// A bundle that cannot be used, with every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid rule bundle: {}", crate::error::join(.issues))]
+pub struct BundleError {
+    /// The problems.
+    pub issues: Vec<FieldError>,
+}
+
+/// Numeric features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumFeature {
+    /// `session.duration_s`
+    DurationS,
+    /// `session.since_last_event_s`
+    SinceLastEventS,
+    /// `session.events`
+    Events,
+    /// `session.views` etc.
+    KindTotal(EventKind),
+    /// `session.distinct_items`
+    DistinctItems,
+    /// `session.distinct_categories`
+    DistinctCategories,
+    /// `session.max_item_views`
+    MaxItemViews,
+    /// `cart.lines`
+    CartLines,
+    /// `cart.quantity`
+    CartQuantity,
+    /// `cart.value`
+    CartValue,
+    /// `purchased.count`
+    PurchasedCount,
+}
+
+/// Label features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrFeature {
+    /// `session.top_category`
+    TopCategory,
+    /// `session.last_item`
+    LastItem,
+    /// `session.most_viewed_item`
+    MostViewedItem,
+    /// `context.country`
+    Country,
+    /// `context.device`
+    Device,
+    /// `context.path`
+    Path,
+    /// `context.slot`
+    Slot,
+    /// `context.variant`
+    Variant,
+}
+
+impl StrFeature {
+    /// Whether the feature comes from the request alone (usable in the cached tier).
+    pub fn is_context(self) -> bool {
+        matches!(
+            self,
+            StrFeature::Country
+                | StrFeature::Device
+                | StrFeature::Path
+                | StrFeature::Slot
+                | StrFeature::Variant
+        )
+    }
+}
+
+fn feature_by_name(name: &str) -> Option<Result<NumFeature, StrFeature>> {
+    use NumFeature as N;
+    use StrFeature as S;
+    Some(match name {
+        "session.duration_s" => Ok(N::DurationS),
+        "session.since_last_event_s" => Ok(N::SinceLastEventS),
+        "session.events" => Ok(N::Events),
+        "session.views" => Ok(N::KindTotal(EventKind::View)),
+        "session.clicks" => Ok(N::KindTotal(EventKind::Click)),
+        "session.add_to_carts" => Ok(N::KindTotal(EventKind::AddToCart)),
+        "session.purchases" => Ok(N::KindTotal(EventKind::Purchase)),
+        "session.impressions" => Ok(N::KindTotal(EventKind::Impression)),
+        "session.distinct_items" => Ok(N::DistinctItems),
+        "session.distinct_categories" => Ok(N::DistinctCategories),
+        "session.max_item_views" => Ok(N::MaxItemViews),
+        "cart.lines" => Ok(N::CartLines),
+        "cart.quantity" => Ok(N::CartQuantity),
+        "cart.value" => Ok(N::CartValue),
+        "purchased.count" => Ok(N::PurchasedCount),
+        "session.top_category" => Err(S::TopCategory),
+        "session.last_item" => Err(S::LastItem),
+        "session.most_viewed_item" => Err(S::MostViewedItem),
+        "context.country" => Err(S::Country),
+        "context.device" => Err(S::Device),
+        "context.path" => Err(S::Path),
+        "context.slot" => Err(S::Slot),
+        "context.variant" => Err(S::Variant),
+        _ => return None,
+    })
+}
+
+/// The feature names rules may use, for error messages and docs.
+pub const FEATURE_NAMES: &[&str] = &[
+    "session.duration_s",
+    "session.since_last_event_s",
+    "session.events",
+    "session.views",
+    "session.clicks",
+    "session.add_to_carts",
+    "session.purchases",
+    "session.impressions",
+    "session.distinct_items",
+    "session.distinct_categories",
+    "session.max_item_views",
+    "cart.lines",
+    "cart.quantity",
+    "cart.value",
+    "purchased.count",
+    "session.top_category",
+    "session.last_item",
+    "session.most_viewed_item",
+    "context.country",
+    "context.device",
+    "context.path",
+    "context.slot",
+    "context.variant",
+];
+
+/// Numeric comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumOp {
+    /// ==
+    Eq,
+    /// !=
+    Ne,
+    /// <
+    Lt,
+    /// <=
+    Le,
+    /// >
+    Gt,
+    /// >=
+    Ge,
+}
+
+impl NumOp {
+    /// Applies the comparison.
+    pub fn test(self, a: f64, b: f64) -> bool {
+        match self {
+            NumOp::Eq => a == b,
+            NumOp::Ne => a != b,
+            NumOp::Lt => a < b,
+            NumOp::Le => a <= b,
+            NumOp::Gt => a > b,
+            NumOp::Ge => a >= b,
+        }
+    }
+}
+
+/// Label comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StrOp {
+    /// Equal to one of the values (`==` has one, `in` several).
+    In(Vec<String>),
+    /// Equal to none of them.
+    NotIn(Vec<String>),
+    /// Starts with the prefix.
+    StartsWith(String),
+}
+
+/// What a count condition counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CountTarget {
+    /// All items.
+    Everything,
+    /// Any single item (binds `$item`).
+    AnyItem,
+    /// One item.
+    Item(String),
+    /// The newest interacted item.
+    LastItem,
+    /// The most-viewed item.
+    MostViewed,
+    /// Any single category (binds `$category`).
+    AnyCategory,
+    /// One category.
+    Category(String),
+    /// The session's top category.
+    TopCategory,
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    /// All children.
+    All(Vec<Cond>),
+    /// Any child.
+    Any(Vec<Cond>),
+    /// Negation.
+    Not(Box<Cond>),
+    /// Numeric feature test.
+    Num(NumFeature, NumOp, f64),
+    /// Label feature test.
+    Str(StrFeature, StrOp),
+    /// Windowed count test.
+    Count {
+        /// Kind counted.
+        kind: EventKind,
+        /// What is counted.
+        target: CountTarget,
+        /// Window.
+        window: Window,
+        /// Comparison.
+        op: NumOp,
+        /// Threshold.
+        value: f64,
+    },
+}
+
+impl Cond {
+    /// Whether the condition reads only the request context.
+    pub fn context_only(&self) -> bool {
+        match self {
+            Cond::All(c) | Cond::Any(c) => c.iter().all(Cond::context_only),
+            Cond::Not(c) => c.context_only(),
+            Cond::Num(..) | Cond::Count { .. } => false,
+            Cond::Str(f, _) => f.is_context(),
+        }
+    }
+}
+
+/// An item reference in an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemRef {
+    /// Items bound by an `item: "*"` count.
+    Bound,
+    /// The newest interacted item.
+    Last,
+    /// The most-viewed item.
+    MostViewed,
+    /// A literal id.
+    Id(String),
+}
+
+/// A category reference in an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CategoryRef {
+    /// Categories bound by a `category: "*"` count.
+    Bound,
+    /// The session's top category.
+    Top,
+    /// A literal name.
+    Name(String),
+}
+
+/// A compiled action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Act {
+    /// Add related items of an anchor.
+    BoostRelated(ItemRef, f64),
+    /// Multiply a category's scores and add its top items.
+    BoostCategory(CategoryRef, f64),
+    /// Multiply a category's scores by a factor < 1.
+    BuryCategory(CategoryRef, f64),
+    /// Pin an item to a position.
+    Pin(String, u32),
+    /// Exclude items.
+    ExcludeItems(Vec<String>),
+    /// Exclude categories.
+    ExcludeCategories(Vec<String>),
+    /// Exclude purchased items, or allow them.
+    ExcludePurchased(bool),
+    /// Category cap.
+    CapPerCategory(u32),
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledRule {
+    /// Rule id.
+    pub id: String,
+    /// Priority.
+    pub priority: i32,
+    /// Condition.
+    pub when: Cond,
+    /// Actions.
+    pub then: Vec<Act>,
+    /// Whether the rule reads only the request context (so it can run in the cached tier).
+    pub context_only: bool,
+}
+
+/// Compiled policy settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Seen-items policy.
+    pub seen_policy: SeenPolicy,
+    /// Seen window.
+    pub seen_window: Window,
+    /// Demote factor.
+    pub seen_demote_factor: f64,
+    /// Exclude purchased by default.
+    pub exclude_purchased: bool,
+    /// Default category cap (0 = none).
+    pub max_per_category: u32,
+    /// Related-item anchors.
+    pub recent_anchors: usize,
+    /// Anchor recency decay.
+    pub recency_decay: f64,
+    /// Source weights.
+    pub weights: bundle::SourceWeights,
+}
+
+/// A validated, compiled bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledBundle {
+    /// The author's version label.
+    pub version: String,
+    /// Content hash: first 16 hex digits of SHA-256 over the canonical JSON of the bundle.
+    pub hash: String,
+    /// Policy.
+    pub policy: Policy,
+    /// Experiment, if any.
+    pub experiment: Option<bundle::Experiment>,
+    /// Enabled rules, highest priority first, ties by id.
+    pub rules: Vec<CompiledRule>,
+    /// The source bundle, for publishing and display.
+    pub source: Bundle,
+}
+
+/// Parses a duration such as `500ms`, `90s`, `10m`, `1h`, `7d`.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(mult).filter(|&v| v > 0)
+}
+
+struct Ctx {
+    issues: Vec<FieldError>,
+    horizon_ms: u64,
+}
+
+impl Ctx {
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        if self.issues.len() < 100 {
+            self.issues.push(FieldError::new(path, message));
+        }
+    }
+}
+
+/// Parses and compiles a bundle from JSON text. `horizon_ms` is the longest window sessions
+/// keep; a rule asking for more is rejected.
+pub fn compile_json(json: &str, horizon_ms: u64) -> Result<CompiledBundle, BundleError> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let bundle: Bundle = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        BundleError {
+            issues: vec![FieldError::new(
+                if path == "." { "$".into() } else { path },
+                e.into_inner().to_string(),
+            )],
+        }
+    })?;
+    compile(bundle, horizon_ms)
+}
+
+/// Validates and compiles a parsed bundle.
+pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, BundleError> {
+    let mut cx = Ctx {
+        issues: Vec::new(),
+        horizon_ms,
+    };
+    if bundle.version.trim().is_empty() {
+        cx.err("version", "must not be empty");
+    }
+    let s = &bundle.settings;
+    let seen_window = match parse_duration(&s.seen_window) {
+        Some(ms) => Window::sliding(ms),
+        None => {
+            cx.err("settings.seen_window", format!("invalid duration {:?}", s.seen_window));
+            Window::sliding(1)
+        }
+    };
+    let unit = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+    if !unit(s.seen_demote_factor) {
+        cx.err("settings.seen_demote_factor", "must be between 0 and 1");
+    }
+    if !unit(s.recency_decay) {
+        cx.err("settings.recency_decay", "must be between 0 and 1");
+    }
+    if s.recent_anchors > 50 {
+        cx.err("settings.recent_anchors", "at most 50");
+    }
+    let w = &s.weights;
+    for (name, v) in [
+        ("related", w.related),
+        ("category", w.category),
+        ("popular", w.popular),
+        ("kinds.view", w.kinds.view),
+        ("kinds.click", w.kinds.click),
+        ("kinds.add_to_cart", w.kinds.add_to_cart),
+        ("kinds.purchase", w.kinds.purchase),
+    ] {
+        if !(v.is_finite() && (0.0..=1000.0).contains(&v)) {
+            cx.err(&format!("settings.weights.{name}"), "must be between 0 and 1000");
+        }
+    }
+    if let Some(exp) = &bundle.experiment {
+        check_text(&mut cx, "experiment.id", &exp.id);
+        if exp.variants.is_empty() {
+            cx.err("experiment.variants", "must not be empty");
+        }
+        if exp.variants.iter().map(|v| u64::from(v.weight)).sum::<u64>() == 0 {
+            cx.err("experiment.variants", "weights must not all be 0");
+        }
+        for (i, v) in exp.variants.iter().enumerate() {
+            check_text(&mut cx, &format!("experiment.variants[{i}].name"), &v.name);
+            if exp.variants[..i].iter().any(|o| o.name == v.name) {
+                cx.err(&format!("experiment.variants[{i}].name"), "duplicate variant name");
+            }
+        }
+    }
+    let mut rules = Vec::with_capacity(bundle.rules.len());
+    for (i, r) in bundle.rules.iter().enumerate() {
+        let path = format!("rules[{i}]");
+        check_text(&mut cx, &format!("{path}.id"), &r.id);
+        if bundle.rules[..i].iter().any(|o| o.id == r.id) {
+            cx.err(&format!("{path}.id"), format!("duplicate rule id {:?}", r.id));
+        }
+        let mut binds = Binds::default();
+        let when = compile_cond(&mut cx, &format!("{path}.when"), &r.when, &mut binds);
+        if r.then.is_empty() {
+            cx.err(&format!("{path}.then"), "must name at least one action");
+        }
+        let then: Vec<Act> = r
+            .then
+            .iter()
+            .enumerate()
+            .map(|(j, a)| compile_action(&mut cx, &format!("{path}.then[{j}]"), a, &binds))
+            .collect();
+        if r.enabled {
+            let context_only = when.context_only();
+            rules.push(CompiledRule {
+                id: r.id.clone(),
+                priority: r.priority,
+                when,
+                then,
+                context_only,
+            });
+        }
+    }
+    if !cx.issues.is_empty() {
+        return Err(BundleError { issues: cx.issues });
+    }
+    rules.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+    let canonical = serde_json::to_vec(&bundle).unwrap_or_default();
+    let digest = Sha256::digest(&canonical);
+    let hash = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(CompiledBundle {
+        version: bundle.version.clone(),
+        hash,
+        policy: Policy {
+            seen_policy: s.seen_policy,
+            seen_window,
+            seen_demote_factor: s.seen_demote_factor,
+            exclude_purchased: s.exclude_purchased,
+            max_per_category: s.max_per_category,
+            recent_anchors: s.recent_anchors as usize,
+            recency_decay: s.recency_decay,
+            weights: s.weights.clone(),
+        },
+        experiment: bundle.experiment.clone(),
+        rules,
+        source: bundle,
+    })
+}
+
+fn check_text(cx: &mut Ctx, path: &str, s: &str) {
+    if let Err(m) = check_id(s) {
+        cx.err(path, m);
+    }
+}
+
+/// Which variables a condition can bind (for checking actions that use them).
+#[derive(Default)]
+struct Binds {
+    item: bool,
+    category: bool,
+}
+
+fn compile_cond(cx: &mut Ctx, path: &str, c: &Condition, binds: &mut Binds) -> Cond {
+    match c {
+        Condition::All(cs) => Cond::All(
+            cs.iter()
+                .enumerate()
+                .map(|(i, c)| compile_cond(cx, &format!("{path}.all[{i}]"), c, binds))
+                .collect(),
+        ),
+        Condition::Any(cs) => Cond::Any(
+            cs.iter()
+                .enumerate()
+                .map(|(i, c)| compile_cond(cx, &format!("{path}.any[{i}]"), c, binds))
+                .collect(),
+        ),
+        Condition::Not(c) => {
+            // Bindings under a negation would be the items that do *not* match: meaningless.
+            let mut ignored = Binds::default();
+            Cond::Not(Box::new(compile_cond(
+                cx,
+                &format!("{path}.not"),
+                c,
+                &mut ignored,
+            )))
+        }
+        Condition::Feature(f) => compile_feature(cx, &format!("{path}.feature"), f),
+        Condition::Count(t) => compile_count(cx, &format!("{path}.count"), t, binds),
+    }
+}
+
+fn num_op(op: Op) -> Option<NumOp> {
+    Some(match op {
+        Op::Eq => NumOp::Eq,
+        Op::Ne => NumOp::Ne,
+        Op::Lt => NumOp::Lt,
+        Op::Le => NumOp::Le,
+        Op::Gt => NumOp::Gt,
+        Op::Ge => NumOp::Ge,
+        _ => return None,
+    })
+}
+
+fn compile_feature(cx: &mut Ctx, path: &str, f: &FeatureTest) -> Cond {
+    let fallback = Cond::All(Vec::new());
+    let Some(feature) = feature_by_name(&f.name) else {
+        cx.err(
+            &format!("{path}.name"),
+            format!("unknown feature {:?}; known: {}", f.name, FEATURE_NAMES.join(", ")),
+        );
+        return fallback;
+    };
+    match feature {
+        Ok(num) => {
+            let Some(op) = num_op(f.op) else {
+                cx.err(&format!("{path}.op"), "numeric features take ==, !=, <, <=, >, >=");
+                return fallback;
+            };
+            match f.value.as_f64() {
+                Some(v) if v.is_finite() => Cond::Num(num, op, v),
+                _ => {
+                    cx.err(&format!("{path}.value"), "must be a number");
+                    fallback
+                }
+            }
+        }
+        Err(label) => {
+            let one = |cx: &mut Ctx| match &f.value {
+                Value::String(s) => Some(s.clone()),
+                _ => {
+                    cx.err(&format!("{path}.value"), "must be a string");
+                    None
+                }
+            };
+            let many = |cx: &mut Ctx| match &f.value {
+                Value::Array(a) if a.iter().all(Value::is_string) && !a.is_empty() => Some(
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect::<Vec<_>>(),
+                ),
+                _ => {
+                    cx.err(&format!("{path}.value"), "must be a non-empty list of strings");
+                    None
+                }
+            };
+            let op = match f.op {
+                Op::Eq => one(cx).map(|s| StrOp::In(vec![s])),
+                Op::Ne => one(cx).map(|s| StrOp::NotIn(vec![s])),
+                Op::In => many(cx).map(StrOp::In),
+                Op::NotIn => many(cx).map(StrOp::NotIn),
+                Op::StartsWith => one(cx).map(StrOp::StartsWith),
+                _ => {
+                    cx.err(
+                        &format!("{path}.op"),
+                        "label features take ==, !=, in, not_in, starts_with",
+                    );
+                    None
+                }
+            };
+            op.map_or(fallback, |op| Cond::Str(label, op))
+        }
+    }
+}
+
+fn compile_count(cx: &mut Ctx, path: &str, t: &CountTest, binds: &mut Binds) -> Cond {
+    let kind = match EventKind::parse(&t.kind) {
+        Some(EventKind::Impression) => {
+            cx.err(
+                &format!("{path}.kind"),
+                "impressions are not kept per item in the session; use session.impressions",
+            );
+            EventKind::View
+        }
+        Some(k) => k,
+        None => {
+            cx.err(
+                &format!("{path}.kind"),
+                format!("unknown kind {:?} (view, click, add_to_cart, purchase)", t.kind),
+            );
+            EventKind::View
+        }
+    };
+    let target = match (&t.item, &t.category) {
+        (Some(_), Some(_)) => {
+            cx.err(path, "give item or category, not both");
+            CountTarget::Everything
+        }
+        (Some(i), None) => match i.as_str() {
+            "*" => {
+                binds.item = true;
+                CountTarget::AnyItem
+            }
+            "$last" => CountTarget::LastItem,
+            "$most_viewed" => CountTarget::MostViewed,
+            id => {
+                check_text(cx, &format!("{path}.item"), id);
+                CountTarget::Item(id.to_string())
+            }
+        },
+        (None, Some(c)) => match c.as_str() {
+            "*" => {
+                binds.category = true;
+                CountTarget::AnyCategory
+            }
+            "$top" => CountTarget::TopCategory,
+            name => {
+                check_text(cx, &format!("{path}.category"), name);
+                CountTarget::Category(name.to_string())
+            }
+        },
+        (None, None) => CountTarget::Everything,
+    };
+    let length_ms = match parse_duration(&t.window) {
+        Some(ms) if ms <= cx.horizon_ms => ms,
+        Some(_) => {
+            let h = cx.horizon_ms;
+            cx.err(
+                &format!("{path}.window"),
+                format!("longer than the session horizon ({h} ms)"),
+            );
+            1
+        }
+        None => {
+            cx.err(
+                &format!("{path}.window"),
+                format!("invalid duration {:?} (e.g. 90s, 10m, 1h, 1d)", t.window),
+            );
+            1
+        }
+    };
+    let op = num_op(t.op).unwrap_or_else(|| {
+        cx.err(&format!("{path}.op"), "counts take ==, !=, <, <=, >, >=");
+        NumOp::Ge
+    });
+    if !t.value.is_finite() {
+        cx.err(&format!("{path}.value"), "must be a finite number");
+    }
+    Cond::Count {
+        kind,
+        target,
+        window: Window {
+            length_ms,
+            tumbling: t.tumbling,
+        },
+        op,
+        value: t.value,
+    }
+}
+
+fn item_ref(cx: &mut Ctx, path: &str, s: &str, binds: &Binds) -> ItemRef {
+    match s {
+        "$item" => {
+            if !binds.item {
+                cx.err(path, "$item needs a count condition with item \"*\"");
+            }
+            ItemRef::Bound
+        }
+        "$last" => ItemRef::Last,
+        "$most_viewed" => ItemRef::MostViewed,
+        id => {
+            check_text(cx, path, id);
+            ItemRef::Id(id.to_string())
+        }
+    }
+}
+
+fn category_ref(cx: &mut Ctx, path: &str, s: &str, binds: &Binds) -> CategoryRef {
+    match s {
+        "$category" => {
+            if !binds.category {
+                cx.err(path, "$category needs a count condition with category \"*\"");
+            }
+            CategoryRef::Bound
+        }
+        "$top" => CategoryRef::Top,
+        name => {
+            check_text(cx, path, name);
+            CategoryRef::Name(name.to_string())
+        }
+    }
+}
+
+fn compile_action(cx: &mut Ctx, path: &str, a: &Action, binds: &Binds) -> Act {
+    let weight_ok = |v: f64| v.is_finite() && v > 0.0 && v <= 1000.0;
+    match a {
+        Action::BoostRelated(b) => {
+            if !weight_ok(b.weight) {
+                cx.err(&format!("{path}.boost_related.weight"), "must be in (0, 1000]");
+            }
+            let item = item_ref(cx, &format!("{path}.boost_related.item"), &b.item, binds);
+            Act::BoostRelated(item, b.weight)
+        }
+        Action::BoostCategory(b) => {
+            if !weight_ok(b.weight) {
+                cx.err(&format!("{path}.boost_category.weight"), "must be in (0, 1000]");
+            }
+            let p = format!("{path}.boost_category.category");
+            Act::BoostCategory(category_ref(cx, &p, &b.category, binds), b.weight)
+        }
+        Action::BuryCategory(b) => {
+            if !(b.factor.is_finite() && (0.0..1.0).contains(&b.factor)) {
+                cx.err(&format!("{path}.bury_category.factor"), "must be in [0, 1)");
+            }
+            let p = format!("{path}.bury_category.category");
+            Act::BuryCategory(category_ref(cx, &p, &b.category, binds), b.factor)
+        }
+        Action::Pin(p) => {
+            check_text(cx, &format!("{path}.pin.item"), &p.item);
+            if p.slot > 100 {
+                cx.err(&format!("{path}.pin.slot"), "at most 100");
+            }
+            Act::Pin(p.item.clone(), p.slot)
+        }
+        Action::ExcludeItems(items) => {
+            for (i, id) in items.iter().enumerate() {
+                check_text(cx, &format!("{path}.exclude_items[{i}]"), id);
+            }
+            Act::ExcludeItems(items.clone())
+        }
+        Action::ExcludeCategories(cats) => {
+            for (i, c) in cats.iter().enumerate() {
+                check_text(cx, &format!("{path}.exclude_categories[{i}]"), c);
+            }
+            Act::ExcludeCategories(cats.clone())
+        }
+        Action::ExcludePurchased(b) => Act::ExcludePurchased(*b),
+        Action::CapPerCategory(n) => {
+            if *n == 0 {
+                cx.err(&format!("{path}.cap_per_category"), "must be at least 1");
+            }
+            Act::CapPerCategory(*n)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: u64 = 86_400_000;
+
+    fn paths(json: &str) -> Vec<String> {
+        compile_json(json, H)
+            .unwrap_err()
+            .issues
+            .into_iter()
+            .map(|i| i.field)
+            .collect()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Some(600_000));
+        assert_eq!(parse_duration("1h"), Some(3_600_000));
+        assert_eq!(parse_duration("250ms"), Some(250));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("10x"), None);
+        assert_eq!(parse_duration("99999999999999999999d"), None);
+    }
+
+    #[test]
+    fn compiles_the_seed_rule() {
+        let b = compile_json(
+            r#"{"version":"1","rules":[{"id":"repeat-view","priority":10,
+            "when":{"count":{"kind":"view","item":"*","window":"10m","op":">=","value":3}},
+            "then":[{"boost_related":{"item":"$item","weight":3}}]}]}"#,
+            H,
+        )
+        .unwrap();
+        assert_eq!(b.rules.len(), 1);
+        assert_eq!(b.hash.len(), 16);
+        assert!(!b.rules[0].context_only);
+    }
+
+    #[test]
+    fn serde_errors_carry_their_path() {
+        let p = paths(
+            r#"{"version":"1","rules":[{"id":"a","when":{"count":{"kind":"view","window":5,"op":">=","value":1}},"then":[]}]}"#,
+        );
+        assert_eq!(p, ["rules[0].when.count.window"]);
+        let p = paths(r#"{"version":"1","rules":[{"id":"a","when":{"sometimes":[]},"then":[]}]}"#);
+        assert_eq!(p, ["rules[0].when"]);
+        assert_eq!(paths("3"), ["$"]);
+    }
+
+    #[test]
+    fn semantic_errors_carry_their_path() {
+        let p = paths(
+            r#"{"version":"1","settings":{"seen_window":"soon"},"rules":[
+            {"id":"a","when":{"all":[{"feature":{"name":"cart.value","op":"in","value":1}},
+                                     {"count":{"kind":"impression","window":"10x","op":">=","value":1}}]},
+             "then":[{"boost_related":{"item":"$item","weight":-1}}]},
+            {"id":"a","when":{"feature":{"name":"context.country","op":"==","value":3}},
+             "then":[{"cap_per_category":0}]}]}"#,
+        );
+        assert_eq!(
+            p,
+            [
+                "settings.seen_window",
+                "rules[0].when.all[0].feature.op",
+                "rules[0].when.all[1].count.kind",
+                "rules[0].when.all[1].count.window",
+                "rules[0].then[0].boost_related.weight",
+                "rules[0].then[0].boost_related.item",
+                "rules[1].id",
+                "rules[1].when.feature.value",
+                "rules[1].then[0].cap_per_category",
+            ]
+        );
+    }
+
+    #[test]
+    fn hash_follows_content_and_rules_sort_by_priority() {
+        let a = r#"{"version":"1","rules":[
+            {"id":"low","when":{"all":[]},"then":[{"cap_per_category":2}]},
+            {"id":"high","priority":5,"when":{"feature":{"name":"context.device","op":"==","value":"mobile"}},"then":[{"cap_per_category":1}]}]}"#;
+        let b1 = compile_json(a, H).unwrap();
+        let b2 = compile_json(&a.replace("\"version\":\"1\"", "\"version\":\"2\""), H).unwrap();
+        assert_ne!(b1.hash, b2.hash);
+        assert_eq!(b1.hash, compile_json(a, H).unwrap().hash);
+        let ids: Vec<_> = b1.rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["high", "low"]);
+        assert!(b1.rules[0].context_only && b1.rules[1].context_only);
+    }
+}

@@ -1,0 +1,100 @@
+//! Properties of aggregates (merge is a commutative monoid; batches round-trip) and of the
+//! engine as a whole (same input, same decision; arbitrary input never panics).
+
+use edgerec::aggregate::{AggregateBatch, AggregateDelta};
+use edgerec::event::{parse_events_json, EventKind, TimeLimits};
+use edgerec::{DecideRequest, Engine, EngineConfig, Event};
+use proptest::prelude::*;
+
+fn delta() -> impl Strategy<Value = AggregateDelta> {
+    let key = prop::sample::select(vec!["a", "b", "c", "d"]);
+    prop::collection::vec((key.clone(), key, 0usize..5, 0u64..u64::MAX / 2, 0usize..4), 0..12)
+        .prop_map(|ops| {
+            let mut d = AggregateDelta::default();
+            for (x, y, k, n, which) in ops {
+                match which {
+                    0 => (0..(n % 3 + 1)).for_each(|_| d.count_event(x, EventKind::ALL[k])),
+                    1 => d.count_transition(x, y),
+                    2 => d.count_rule(x),
+                    _ => {
+                        d.count_variant(y, n % 2 == 0);
+                        d.count_tier(x);
+                    }
+                }
+                d.decisions = d.decisions.saturating_add(n);
+            }
+            d
+        })
+}
+
+fn merged(a: &AggregateDelta, b: &AggregateDelta) -> AggregateDelta {
+    let mut m = a.clone();
+    m.merge(b);
+    m
+}
+
+proptest! {
+    #[test]
+    fn merge_is_commutative_associative_with_identity(a in delta(), b in delta(), c in delta()) {
+        prop_assert_eq!(merged(&a, &b), merged(&b, &a));
+        prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
+        prop_assert_eq!(merged(&a, &AggregateDelta::default()), a.clone());
+    }
+
+    #[test]
+    fn batches_round_trip(d in delta(), id in "[a-z0-9-]{1,64}") {
+        let mut d = d;
+        d.decisions %= 1_000_000;
+        let b = AggregateBatch::new(id, "edge", 1, d);
+        prop_assert_eq!(AggregateBatch::decode(&b.encode()).unwrap(), b);
+    }
+
+    #[test]
+    fn arbitrary_batch_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let _ = AggregateBatch::decode(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_event_documents_never_panic(s in ".{0,200}") {
+        let _ = parse_events_json(s.as_bytes(), 1_764_201_600_000, TimeLimits::default());
+    }
+}
+
+fn demo_engine() -> Engine {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let rules = std::fs::read_to_string(format!("{root}/data/demo/rules.json")).unwrap();
+    let catalog = std::fs::read(format!("{root}/data/demo/catalog.json")).unwrap();
+    Engine::from_json(EngineConfig::default(), &rules, &catalog).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn decisions_are_deterministic_and_never_panic(
+        evs in prop::collection::vec((0usize..5, 1u32..330, 0u64..100_000), 0..30),
+        blob in prop::option::of(prop::collection::vec(any::<u8>(), 0..64)),
+        limit in 0usize..200,
+    ) {
+        let engine = demo_engine();
+        let t0 = 1_764_201_600_000u64;
+        let events: Vec<Event> = evs
+            .iter()
+            .map(|&(k, i, dt)| Event::new(EventKind::ALL[k], format!("sku-{i:04}"), t0 + dt))
+            .collect();
+        let req = DecideRequest {
+            state: blob.as_deref(),
+            events: &events,
+            now_ms: t0 + 100_000,
+            limit,
+            ..Default::default()
+        };
+        let a = engine.decide(&req);
+        let b = engine.decide(&req);
+        prop_assert_eq!(&a, &b);
+        prop_assert!(a.items.len() <= limit.min(100));
+        let ids: std::collections::BTreeSet<_> = a.items.iter().map(|r| &r.id).collect();
+        prop_assert_eq!(ids.len(), a.items.len(), "no item twice");
+        prop_assert_eq!(a.delta.events, u64::from(a.accepted));
+    }
+}
