@@ -358,7 +358,10 @@ mod tests {
         let batch = AggregateBatch::new("b-1", "test", 1, b.clone());
         let back = AggregateBatch::decode(&batch.encode()).unwrap();
         assert_eq!(back, batch);
-        assert!(matches!(AggregateBatch::decode(b"\x01\x02"), Err(BatchError::Decode(_))));
+        assert!(matches!(
+            AggregateBatch::decode(b"\x01\x02"),
+            Err(BatchError::Decode(_))
+        ));
         let mut huge = batch.clone();
         huge.delta.items.get_mut("x").unwrap().clicks = MAX_COUNTER + 1;
         huge.id = String::new();

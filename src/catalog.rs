@@ -70,7 +70,9 @@ pub enum CatalogError {
     #[error("catalog does not parse: {0}")]
     Parse(String),
     /// Snapshot written by another format version.
-    #[error("catalog snapshot version {found} is not supported (this build reads {SNAPSHOT_VERSION})")]
+    #[error(
+        "catalog snapshot version {found} is not supported (this build reads {SNAPSHOT_VERSION})"
+    )]
     UnsupportedVersion {
         /// Found version byte.
         found: u8,
@@ -139,7 +141,8 @@ pub struct Catalog {
 impl Catalog {
     /// Loads a JSON catalog.
     pub fn from_json(json: &[u8]) -> Result<Catalog, CatalogError> {
-        let doc: CatalogDoc = serde_json::from_slice(json).map_err(|e| CatalogError::Parse(e.to_string()))?;
+        let doc: CatalogDoc =
+            serde_json::from_slice(json).map_err(|e| CatalogError::Parse(e.to_string()))?;
         Catalog::from_doc(&doc)
     }
 
@@ -171,11 +174,20 @@ impl Catalog {
                     (categories.len() - 1) as u32
                 })
             });
-            if it.price.is_some_and(|p| !(p.is_finite() && (0.0..=1e12).contains(&p))) {
-                err(format!("items[{i}].price"), "must be a finite number from 0 to 1e12");
+            if it
+                .price
+                .is_some_and(|p| !(p.is_finite() && (0.0..=1e12).contains(&p)))
+            {
+                err(
+                    format!("items[{i}].price"),
+                    "must be a finite number from 0 to 1e12",
+                );
             }
             if !(it.popularity.is_finite() && it.popularity >= 0.0) {
-                err(format!("items[{i}].popularity"), "must be a finite number >= 0");
+                err(
+                    format!("items[{i}].popularity"),
+                    "must be a finite number >= 0",
+                );
             }
             if it.related.len() > MAX_RELATED {
                 err(format!("items[{i}].related"), "at most 50 related items");
@@ -207,7 +219,14 @@ impl Catalog {
         if !errors.is_empty() {
             return Err(CatalogError::Invalid(errors));
         }
-        Ok(Catalog::build(doc.version.clone(), items, categories, related, index, category_index))
+        Ok(Catalog::build(
+            doc.version.clone(),
+            items,
+            categories,
+            related,
+            index,
+            category_index,
+        ))
     }
 
     fn build(
@@ -227,7 +246,9 @@ impl Catalog {
             .collect();
         ranked.sort_by(|&a, &b| {
             let (x, y) = (&items[a as usize], &items[b as usize]);
-            y.popularity.total_cmp(&x.popularity).then_with(|| x.id.cmp(&y.id))
+            y.popularity
+                .total_cmp(&x.popularity)
+                .then_with(|| x.id.cmp(&y.id))
         });
         let mut category_top = vec![Vec::new(); categories.len()];
         for &i in &ranked {
@@ -238,7 +259,9 @@ impl Catalog {
                 }
             }
         }
-        let max_popularity = ranked.first().map_or(0.0, |&i| items[i as usize].popularity);
+        let max_popularity = ranked
+            .first()
+            .map_or(0.0, |&i| items[i as usize].popularity);
         ranked.truncate(POPULAR_LEN);
         Catalog {
             version,
@@ -280,14 +303,21 @@ impl Catalog {
             version: self.version.clone(),
             categories: self.categories.clone(),
             ids: self.items.iter().map(|i| i.id.clone()).collect(),
-            cats: self.items.iter().map(|i| i.category.map_or(0, |c| c + 1)).collect(),
+            cats: self
+                .items
+                .iter()
+                .map(|i| i.category.map_or(0, |c| c + 1))
+                .collect(),
             prices: self
                 .items
                 .iter()
                 .map(|i| i.price.map_or(0, |p| (p * 100.0).round() as u64 + 1))
                 .collect(),
             available: serde_bytes::ByteBuf::from(
-                self.items.iter().map(|i| u8::from(i.available)).collect::<Vec<_>>(),
+                self.items
+                    .iter()
+                    .map(|i| u8::from(i.available))
+                    .collect::<Vec<_>>(),
             ),
             tags: self.items.iter().map(|i| i.tags.clone()).collect(),
             titles: self
@@ -348,9 +378,7 @@ impl Catalog {
                     popularity: s.popularity[i],
                     related: s.related[i]
                         .iter()
-                        .map(|&(r, sc)| {
-                            (s.ids.get(r as usize).cloned().unwrap_or_default(), sc)
-                        })
+                        .map(|&(r, sc)| (s.ids.get(r as usize).cloned().unwrap_or_default(), sc))
                         .collect(),
                 })
                 .collect(),
@@ -413,11 +441,15 @@ mod tests {
 
     #[test]
     fn names_bad_fields() {
-        let bad = r#"{"version":"x","items":[{"id":"a","related":[["zz",1]]},{"id":"a","price":-1}]}"#;
+        let bad =
+            r#"{"version":"x","items":[{"id":"a","related":[["zz",1]]},{"id":"a","price":-1}]}"#;
         let Err(CatalogError::Invalid(errs)) = Catalog::from_json(bad.as_bytes()) else {
             panic!("expected invalid")
         };
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["items[1].id", "items[1].price", "items[0].related[0]"]);
+        assert_eq!(
+            fields,
+            ["items[1].id", "items[1].price", "items[0].related[0]"]
+        );
     }
 }

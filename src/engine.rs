@@ -68,7 +68,7 @@ pub struct Decision {
     /// Experiment variant, if the bundle has an experiment and the session an id.
     pub variant: Option<String>,
     /// Ids of the rules that fired, in priority order.
-    pub rule_hits: Vec<String>,
+    pub rule_hits: Vec<std::sync::Arc<str>>,
     /// New session blob to store (None for tiers that do not touch state).
     #[serde(skip)]
     pub state: Option<Vec<u8>>,
@@ -108,7 +108,9 @@ impl Engine {
             )));
         }
         if s.ring_capacity == 0 || s.ring_capacity > 1000 {
-            return Err(EngineError::Config("session.ring_capacity must be 1..=1000".into()));
+            return Err(EngineError::Config(
+                "session.ring_capacity must be 1..=1000".into(),
+            ));
         }
         if s.bucket_ms == 0 || s.horizon_ms < s.bucket_ms {
             return Err(EngineError::Config(
@@ -175,7 +177,11 @@ impl Engine {
     }
 
     fn variant_key(&self, variant: &str) -> String {
-        let exp = self.bundle.experiment.as_ref().map_or("-", |e| e.id.as_str());
+        let exp = self
+            .bundle
+            .experiment
+            .as_ref()
+            .map_or("-", |e| e.id.as_str());
         format!("{exp}/{variant}")
     }
 
@@ -202,26 +208,18 @@ impl Engine {
         let mut out_state = None;
         let mut state_changed = false;
         if stateful {
-            let before = state.clone();
             state.prune(req.now_ms, cfg);
             let blob = state.encode_capped(cfg);
-            state_changed = accepted > 0
-                || state != before
-                || state_error.is_some()
-                || req.state.is_none_or(|b| b != blob.as_slice());
+            // Comparing bytes is exact and cheaper than keeping a copy of the state.
+            state_changed = req.state != Some(blob.as_slice());
             out_state = Some(blob);
         }
-        let features = Features::compute(&state, &ctx, req.now_ms, cfg);
+        let features = Features::compute(&state, ctx, req.now_ms, cfg);
         let mut items = Vec::new();
         let mut rule_hits = Vec::new();
         let limit = req.limit.min(MAX_LIMIT);
         if limit > 0 {
-            let env = Env {
-                state: &state,
-                features: &features,
-                now_ms: req.now_ms,
-                bucket_ms: cfg.bucket_ms,
-            };
+            let env = Env::new(&state, &features, req.now_ms, cfg.bucket_ms);
             let hits = match tier {
                 Tier::Static => Vec::new(),
                 Tier::Cached => env.run(&self.bundle, true),
@@ -241,17 +239,17 @@ impl Engine {
             delta.decisions = 1;
             delta.count_tier(tier.as_str());
             for h in &hits {
-                delta.count_rule(&h.id);
+                delta.count_rule(h.id);
             }
-            if let Some(v) = &ctx.variant {
+            if let Some(v) = &features.context.variant {
                 delta.count_variant(&self.variant_key(v), true);
             }
-            rule_hits = hits.into_iter().map(|h| h.id).collect();
+            rule_hits = hits.into_iter().map(|h| h.id.clone()).collect();
         }
         Decision {
             items,
             tier,
-            variant: ctx.variant.clone(),
+            variant: features.context.variant.clone(),
             rule_hits,
             state: out_state,
             state_changed,
@@ -277,7 +275,10 @@ impl Engine {
         order.sort_by_key(|e| (e.ts, e.seq));
         let (mut accepted, mut duplicates) = (0u32, 0u32);
         for ev in order {
-            let known = self.catalog.index_of(&ev.item).and_then(|i| self.catalog.item(i));
+            let known = self
+                .catalog
+                .index_of(&ev.item)
+                .and_then(|i| self.catalog.item(i));
             let category = ev.category.as_deref().or_else(|| {
                 known
                     .and_then(|it| it.category)

@@ -207,7 +207,12 @@ pub fn events_from_value(
             Some(_) => return Err(single("events", "must be an array".into())),
             None => return Err(single("events", "missing".into())),
         },
-        _ => return Err(single("body", "expected an object with an events array".into())),
+        _ => {
+            return Err(single(
+                "body",
+                "expected an object with an events array".into(),
+            ))
+        }
     };
     if list.is_empty() {
         return Err(single("events", "must not be empty".into()));
@@ -278,7 +283,7 @@ fn event_from_value(
     let price = match o.get("price") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(p) if p.is_finite() && p >= 0.0 && p <= 1e12 => Some(p),
+            Some(p) if p.is_finite() && (0.0..=1e12).contains(&p) => Some(p),
             _ => {
                 c.push(at("price"), "must be a finite number from 0 to 1e12");
                 None
@@ -308,7 +313,10 @@ fn event_from_value(
             Some(ts) if ts > now_ms.saturating_add(limits.max_future_ms) => {
                 c.push(
                     at("ts"),
-                    format!("{ts} is more than {} ms in the future", limits.max_future_ms),
+                    format!(
+                        "{ts} is more than {} ms in the future",
+                        limits.max_future_ms
+                    ),
                 );
                 None
             }
@@ -447,13 +455,22 @@ mod tests {
     fn rejects_garbage_and_shapes() {
         assert_eq!(parse("nope").unwrap_err().errors[0].field, "body");
         assert_eq!(parse("{}").unwrap_err().errors[0].field, "events");
-        assert_eq!(parse(r#"{"events":[]}"#).unwrap_err().errors[0].field, "events");
-        assert_eq!(parse(r#"{"events":[3]}"#).unwrap_err().errors[0].field, "events[0]");
+        assert_eq!(
+            parse(r#"{"events":[]}"#).unwrap_err().errors[0].field,
+            "events"
+        );
+        assert_eq!(
+            parse(r#"{"events":[3]}"#).unwrap_err().errors[0].field,
+            "events[0]"
+        );
         let future = NOW + 3_600_000;
         let e = parse(&format!(r#"[{{"type":"view","item":"a","ts":{future}}}]"#)).unwrap_err();
         assert!(e.errors[0].message.contains("future"));
         let long = "x".repeat(129);
-        let e = parse(&format!(r#"[{{"type":"view","item":"{long}","ts":{NOW}}}]"#)).unwrap_err();
+        let e = parse(&format!(
+            r#"[{{"type":"view","item":"{long}","ts":{NOW}}}]"#
+        ))
+        .unwrap_err();
         assert_eq!(e.errors[0].field, "events[0].item");
     }
 

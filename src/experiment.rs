@@ -70,8 +70,14 @@ mod tests {
             id: "e".into(),
             salt: "s1".into(),
             variants: vec![
-                Variant { name: "control".into(), weight: 1 },
-                Variant { name: "treatment".into(), weight: 3 },
+                Variant {
+                    name: "control".into(),
+                    weight: 1,
+                },
+                Variant {
+                    name: "treatment".into(),
+                    weight: 3,
+                },
             ],
         };
         let n = 20_000;

@@ -89,7 +89,7 @@ impl Features {
     /// Derives the features of `state` at `now_ms`.
     pub fn compute(
         state: &SessionState,
-        ctx: &Context,
+        ctx: Context,
         now_ms: u64,
         cfg: &SessionConfig,
     ) -> Features {
@@ -172,7 +172,7 @@ impl Features {
                 .iter()
                 .map(|&p| state.item_id(p).to_string())
                 .collect(),
-            context: ctx.clone(),
+            context: ctx,
         }
     }
 
@@ -202,7 +202,7 @@ mod tests {
             let ev = Event::new(*k, *item, t0 + i as u64 * 1000);
             s.ingest(&ev, Some(cat), Some(10.0), &cfg);
         }
-        let f = Features::compute(&s, &Context::default(), t0 + 10_000, &cfg);
+        let f = Features::compute(&s, Context::default(), t0 + 10_000, &cfg);
         assert_eq!(f.views, 3);
         assert_eq!(f.events, 4);
         assert_eq!(f.distinct_items, 2);
@@ -216,7 +216,10 @@ mod tests {
 
     #[test]
     fn classifies_devices() {
-        assert_eq!(device_class("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)"), "mobile");
+        assert_eq!(
+            device_class("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)"),
+            "mobile"
+        );
         assert_eq!(device_class("Mozilla/5.0 (iPad; CPU OS 17_0)"), "tablet");
         assert_eq!(device_class("Googlebot/2.1"), "bot");
         assert_eq!(device_class("Mozilla/5.0 (X11; Linux x86_64)"), "desktop");

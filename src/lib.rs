@@ -44,6 +44,7 @@ pub mod recommend;
 pub mod rules;
 pub mod scenario;
 pub mod session;
+pub mod workload;
 
 pub use aggregate::{AggregateBatch, AggregateDelta};
 pub use catalog::Catalog;

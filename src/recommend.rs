@@ -80,47 +80,106 @@ const CATEGORY_TAKE: usize = 20;
 /// Items taken from the global popularity list.
 const POPULAR_TAKE: usize = 50;
 
-#[derive(Default, Clone)]
+/// A reason, kept compact while scoring (no strings until the final top-k).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// Index into the rule hits.
+    Rule(u16),
+    /// Related to this catalog item.
+    Related(u32),
+    /// From this catalog category's top list.
+    Category(u32),
+    /// Globally popular.
+    Popular,
+}
+
+#[derive(Clone, Copy)]
 struct Cand {
+    item: u32,
     score: f64,
-    rules: Vec<String>,
-    sources: Vec<String>,
+    rules: [u16; MAX_WHY_RULES],
+    n_rules: u8,
+    sources: [Why; MAX_WHY_SOURCES],
+    n_sources: u8,
 }
 
 impl Cand {
-    fn note(&mut self, why: String) {
-        let (list, max) = if why.starts_with("rule:") {
-            (&mut self.rules, MAX_WHY_RULES)
-        } else {
-            (&mut self.sources, MAX_WHY_SOURCES)
-        };
-        if list.len() < max && !list.contains(&why) {
-            list.push(why);
+    fn new(item: u32) -> Cand {
+        Cand {
+            item,
+            score: 0.0,
+            rules: [0; MAX_WHY_RULES],
+            n_rules: 0,
+            sources: [Why::Popular; MAX_WHY_SOURCES],
+            n_sources: 0,
         }
     }
 
-    fn why(self) -> Vec<String> {
-        let mut w = self.rules;
-        w.extend(self.sources);
-        w
+    fn note(&mut self, why: Why) {
+        match why {
+            Why::Rule(r) => {
+                let n = self.n_rules as usize;
+                if n < MAX_WHY_RULES && !self.rules[..n].contains(&r) {
+                    self.rules[n] = r;
+                    self.n_rules += 1;
+                }
+            }
+            w => {
+                let n = self.n_sources as usize;
+                if n < MAX_WHY_SOURCES && !self.sources[..n].contains(&w) {
+                    self.sources[n] = w;
+                    self.n_sources += 1;
+                }
+            }
+        }
+    }
+
+    fn why(&self, catalog: &Catalog, hits: &[RuleHit]) -> Vec<String> {
+        // Plain concatenation: `format!` costs several times more and this runs per item.
+        let join = |prefix: &str, name: &str| {
+            let mut s = String::with_capacity(prefix.len() + name.len());
+            s.push_str(prefix);
+            s.push_str(name);
+            s
+        };
+        let rules = self.rules[..self.n_rules as usize]
+            .iter()
+            .filter_map(|&r| hits.get(r as usize).map(|h| join("rule:", h.id)));
+        let sources = self.sources[..self.n_sources as usize]
+            .iter()
+            .map(|w| match *w {
+                Why::Related(i) => join("related:", &catalog.items[i as usize].id),
+                Why::Category(c) => join("category:", &catalog.categories[c as usize]),
+                Why::Popular | Why::Rule(_) => "popular".to_string(),
+            });
+        rules.chain(sources).collect()
     }
 }
 
 struct Scorer<'a> {
     catalog: &'a Catalog,
-    cands: FxHashMap<u32, Cand>,
-    /// Insertion order, so "why" building never depends on hash iteration.
-    order: Vec<u32>,
+    /// Catalog index → position in `cands`.
+    slot: FxHashMap<u32, u32>,
+    /// Candidates in insertion order, so nothing depends on hash iteration order.
+    cands: Vec<Cand>,
 }
 
 impl<'a> Scorer<'a> {
-    fn add(&mut self, item: u32, score: f64, why: impl FnOnce() -> String) {
-        let c = self.cands.entry(item).or_insert_with(|| {
-            self.order.push(item);
-            Cand::default()
-        });
+    fn add(&mut self, item: u32, score: f64, why: Why) -> &mut Cand {
+        let next = self.cands.len() as u32;
+        let at = *self.slot.entry(item).or_insert(next);
+        if at == next {
+            self.cands.push(Cand::new(item));
+        }
+        let c = &mut self.cands[at as usize];
         c.score += score;
-        c.note(why());
+        c.note(why);
+        c
+    }
+
+    fn get_mut(&mut self, item: u32) -> Option<&mut Cand> {
+        let at = *self.slot.get(&item)?;
+        self.cands.get_mut(at as usize)
     }
 
     fn pop_norm(&self, item: u32) -> f64 {
@@ -132,43 +191,91 @@ impl<'a> Scorer<'a> {
         }
     }
 
-    fn add_related(&mut self, anchor: u32, weight: f64, why: &str) {
-        let Some(list) = self.catalog.related.get(anchor as usize) else {
+    /// Adds `weight × relatedness` for every item related to `anchor`, noting the anchor and
+    /// the rules that asked for it.
+    fn add_related(&mut self, anchor: u32, weight: f64, rules: &[u16]) {
+        let catalog = self.catalog;
+        let Some(list) = catalog.related.get(anchor as usize) else {
             return;
         };
         for &(r, s) in list {
             if r != anchor {
-                self.add(r, weight * f64::from(s), || why.to_string());
+                let c = self.add(r, weight * f64::from(s), Why::Related(anchor));
+                rules.iter().for_each(|&h| c.note(Why::Rule(h)));
             }
         }
     }
 
-    fn add_category(&mut self, cat: u32, weight: f64, why: &str) {
-        let Some(list) = self.catalog.category_top.get(cat as usize) else {
+    /// Adds a category's top items, scored by popularity.
+    fn add_category(&mut self, cat: u32, weight: f64, why: Why, rules: &[u16]) {
+        let catalog = self.catalog;
+        let Some(list) = catalog.category_top.get(cat as usize) else {
             return;
         };
         for &i in list.iter().take(CATEGORY_TAKE) {
             let s = weight * self.pop_norm(i);
-            self.add(i, s, || why.to_string());
+            let c = self.add(i, s, why);
+            rules.iter().for_each(|&h| c.note(Why::Rule(h)));
         }
     }
 
     fn add_popular(&mut self, weight: f64) {
-        for &i in self.catalog.popular.iter().take(POPULAR_TAKE) {
+        let catalog = self.catalog;
+        for &i in catalog.popular.iter().take(POPULAR_TAKE) {
             let s = weight * self.pop_norm(i);
-            self.add(i, s, || "popular".to_string());
+            self.add(i, s, Why::Popular);
+        }
+    }
+}
+
+/// A per-key weight folded from several sources, remembering the first few rules.
+struct Fold {
+    key: u32,
+    value: f64,
+    rules: [u16; MAX_WHY_RULES],
+    n: u8,
+}
+
+impl Fold {
+    fn find(list: &mut Vec<Fold>, key: u32, init: f64) -> &mut Fold {
+        let at = match list.iter().position(|f| f.key == key) {
+            Some(at) => at,
+            None => {
+                list.push(Fold {
+                    key,
+                    value: init,
+                    rules: [0; MAX_WHY_RULES],
+                    n: 0,
+                });
+                list.len() - 1
+            }
+        };
+        &mut list[at]
+    }
+
+    fn note(&mut self, rule: Option<u16>) {
+        if let Some(r) = rule {
+            if (self.n as usize) < MAX_WHY_RULES && !self.rules().contains(&r) {
+                self.rules[self.n as usize] = r;
+                self.n += 1;
+            }
         }
     }
 
-    fn scale_category(&mut self, cat: u32, factor: f64, why: &str) {
-        for &i in &self.order {
-            if self.catalog.items[i as usize].category == Some(cat) {
-                if let Some(c) = self.cands.get_mut(&i) {
-                    c.score *= factor;
-                    c.note(why.to_string());
-                }
-            }
-        }
+    fn add(list: &mut Vec<Fold>, key: u32, weight: f64, rule: Option<u16>) {
+        let f = Fold::find(list, key, 0.0);
+        f.value += weight;
+        f.note(rule);
+    }
+
+    fn multiply(list: &mut Vec<Fold>, key: u32, factor: f64, rule: u16) {
+        let f = Fold::find(list, key, 1.0);
+        f.value *= factor;
+        f.note(Some(rule));
+    }
+
+    fn rules(&self) -> &[u16] {
+        &self.rules[..self.n as usize]
     }
 }
 
@@ -183,7 +290,7 @@ pub struct RecommendInput<'a> {
     /// Features of that state.
     pub features: &'a Features,
     /// Rules that fired, in priority order.
-    pub hits: &'a [RuleHit],
+    pub hits: &'a [RuleHit<'a>],
     /// Tier being served.
     pub tier: Tier,
     /// How many items.
@@ -199,21 +306,23 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
     let cat = inp.catalog;
     let p = inp.policy;
     let w = &p.weights;
-    let mut sc = Scorer {
-        catalog: cat,
-        cands: FxHashMap::default(),
-        order: Vec::new(),
-    };
     if inp.limit == 0 || cat.items.is_empty() {
         return Vec::new();
     }
+    let mut sc = Scorer {
+        catalog: cat,
+        slot: FxHashMap::with_capacity_and_hasher(512, Default::default()),
+        cands: Vec::with_capacity(512),
+    };
     let personal = matches!(inp.tier, Tier::Full | Tier::Browser);
-    // Phase 1: additive sources.
+    // Phase 1: additive sources. Anchors and categories are folded first (many rules often
+    // boost the same item), so each related list and top list is walked once.
+    let mut anchors: Vec<Fold> = Vec::new();
+    let mut boosted_cats: Vec<Fold> = Vec::new();
     if personal {
         let mut decay = 1.0f64;
         for (item, kind, _) in inp.state.recent_items(p.recent_anchors) {
-            let id = inp.state.item_id(item);
-            if let Some(anchor) = cat.index_of(id) {
+            if let Some(anchor) = cat.index_of(inp.state.item_id(item)) {
                 let kw = match kind {
                     EventKind::View => w.kinds.view,
                     EventKind::Click => w.kinds.click,
@@ -221,44 +330,36 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
                     EventKind::Purchase => w.kinds.purchase,
                     EventKind::Impression => 0.0,
                 };
-                let why = format!("related:{id}");
-                sc.add_related(anchor, w.related * decay * kw, &why);
+                Fold::add(&mut anchors, anchor, w.related * decay * kw, None);
             }
             decay *= p.recency_decay;
         }
-        let total: u32 = inp.features.top_categories.iter().map(|c| c.1).sum();
-        for (name, n) in &inp.features.top_categories {
-            if let Some(c) = cat.category_of_name(name) {
-                let share = f64::from(*n) / f64::from(total.max(1));
-                sc.add_category(c, w.category * share, &format!("category:{name}"));
-            }
-        }
-    }
-    if inp.tier != Tier::Static {
-        sc.add_popular(w.popular);
-    } else {
-        sc.add_popular(1.0);
     }
     let mut exclude_purchased = p.exclude_purchased;
     let mut excluded_items: Vec<u32> = Vec::new();
     let mut excluded_cats: Vec<u32> = Vec::new();
     let mut cap = p.max_per_category;
-    let mut pins: Vec<(u32, u32, String)> = Vec::new();
+    let mut pins: Vec<(u32, u32, u16)> = Vec::new();
     let mut purchased_decided = false;
     let mut cap_decided = false;
-    for hit in inp.hits {
-        let why = format!("rule:{}", hit.id);
+    // Category multipliers, folded per category so phase 2 is one lookup per candidate.
+    let mut factors: Vec<Fold> = Vec::new();
+    for (h, hit) in inp.hits.iter().enumerate() {
+        let h = h as u16;
         for e in &hit.effects {
             match e {
                 Effect::BoostRelated(item, weight) => {
                     if let Some(a) = cat.index_of(item) {
-                        sc.add_related(a, *weight, &why);
+                        Fold::add(&mut anchors, a, *weight, Some(h));
                     }
                 }
-                // Candidates only; the multiplier itself is applied once, in phase 2.
-                Effect::BoostCategory(name, _) => {
+                Effect::BoostCategory(name, f) | Effect::BuryCategory(name, f) => {
                     if let Some(c) = cat.category_of_name(name) {
-                        sc.add_category(c, w.category.max(0.1), &why);
+                        if matches!(e, Effect::BoostCategory(..)) {
+                            // Candidates only; the multiplier is applied once, in phase 2.
+                            Fold::add(&mut boosted_cats, c, w.category.max(0.1), Some(h));
+                        }
+                        Fold::multiply(&mut factors, c, *f, h);
                     }
                 }
                 Effect::ExcludeItems(ids) => {
@@ -278,35 +379,50 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
                 }
                 Effect::Pin(item, slot) => {
                     if let Some(i) = cat.index_of(item) {
-                        pins.push((i, *slot, format!("pin:{}", hit.id)));
+                        pins.push((i, *slot, h));
                     }
                 }
                 _ => {}
             }
         }
     }
+    for a in &anchors {
+        sc.add_related(a.key, a.value, a.rules());
+    }
+    if personal {
+        let total: u32 = inp.features.top_categories.iter().map(|c| c.1).sum();
+        for (name, n) in &inp.features.top_categories {
+            if let Some(c) = cat.category_of_name(name) {
+                let share = f64::from(*n) / f64::from(total.max(1));
+                sc.add_category(c, w.category * share, Why::Category(c), &[]);
+            }
+        }
+    }
+    for b in &boosted_cats {
+        sc.add_category(b.key, b.value, Why::Category(b.key), b.rules());
+    }
+    sc.add_popular(if inp.tier == Tier::Static {
+        1.0
+    } else {
+        w.popular
+    });
     // Phase 2: multiplicative.
-    for hit in inp.hits {
-        let why = format!("rule:{}", hit.id);
-        for e in &hit.effects {
-            match e {
-                Effect::BoostCategory(name, f) | Effect::BuryCategory(name, f) => {
-                    if let Some(c) = cat.category_of_name(name) {
-                        sc.scale_category(c, *f, &why);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
     let seen: Vec<u32> = if personal && p.seen_policy != SeenPolicy::Allow {
         recently_seen(inp, cat)
     } else {
         Vec::new()
     };
+    for c in &mut sc.cands {
+        if let Some(category) = cat.items[c.item as usize].category {
+            if let Some(f) = factors.iter().find(|f| f.key == category) {
+                c.score *= f.value;
+                f.rules().iter().for_each(|&r| c.note(Why::Rule(r)));
+            }
+        }
+    }
     if p.seen_policy == SeenPolicy::Demote {
-        for i in &seen {
-            if let Some(c) = sc.cands.get_mut(i) {
+        for &i in &seen {
+            if let Some(c) = sc.get_mut(i) {
                 c.score *= p.seen_demote_factor;
             }
         }
@@ -320,87 +436,122 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
     } else {
         Vec::new()
     };
-    // Phase 3: filters.
-    let allowed = |i: u32| -> bool {
-        let item = &cat.items[i as usize];
-        item.available
-            && !excluded_items.contains(&i)
-            && !item.category.is_some_and(|c| excluded_cats.contains(&c))
-            && !purchased.contains(&i)
-            && !(p.seen_policy == SeenPolicy::ExcludeRecent && seen.contains(&i))
-    };
-    let mut ranked: Vec<(u32, Cand)> = sc
-        .order
+    // Phase 3: filters. Item-level exclusions mark candidates through the slot map (one
+    // lookup per excluded item, not one scan per candidate).
+    let seen_blocks = p.seen_policy == SeenPolicy::ExcludeRecent;
+    let blocked = excluded_items
         .iter()
-        .filter(|&&i| allowed(i))
-        .filter_map(|i| sc.cands.get(i).map(|c| (*i, c.clone())))
-        .filter(|(_, c)| c.score > 0.0)
+        .chain(&purchased)
+        .chain(seen.iter().filter(|_| seen_blocks));
+    for &i in blocked {
+        if let Some(c) = sc.get_mut(i) {
+            c.score = f64::NEG_INFINITY;
+        }
+    }
+    let mut ranked: Vec<&Cand> = sc
+        .cands
+        .iter()
+        .filter(|c| {
+            let item = &cat.items[c.item as usize];
+            c.score > 0.0
+                && item.available
+                && !item.category.is_some_and(|k| excluded_cats.contains(&k))
+        })
         .collect();
     // Phase 4: order, diversity, pins, limit.
-    ranked.sort_by(|a, b| {
-        b.1.score
-            .total_cmp(&a.1.score)
-            .then_with(|| cat.items[a.0 as usize].id.cmp(&cat.items[b.0 as usize].id))
-    });
-    let pinned: Vec<(u32, u32, String)> = {
-        let mut taken_slots: Vec<u32> = Vec::new();
-        let mut taken_items: Vec<u32> = Vec::new();
-        let mut out = Vec::new();
-        for (i, slot, why) in pins {
-            let item = &cat.items[i as usize];
-            if item.available
-                && !purchased.contains(&i)
-                && !taken_slots.contains(&slot)
-                && !taken_items.contains(&i)
-                && (slot as usize) < inp.limit
-            {
-                taken_slots.push(slot);
-                taken_items.push(i);
-                out.push((i, slot, why));
-            }
-        }
-        out
+    let order = |a: &&Cand, b: &&Cand| {
+        b.score.total_cmp(&a.score).then_with(|| {
+            cat.items[a.item as usize]
+                .id
+                .cmp(&cat.items[b.item as usize].id)
+        })
     };
-    let mut per_cat: FxHashMap<u32, u32> = FxHashMap::default();
+    let mut pinned: Vec<(u32, u32, u16)> = Vec::new();
+    for (i, slot, rule) in pins {
+        if cat.items[i as usize].available
+            && !purchased.contains(&i)
+            && (slot as usize) < inp.limit
+            && !pinned.iter().any(|p| p.1 == slot || p.0 == i)
+        {
+            pinned.push((i, slot, rule));
+        }
+    }
     let free_slots = inp.limit - pinned.len();
-    let mut list: Vec<Recommendation> = Vec::with_capacity(inp.limit);
-    for (i, c) in ranked {
-        if list.len() >= free_slots {
+    // Only the head of the ranking is needed: select it, sort it, and fall back to the whole
+    // list only when the category cap skipped so many that the head ran out.
+    let head = (inp.limit * 4).max(32);
+    let mut picked = Vec::new();
+    for attempt in 0..2 {
+        let partial = attempt == 0 && ranked.len() > head;
+        if partial {
+            let mut top = ranked.clone();
+            top.select_nth_unstable_by(head, order);
+            top.truncate(head);
+            top.sort_unstable_by(order);
+            picked = pick(&top, &pinned, cap, free_slots, cat);
+            if picked.len() >= free_slots {
+                break;
+            }
+        } else {
+            ranked.sort_unstable_by(order);
+            picked = pick(&ranked, &pinned, cap, free_slots, cat);
             break;
         }
-        if pinned.iter().any(|p| p.0 == i) {
-            continue;
-        }
-        if cap > 0 {
-            if let Some(category) = cat.items[i as usize].category {
-                let n = per_cat.entry(category).or_insert(0);
-                if *n >= cap {
-                    continue;
-                }
-                *n += 1;
-            }
-        }
-        list.push(Recommendation {
-            id: cat.items[i as usize].id.clone(),
-            score: c.score,
-            why: c.why(),
-        });
     }
-    let mut sorted_pins = pinned;
-    sorted_pins.sort_by_key(|p| p.1);
-    for (i, slot, why) in sorted_pins {
+    let mut list: Vec<Recommendation> = picked
+        .into_iter()
+        .map(|c| Recommendation {
+            id: cat.items[c.item as usize].id.clone(),
+            score: c.score,
+            why: c.why(cat, inp.hits),
+        })
+        .collect();
+    pinned.sort_by_key(|p| p.1);
+    for (i, slot, rule) in pinned {
         let at = (slot as usize).min(list.len());
         let score = list.get(at).map_or(0.0, |r| r.score);
+        let rule_id = inp.hits.get(rule as usize).map_or("", |h| h.id);
         list.insert(
             at,
             Recommendation {
                 id: cat.items[i as usize].id.clone(),
                 score,
-                why: vec![why],
+                why: vec![format!("pin:{rule_id}")],
             },
         );
     }
     list
+}
+
+/// Takes candidates in order, skipping pinned items and applying the per-category cap.
+fn pick<'c>(
+    ranked: &[&'c Cand],
+    pinned: &[(u32, u32, u16)],
+    cap: u32,
+    want: usize,
+    cat: &Catalog,
+) -> Vec<&'c Cand> {
+    let mut per_cat: Vec<(u32, u32)> = Vec::new();
+    let mut out = Vec::with_capacity(want);
+    for &c in ranked {
+        if out.len() >= want {
+            break;
+        }
+        if pinned.iter().any(|p| p.0 == c.item) {
+            continue;
+        }
+        if cap > 0 {
+            if let Some(category) = cat.items[c.item as usize].category {
+                match per_cat.iter_mut().find(|e| e.0 == category) {
+                    Some(e) if e.1 >= cap => continue,
+                    Some(e) => e.1 += 1,
+                    None => per_cat.push((category, 1)),
+                }
+            }
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Catalog indices of items the shopper viewed, clicked or carted within the seen window.

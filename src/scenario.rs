@@ -202,7 +202,7 @@ fn run_step(engine: &Engine, case: &Case, step: &Step, blob: &mut Option<Vec<u8>
     out.scores = d.items.iter().map(|r| r.score).collect();
     out.why = d.items.into_iter().map(|r| r.why).collect();
     out.tier = Some(d.tier);
-    out.rule_hits = d.rule_hits;
+    out.rule_hits = d.rule_hits.iter().map(|r| r.to_string()).collect();
     out.variant = d.variant;
     out.accepted = d.accepted;
     out.duplicates = d.duplicates;
@@ -230,7 +230,11 @@ fn check(m: &mut Vec<String>, i: usize, e: &Expect, o: &StepOutcome) {
         eq("rule_hits", format!("{r:?}"), format!("{:?}", o.rule_hits));
     }
     if let Some(v) = &e.variant {
-        eq("variant", format!("{v:?}"), format!("{:?}", o.variant.clone().unwrap_or_default()));
+        eq(
+            "variant",
+            format!("{v:?}"),
+            format!("{:?}", o.variant.clone().unwrap_or_default()),
+        );
     }
     if let Some(a) = e.accepted {
         eq("accepted", a.to_string(), o.accepted.to_string());
@@ -239,7 +243,11 @@ fn check(m: &mut Vec<String>, i: usize, e: &Expect, o: &StepOutcome) {
         eq("duplicates", d.to_string(), o.duplicates.to_string());
     }
     if let Some(f) = &e.error_fields {
-        eq("error_fields", format!("{f:?}"), format!("{:?}", o.error_fields));
+        eq(
+            "error_fields",
+            format!("{f:?}"),
+            format!("{:?}", o.error_fields),
+        );
     }
     if let Some(r) = e.state_reset {
         eq("state_reset", r.to_string(), o.state_reset.to_string());

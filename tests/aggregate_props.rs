@@ -8,23 +8,26 @@ use proptest::prelude::*;
 
 fn delta() -> impl Strategy<Value = AggregateDelta> {
     let key = prop::sample::select(vec!["a", "b", "c", "d"]);
-    prop::collection::vec((key.clone(), key, 0usize..5, 0u64..u64::MAX / 2, 0usize..4), 0..12)
-        .prop_map(|ops| {
-            let mut d = AggregateDelta::default();
-            for (x, y, k, n, which) in ops {
-                match which {
-                    0 => (0..(n % 3 + 1)).for_each(|_| d.count_event(x, EventKind::ALL[k])),
-                    1 => d.count_transition(x, y),
-                    2 => d.count_rule(x),
-                    _ => {
-                        d.count_variant(y, n % 2 == 0);
-                        d.count_tier(x);
-                    }
+    prop::collection::vec(
+        (key.clone(), key, 0usize..5, 0u64..u64::MAX / 2, 0usize..4),
+        0..12,
+    )
+    .prop_map(|ops| {
+        let mut d = AggregateDelta::default();
+        for (x, y, k, n, which) in ops {
+            match which {
+                0 => (0..(n % 3 + 1)).for_each(|_| d.count_event(x, EventKind::ALL[k])),
+                1 => d.count_transition(x, y),
+                2 => d.count_rule(x),
+                _ => {
+                    d.count_variant(y, n % 2 == 0);
+                    d.count_tier(x);
                 }
-                d.decisions = d.decisions.saturating_add(n);
             }
-            d
-        })
+            d.decisions = d.decisions.saturating_add(n);
+        }
+        d
+    })
 }
 
 fn merged(a: &AggregateDelta, b: &AggregateDelta) -> AggregateDelta {

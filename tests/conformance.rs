@@ -31,13 +31,20 @@ fn every_conformance_case_passes_natively() {
     let mut failures = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
-        let case: Case = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let case: Case =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let report = run_json(&text, &read(&case.bundle), read(&case.catalog).as_bytes());
-        let name = Path::new(f).file_name().unwrap().to_string_lossy().into_owned();
+        let name = Path::new(f)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         if !report.mismatches.is_empty() {
-            failures.push(format!("{name}:\n  {}\n  got: {}", report.mismatches.join("\n  "),
-                serde_json::to_string(&report.steps).unwrap()));
+            failures.push(format!(
+                "{name}:\n  {}\n  got: {}",
+                report.mismatches.join("\n  "),
+                serde_json::to_string(&report.steps).unwrap()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

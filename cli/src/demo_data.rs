@@ -37,57 +37,105 @@ struct CategorySpec {
 const CATEGORIES: &[CategorySpec] = &[
     CategorySpec {
         name: "running-shoes",
-        nouns: &["Trail Runner", "Road Racer", "Tempo Trainer", "Cushion Max", "Track Spike"],
+        nouns: &[
+            "Trail Runner",
+            "Road Racer",
+            "Tempo Trainer",
+            "Cushion Max",
+            "Track Spike",
+        ],
         price: (60, 180),
         complements: &["running-apparel", "accessories"],
     },
     CategorySpec {
         name: "running-apparel",
-        nouns: &["Running Tee", "Split Shorts", "Wind Jacket", "Compression Tights", "Race Singlet"],
+        nouns: &[
+            "Running Tee",
+            "Split Shorts",
+            "Wind Jacket",
+            "Compression Tights",
+            "Race Singlet",
+        ],
         price: (20, 120),
         complements: &["running-shoes", "accessories"],
     },
     CategorySpec {
         name: "outdoor",
-        nouns: &["Day Pack", "Trekking Poles", "Rain Shell", "Camp Stove", "Headlamp"],
+        nouns: &[
+            "Day Pack",
+            "Trekking Poles",
+            "Rain Shell",
+            "Camp Stove",
+            "Headlamp",
+        ],
         price: (25, 250),
         complements: &["accessories", "running-apparel"],
     },
     CategorySpec {
         name: "coffee",
-        nouns: &["Espresso Beans", "Filter Roast", "Single Origin", "Decaf Blend", "Cold Brew Pack"],
+        nouns: &[
+            "Espresso Beans",
+            "Filter Roast",
+            "Single Origin",
+            "Decaf Blend",
+            "Cold Brew Pack",
+        ],
         price: (8, 30),
         complements: &["kitchen"],
     },
     CategorySpec {
         name: "kitchen",
-        nouns: &["Pour-Over Kettle", "Burr Grinder", "French Press", "Milk Frother", "Scale"],
+        nouns: &[
+            "Pour-Over Kettle",
+            "Burr Grinder",
+            "French Press",
+            "Milk Frother",
+            "Scale",
+        ],
         price: (15, 200),
         complements: &["coffee"],
     },
     CategorySpec {
         name: "books",
-        nouns: &["Field Guide", "Cookbook", "Training Plan", "Travel Atlas", "Novel"],
+        nouns: &[
+            "Field Guide",
+            "Cookbook",
+            "Training Plan",
+            "Travel Atlas",
+            "Novel",
+        ],
         price: (10, 45),
         complements: &["audio"],
     },
     CategorySpec {
         name: "audio",
-        nouns: &["Wireless Earbuds", "Studio Headphones", "Smart Speaker", "Sport Earphones", "DAC"],
+        nouns: &[
+            "Wireless Earbuds",
+            "Studio Headphones",
+            "Smart Speaker",
+            "Sport Earphones",
+            "DAC",
+        ],
         price: (30, 300),
         complements: &["books", "accessories"],
     },
     CategorySpec {
         name: "accessories",
-        nouns: &["Water Bottle", "Sport Watch", "Cap", "Socks 3-Pack", "Phone Armband"],
+        nouns: &[
+            "Water Bottle",
+            "Sport Watch",
+            "Cap",
+            "Socks 3-Pack",
+            "Phone Armband",
+        ],
         price: (8, 250),
         complements: &["running-shoes", "outdoor"],
     },
 ];
 
 const ADJECTIVES: &[&str] = &[
-    "Aero", "Summit", "Nimbus", "Granite", "Velvet", "Cobalt", "Ember", "Fjord", "Harbor", "Juniper",
-    "Lumen", "Mistral", "Nova", "Pioneer", "Quartz", "Sierra",
+    "Aero", "Summit", "Nimbus", "Granite", "Velvet", "Cobalt", "Ember", "Fjord", "Harbor",
+    "Juniper", "Lumen", "Mistral", "Nova", "Pioneer", "Quartz", "Sierra",
 ];
 
 const TAGS: &[&str] = &["new", "bestseller", "eco", "premium", "sale", "limited"];

@@ -243,8 +243,15 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
             })?;
             let cat = demo_data::catalog();
             write(&out.join("catalog.json"), pretty(&cat).as_bytes())?;
-            write(&out.join("rules.json"), pretty(&demo_data::rules()).as_bytes())?;
-            println!("wrote {}/catalog.json ({} items) and rules.json", out.display(), cat.items.len());
+            write(
+                &out.join("rules.json"),
+                pretty(&demo_data::rules()).as_bytes(),
+            )?;
+            println!(
+                "wrote {}/catalog.json ({} items) and rules.json",
+                out.display(),
+                cat.items.len()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -292,8 +299,13 @@ fn demo(engine: &Engine) {
     ];
     let mut blob: Option<Vec<u8>> = None;
     let mut now = t0;
-    println!("edgerec demo: bundle {} ({}), catalog {} ({} items)\n",
-        engine.bundle().version, engine.bundle().hash, cat.version, cat.items.len());
+    println!(
+        "edgerec demo: bundle {} ({}), catalog {} ({} items)\n",
+        engine.bundle().version,
+        engine.bundle().hash,
+        cat.version,
+        cat.items.len()
+    );
     for (what, events) in script {
         now = events.iter().map(|e| e.ts).max().unwrap_or(now).max(now) + 1000;
         let d = engine.decide(&DecideRequest {
@@ -310,7 +322,11 @@ fn demo(engine: &Engine) {
             "   tier {} | variant {} | rules fired: {} | session blob {} bytes",
             d.tier.as_str(),
             d.variant.as_deref().unwrap_or("-"),
-            if d.rule_hits.is_empty() { "none".into() } else { d.rule_hits.join(", ") },
+            if d.rule_hits.is_empty() {
+                "none".into()
+            } else {
+                d.rule_hits.join(", ")
+            },
             blob.as_ref().map_or(0, Vec::len)
         );
         for (i, r) in d.items.iter().enumerate() {

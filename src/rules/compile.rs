@@ -8,7 +8,6 @@ use crate::session::Window;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-
 /// A bundle that cannot be used, with every problem found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid rule bundle: {}", crate::error::join(.issues))]
@@ -288,8 +287,8 @@ pub enum Act {
 /// A compiled rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompiledRule {
-    /// Rule id.
-    pub id: String,
+    /// Rule id (shared, so a decision lists fired rules without copying strings).
+    pub id: std::sync::Arc<str>,
     /// Priority.
     pub priority: i32,
     /// Condition.
@@ -397,7 +396,10 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
     let seen_window = match parse_duration(&s.seen_window) {
         Some(ms) => Window::sliding(ms),
         None => {
-            cx.err("settings.seen_window", format!("invalid duration {:?}", s.seen_window));
+            cx.err(
+                "settings.seen_window",
+                format!("invalid duration {:?}", s.seen_window),
+            );
             Window::sliding(1)
         }
     };
@@ -422,7 +424,10 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
         ("kinds.purchase", w.kinds.purchase),
     ] {
         if !(v.is_finite() && (0.0..=1000.0).contains(&v)) {
-            cx.err(&format!("settings.weights.{name}"), "must be between 0 and 1000");
+            cx.err(
+                &format!("settings.weights.{name}"),
+                "must be between 0 and 1000",
+            );
         }
     }
     if let Some(exp) = &bundle.experiment {
@@ -430,13 +435,22 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
         if exp.variants.is_empty() {
             cx.err("experiment.variants", "must not be empty");
         }
-        if exp.variants.iter().map(|v| u64::from(v.weight)).sum::<u64>() == 0 {
+        if exp
+            .variants
+            .iter()
+            .map(|v| u64::from(v.weight))
+            .sum::<u64>()
+            == 0
+        {
             cx.err("experiment.variants", "weights must not all be 0");
         }
         for (i, v) in exp.variants.iter().enumerate() {
             check_text(&mut cx, &format!("experiment.variants[{i}].name"), &v.name);
             if exp.variants[..i].iter().any(|o| o.name == v.name) {
-                cx.err(&format!("experiment.variants[{i}].name"), "duplicate variant name");
+                cx.err(
+                    &format!("experiment.variants[{i}].name"),
+                    "duplicate variant name",
+                );
             }
         }
     }
@@ -445,7 +459,10 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
         let path = format!("rules[{i}]");
         check_text(&mut cx, &format!("{path}.id"), &r.id);
         if bundle.rules[..i].iter().any(|o| o.id == r.id) {
-            cx.err(&format!("{path}.id"), format!("duplicate rule id {:?}", r.id));
+            cx.err(
+                &format!("{path}.id"),
+                format!("duplicate rule id {:?}", r.id),
+            );
         }
         let mut binds = Binds::default();
         let when = compile_cond(&mut cx, &format!("{path}.when"), &r.when, &mut binds);
@@ -461,7 +478,7 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
         if r.enabled {
             let context_only = when.context_only();
             rules.push(CompiledRule {
-                id: r.id.clone(),
+                id: r.id.as_str().into(),
                 priority: r.priority,
                 when,
                 then,
@@ -554,14 +571,21 @@ fn compile_feature(cx: &mut Ctx, path: &str, f: &FeatureTest) -> Cond {
     let Some(feature) = feature_by_name(&f.name) else {
         cx.err(
             &format!("{path}.name"),
-            format!("unknown feature {:?}; known: {}", f.name, FEATURE_NAMES.join(", ")),
+            format!(
+                "unknown feature {:?}; known: {}",
+                f.name,
+                FEATURE_NAMES.join(", ")
+            ),
         );
         return fallback;
     };
     match feature {
         Ok(num) => {
             let Some(op) = num_op(f.op) else {
-                cx.err(&format!("{path}.op"), "numeric features take ==, !=, <, <=, >, >=");
+                cx.err(
+                    &format!("{path}.op"),
+                    "numeric features take ==, !=, <, <=, >, >=",
+                );
                 return fallback;
             };
             match f.value.as_f64() {
@@ -587,7 +611,10 @@ fn compile_feature(cx: &mut Ctx, path: &str, f: &FeatureTest) -> Cond {
                         .collect::<Vec<_>>(),
                 ),
                 _ => {
-                    cx.err(&format!("{path}.value"), "must be a non-empty list of strings");
+                    cx.err(
+                        &format!("{path}.value"),
+                        "must be a non-empty list of strings",
+                    );
                     None
                 }
             };
@@ -623,7 +650,10 @@ fn compile_count(cx: &mut Ctx, path: &str, t: &CountTest, binds: &mut Binds) -> 
         None => {
             cx.err(
                 &format!("{path}.kind"),
-                format!("unknown kind {:?} (view, click, add_to_cart, purchase)", t.kind),
+                format!(
+                    "unknown kind {:?} (view, click, add_to_cart, purchase)",
+                    t.kind
+                ),
             );
             EventKind::View
         }
@@ -716,7 +746,10 @@ fn category_ref(cx: &mut Ctx, path: &str, s: &str, binds: &Binds) -> CategoryRef
     match s {
         "$category" => {
             if !binds.category {
-                cx.err(path, "$category needs a count condition with category \"*\"");
+                cx.err(
+                    path,
+                    "$category needs a count condition with category \"*\"",
+                );
             }
             CategoryRef::Bound
         }
@@ -733,14 +766,20 @@ fn compile_action(cx: &mut Ctx, path: &str, a: &Action, binds: &Binds) -> Act {
     match a {
         Action::BoostRelated(b) => {
             if !weight_ok(b.weight) {
-                cx.err(&format!("{path}.boost_related.weight"), "must be in (0, 1000]");
+                cx.err(
+                    &format!("{path}.boost_related.weight"),
+                    "must be in (0, 1000]",
+                );
             }
             let item = item_ref(cx, &format!("{path}.boost_related.item"), &b.item, binds);
             Act::BoostRelated(item, b.weight)
         }
         Action::BoostCategory(b) => {
             if !weight_ok(b.weight) {
-                cx.err(&format!("{path}.boost_category.weight"), "must be in (0, 1000]");
+                cx.err(
+                    &format!("{path}.boost_category.weight"),
+                    "must be in (0, 1000]",
+                );
             }
             let p = format!("{path}.boost_category.category");
             Act::BoostCategory(category_ref(cx, &p, &b.category, binds), b.weight)
@@ -867,7 +906,7 @@ mod tests {
         let b2 = compile_json(&a.replace("\"version\":\"1\"", "\"version\":\"2\""), H).unwrap();
         assert_ne!(b1.hash, b2.hash);
         assert_eq!(b1.hash, compile_json(a, H).unwrap().hash);
-        let ids: Vec<_> = b1.rules.iter().map(|r| r.id.as_str()).collect();
+        let ids: Vec<_> = b1.rules.iter().map(|r| &*r.id).collect();
         assert_eq!(ids, ["high", "low"]);
         assert!(b1.rules[0].context_only && b1.rules[1].context_only);
     }

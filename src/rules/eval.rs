@@ -11,26 +11,29 @@ use super::compile::{
 };
 use crate::event::EventKind;
 use crate::features::Features;
-use crate::session::SessionState;
+use crate::session::{SessionState, Window};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// Most bound items or categories an action fans out to.
 pub const MAX_BOUND: usize = 3;
 
-/// A resolved action.
+/// A resolved action, borrowing from the compiled bundle and the session (no copies on the
+/// hot path).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
+pub enum Effect<'a> {
     /// Add related items of this anchor.
-    BoostRelated(String, f64),
+    BoostRelated(&'a str, f64),
     /// Multiply a category's scores and add its top items.
-    BoostCategory(String, f64),
+    BoostCategory(&'a str, f64),
     /// Multiply a category's scores by a factor < 1.
-    BuryCategory(String, f64),
+    BuryCategory(&'a str, f64),
     /// Pin an item to a position.
-    Pin(String, u32),
+    Pin(&'a str, u32),
     /// Exclude items.
-    ExcludeItems(Vec<String>),
+    ExcludeItems(&'a [String]),
     /// Exclude categories.
-    ExcludeCategories(Vec<String>),
+    ExcludeCategories(&'a [String]),
     /// Exclude purchased items (true) or allow them (false).
     ExcludePurchased(bool),
     /// Category cap.
@@ -39,25 +42,26 @@ pub enum Effect {
 
 /// A rule that fired, with what it asks for.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RuleHit {
+pub struct RuleHit<'a> {
     /// Rule id.
-    pub id: String,
-    /// Priority.
-    pub priority: i32,
+    pub id: &'a std::sync::Arc<str>,
     /// Resolved actions.
-    pub effects: Vec<Effect>,
+    pub effects: Vec<Effect<'a>>,
 }
+
+/// Per-item (or per-category) counts for one (kind, window), shared by all rules asking.
+type CountMemo = Vec<(EventKind, Window, bool, Rc<[u32]>)>;
 
 /// What rules read.
 pub struct Env<'a> {
-    /// Session state.
-    pub state: &'a SessionState,
-    /// Features of that state.
-    pub features: &'a Features,
-    /// Decision time.
-    pub now_ms: u64,
-    /// Bucket width of the state.
-    pub bucket_ms: u64,
+    state: &'a SessionState,
+    features: &'a Features,
+    now_ms: u64,
+    bucket_ms: u64,
+    /// A bundle asks about a handful of (kind, window) pairs many times: count each once.
+    memo: RefCell<CountMemo>,
+    /// Session item id → index, built on first use.
+    item_ids: std::cell::OnceCell<rustc_hash::FxHashMap<&'a str, u32>>,
 }
 
 /// Items (session indices) and categories bound by a condition, with counts for ordering.
@@ -94,7 +98,62 @@ fn union(a: Option<Vec<(u32, u32)>>, b: Option<Vec<(u32, u32)>>) -> Option<Vec<(
     }
 }
 
-impl Env<'_> {
+impl<'a> Env<'a> {
+    /// An environment for one decision.
+    pub fn new(
+        state: &'a SessionState,
+        features: &'a Features,
+        now_ms: u64,
+        bucket_ms: u64,
+    ) -> Self {
+        Env {
+            state,
+            features,
+            now_ms,
+            bucket_ms,
+            memo: RefCell::new(Vec::new()),
+            item_ids: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn item_index(&self, id: &str) -> Option<u32> {
+        let state: &'a SessionState = self.state;
+        self.item_ids
+            .get_or_init(|| {
+                state
+                    .items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (e.id.as_str(), i as u32))
+                    .collect()
+            })
+            .get(id)
+            .copied()
+    }
+
+    /// Counts of `kind` in `window` per session item (or per category), memoised.
+    fn counts(&self, kind: EventKind, window: Window, by_category: bool) -> Rc<[u32]> {
+        let hit = self
+            .memo
+            .borrow()
+            .iter()
+            .find(|m| m.0 == kind && m.1 == window && m.2 == by_category)
+            .map(|m| m.3.clone());
+        if let Some(c) = hit {
+            return c;
+        }
+        let (s, now, bms) = (self.state, self.now_ms, self.bucket_ms);
+        let counts: Rc<[u32]> = if by_category {
+            s.counts_per_category(kind, window, now, bms).into()
+        } else {
+            s.counts_per_item(kind, window, now, bms).into()
+        };
+        self.memo
+            .borrow_mut()
+            .push((kind, window, by_category, counts.clone()));
+        counts
+    }
+
     fn num(&self, f: NumFeature) -> f64 {
         let x = self.features;
         match f {
@@ -185,45 +244,57 @@ impl Env<'_> {
         &self,
         kind: EventKind,
         target: &CountTarget,
-        window: crate::session::Window,
+        window: Window,
         op: super::compile::NumOp,
         value: f64,
     ) -> (bool, Bound) {
         let s = self.state;
-        let (now, bms) = (self.now_ms, self.bucket_ms);
         let test = |n: u32| op.test(f64::from(n), value);
         let single = |n: u32| (test(n), Bound::default());
         let item_count = |id: Option<&str>| {
-            id.and_then(|id| s.item_index(id))
-                .map_or(0, |i| s.count_item(i, kind, window, now, bms))
+            id.and_then(|id| self.item_index(id)).map_or(0, |i| {
+                self.counts(kind, window, false)
+                    .get(i as usize)
+                    .copied()
+                    .unwrap_or(0)
+            })
         };
         let cat_count = |name: Option<&str>| {
-            name.and_then(|c| s.category_index(c))
-                .map_or(0, |c| s.count_category(c, kind, window, now, bms))
+            name.and_then(|c| s.category_index(c)).map_or(0, |c| {
+                self.counts(kind, window, true)
+                    .get(c as usize)
+                    .copied()
+                    .unwrap_or(0)
+            })
         };
-        let matches = |counts: Vec<u32>| -> Vec<(u32, u32)> {
+        let matches = |counts: &[u32]| -> Vec<(u32, u32)> {
             let mut m: Vec<(u32, u32)> = counts
-                .into_iter()
+                .iter()
                 .enumerate()
-                .filter(|&(_, n)| test(n))
-                .map(|(i, n)| (i as u32, n))
+                .filter(|&(_, &n)| test(n))
+                .map(|(i, &n)| (i as u32, n))
                 .collect();
             m.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             m
         };
         match target {
-            CountTarget::Everything => {
-                single(s.counts_per_item(kind, window, now, bms).iter().sum())
-            }
+            CountTarget::Everything => single(
+                self.counts(kind, window, false)
+                    .iter()
+                    .fold(0u32, |a, &b| a.saturating_add(b)),
+            ),
             CountTarget::Item(id) => single(item_count(Some(id))),
             CountTarget::LastItem => single(item_count(self.features.last_item.as_deref())),
             CountTarget::MostViewed => single(item_count(
-                self.features.most_viewed_item.as_ref().map(|m| m.0.as_str()),
+                self.features
+                    .most_viewed_item
+                    .as_ref()
+                    .map(|m| m.0.as_str()),
             )),
             CountTarget::Category(c) => single(cat_count(Some(c))),
             CountTarget::TopCategory => single(cat_count(self.features.top_category())),
             CountTarget::AnyItem => {
-                let m = matches(s.counts_per_item(kind, window, now, bms));
+                let m = matches(&self.counts(kind, window, false));
                 (
                     !m.is_empty(),
                     Bound {
@@ -233,7 +304,7 @@ impl Env<'_> {
                 )
             }
             CountTarget::AnyCategory => {
-                let m = matches(s.counts_per_category(kind, window, now, bms));
+                let m = matches(&self.counts(kind, window, true));
                 (
                     !m.is_empty(),
                     Bound {
@@ -245,62 +316,54 @@ impl Env<'_> {
         }
     }
 
-    fn items_of(&self, r: &ItemRef, bound: &Bound) -> Vec<String> {
+    fn items_of(&self, r: &'a ItemRef, bound: &Bound, mut f: impl FnMut(&'a str)) {
+        let state: &'a SessionState = self.state;
+        let features: &'a Features = self.features;
         match r {
             ItemRef::Bound => bound
                 .items
                 .iter()
                 .flatten()
                 .take(MAX_BOUND)
-                .map(|&(i, _)| self.state.item_id(i).to_string())
-                .collect(),
-            ItemRef::Last => self.features.last_item.iter().cloned().collect(),
-            ItemRef::MostViewed => self
-                .features
-                .most_viewed_item
-                .iter()
-                .map(|m| m.0.clone())
-                .collect(),
-            ItemRef::Id(id) => vec![id.clone()],
+                .for_each(|&(i, _)| f(state.item_id(i))),
+            ItemRef::Last => features.last_item.iter().for_each(|s| f(s)),
+            ItemRef::MostViewed => features.most_viewed_item.iter().for_each(|m| f(&m.0)),
+            ItemRef::Id(id) => f(id),
         }
     }
 
-    fn categories_of(&self, r: &CategoryRef, bound: &Bound) -> Vec<String> {
+    fn categories_of(&self, r: &'a CategoryRef, bound: &Bound, mut f: impl FnMut(&'a str)) {
+        let state: &'a SessionState = self.state;
+        let features: &'a Features = self.features;
         match r {
             CategoryRef::Bound => bound
                 .categories
                 .iter()
                 .flatten()
                 .take(MAX_BOUND)
-                .filter_map(|&(c, _)| self.state.categories.get(c as usize).cloned())
-                .collect(),
-            CategoryRef::Top => self.features.top_category().map(str::to_string).into_iter().collect(),
-            CategoryRef::Name(n) => vec![n.clone()],
+                .filter_map(|&(c, _)| state.categories.get(c as usize))
+                .for_each(|c| f(c)),
+            CategoryRef::Top => features.top_category().into_iter().for_each(f),
+            CategoryRef::Name(n) => f(n),
         }
     }
 
-    fn resolve(&self, acts: &[Act], bound: &Bound) -> Vec<Effect> {
-        let mut out = Vec::new();
+    fn resolve(&self, acts: &'a [Act], bound: &Bound) -> Vec<Effect<'a>> {
+        let mut out = Vec::with_capacity(acts.len());
         for a in acts {
             match a {
-                Act::BoostRelated(r, w) => out.extend(
-                    self.items_of(r, bound)
-                        .into_iter()
-                        .map(|i| Effect::BoostRelated(i, *w)),
-                ),
-                Act::BoostCategory(r, w) => out.extend(
-                    self.categories_of(r, bound)
-                        .into_iter()
-                        .map(|c| Effect::BoostCategory(c, *w)),
-                ),
-                Act::BuryCategory(r, f) => out.extend(
-                    self.categories_of(r, bound)
-                        .into_iter()
-                        .map(|c| Effect::BuryCategory(c, *f)),
-                ),
-                Act::Pin(i, s) => out.push(Effect::Pin(i.clone(), *s)),
-                Act::ExcludeItems(v) => out.push(Effect::ExcludeItems(v.clone())),
-                Act::ExcludeCategories(v) => out.push(Effect::ExcludeCategories(v.clone())),
+                Act::BoostRelated(r, w) => {
+                    self.items_of(r, bound, |i| out.push(Effect::BoostRelated(i, *w)))
+                }
+                Act::BoostCategory(r, w) => {
+                    self.categories_of(r, bound, |c| out.push(Effect::BoostCategory(c, *w)))
+                }
+                Act::BuryCategory(r, f) => {
+                    self.categories_of(r, bound, |c| out.push(Effect::BuryCategory(c, *f)))
+                }
+                Act::Pin(i, s) => out.push(Effect::Pin(i, *s)),
+                Act::ExcludeItems(v) => out.push(Effect::ExcludeItems(v)),
+                Act::ExcludeCategories(v) => out.push(Effect::ExcludeCategories(v)),
                 Act::ExcludePurchased(b) => out.push(Effect::ExcludePurchased(*b)),
                 Act::CapPerCategory(n) => out.push(Effect::CapPerCategory(*n)),
             }
@@ -309,18 +372,17 @@ impl Env<'_> {
     }
 
     /// Evaluates one rule.
-    pub fn run_rule(&self, rule: &CompiledRule) -> Option<RuleHit> {
+    pub fn run_rule(&self, rule: &'a CompiledRule) -> Option<RuleHit<'a>> {
         let (ok, bound) = self.eval(&rule.when);
         ok.then(|| RuleHit {
-            id: rule.id.clone(),
-            priority: rule.priority,
+            id: &rule.id,
             effects: self.resolve(&rule.then, &bound),
         })
     }
 
     /// Evaluates every rule (or, with `context_only`, only those that read just the request),
     /// in priority order.
-    pub fn run(&self, bundle: &CompiledBundle, context_only: bool) -> Vec<RuleHit> {
+    pub fn run(&self, bundle: &'a CompiledBundle, context_only: bool) -> Vec<RuleHit<'a>> {
         bundle
             .rules
             .iter()
@@ -340,7 +402,11 @@ mod tests {
 
     const T0: u64 = 1_764_201_600_000;
 
-    fn hits(bundle: &str, events: &[(EventKind, &str, &str, u64)], now: u64) -> Vec<RuleHit> {
+    fn hits(
+        bundle: &str,
+        events: &[(EventKind, &str, &str, u64)],
+        now: u64,
+    ) -> Vec<(String, String)> {
         let cfg = SessionConfig::default();
         let b = compile_json(bundle, cfg.horizon_ms).unwrap();
         let mut s = SessionState::new();
@@ -351,14 +417,12 @@ mod tests {
             country: Some("DE".into()),
             ..Default::default()
         };
-        let f = Features::compute(&s, &ctx, now, &cfg);
-        let env = Env {
-            state: &s,
-            features: &f,
-            now_ms: now,
-            bucket_ms: cfg.bucket_ms,
-        };
+        let f = Features::compute(&s, ctx, now, &cfg);
+        let env = Env::new(&s, &f, now, cfg.bucket_ms);
         env.run(&b, false)
+            .into_iter()
+            .map(|h| (h.id.to_string(), format!("{:?}", h.effects)))
+            .collect()
     }
 
     const SEED: &str = r#"{"version":"1","rules":[{"id":"repeat-view",
@@ -376,7 +440,7 @@ mod tests {
         ];
         let h = hits(SEED, &evs, T0 + 4000);
         assert_eq!(h.len(), 1);
-        assert_eq!(h[0].effects, vec![Effect::BoostRelated("x".into(), 3.0)]);
+        assert_eq!(h[0].1, format!("{:?}", [Effect::BoostRelated("x", 3.0)]));
         // Eleven minutes later the first view has left the window.
         assert!(hits(SEED, &evs, T0 + 660_500).is_empty());
     }
@@ -398,15 +462,17 @@ mod tests {
             (a, "y", "c2", T0 + 4),
         ];
         let h = hits(b, &evs, T0 + 10);
-        assert_eq!(
-            h[0].effects,
-            vec![
-                Effect::BoostRelated("y".into(), 1.0),
-                Effect::BoostCategory("c2".into(), 2.0)
-            ]
-        );
+        let want = [
+            Effect::BoostRelated("y", 1.0),
+            Effect::BoostCategory("c2", 2.0),
+        ];
+        assert_eq!(h[0].1, format!("{want:?}"));
         // Views of x but a cart add of nothing viewed twice: no item satisfies both.
-        let evs = [(v, "x", "c1", T0), (v, "x", "c1", T0 + 1), (a, "z", "c1", T0 + 2)];
+        let evs = [
+            (v, "x", "c1", T0),
+            (v, "x", "c1", T0 + 1),
+            (a, "z", "c1", T0 + 2),
+        ];
         assert!(hits(b, &evs, T0 + 10).is_empty());
     }
 }

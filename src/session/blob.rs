@@ -32,14 +32,35 @@ pub enum StateError {
     Corrupt(String),
 }
 
-#[derive(Serialize, Deserialize)]
+/// What is written (borrows the state: no copies of ids).
+#[derive(Serialize)]
+struct WireV1Out<'a> {
+    bucket_ms: u64,
+    started_ms: u64,
+    last_ms: u64,
+    max_seq: Option<u64>,
+    totals: [u32; 5],
+    items: ByteBuf,
+    item_cats: ByteBuf,
+    categories: &'a [String],
+    ring: ByteBuf,
+    buckets: ByteBuf,
+    cart: ByteBuf,
+    purchased: ByteBuf,
+    last_item: Option<u32>,
+}
+
+/// What is read: the same fields, in the same order, owned.
+#[derive(Deserialize)]
 struct WireV1 {
     bucket_ms: u64,
     started_ms: u64,
     last_ms: u64,
     max_seq: Option<u64>,
     totals: [u32; 5],
-    items: Vec<String>,
+    /// Front-coded ids: per item, bytes shared with the previous id (varint), suffix length
+    /// (varint), suffix. SKUs share long prefixes, so this halves the table.
+    items: ByteBuf,
     /// Per item: 0 = unknown, else category index + 1.
     item_cats: ByteBuf,
     categories: Vec<String>,
@@ -109,6 +130,22 @@ impl Reader<'_> {
 impl SessionState {
     /// Encodes without enforcing the byte cap.
     pub fn encode(&self, cfg: &SessionConfig) -> Vec<u8> {
+        let mut items = Vec::with_capacity(self.items.len() * 6);
+        let mut prev: &str = "";
+        for e in &self.items {
+            let mut shared = prev
+                .bytes()
+                .zip(e.id.bytes())
+                .take_while(|(a, b)| a == b)
+                .count();
+            while !e.id.is_char_boundary(shared) {
+                shared -= 1;
+            }
+            put(&mut items, shared as u64);
+            put(&mut items, (e.id.len() - shared) as u64);
+            items.extend_from_slice(&e.id.as_bytes()[shared..]);
+            prev = &e.id;
+        }
         let mut item_cats = Vec::with_capacity(self.items.len());
         for e in &self.items {
             put(&mut item_cats, e.category.map_or(0, |c| u64::from(c) + 1));
@@ -140,15 +177,15 @@ impl SessionState {
         for &p in &self.purchased {
             put(&mut purchased, u64::from(p));
         }
-        let wire = WireV1 {
+        let wire = WireV1Out {
             bucket_ms: cfg.bucket_ms,
             started_ms: self.started_ms,
             last_ms: self.last_ms,
             max_seq: self.max_seq,
             totals: self.totals,
-            items: self.items.iter().map(|e| e.id.clone()).collect(),
+            items: ByteBuf::from(items),
             item_cats: ByteBuf::from(item_cats),
-            categories: self.categories.clone(),
+            categories: &self.categories,
             ring: ByteBuf::from(ring),
             buckets: ByteBuf::from(buckets),
             cart: ByteBuf::from(cart),
@@ -219,7 +256,29 @@ impl SessionState {
         }
         let w: WireV1 =
             rmp_serde::from_slice(body).map_err(|e| StateError::Corrupt(e.to_string()))?;
-        let n_items = w.items.len() as u64;
+        let mut ids: Vec<String> = Vec::new();
+        let mut r = Reader {
+            bytes: &w.items,
+            at: 0,
+        };
+        while !r.done() {
+            let shared = r.varint()? as usize;
+            let len = r.varint()? as usize;
+            let prev = ids.last().map_or(&[][..], |p: &String| p.as_bytes());
+            let end = r.at.saturating_add(len);
+            let (Some(head), Some(tail)) = (prev.get(..shared), w.items.get(r.at..end)) else {
+                return Err(StateError::Corrupt("item table out of range".into()));
+            };
+            r.at = end;
+            let mut id = Vec::with_capacity(shared + len);
+            id.extend_from_slice(head);
+            id.extend_from_slice(tail);
+            ids.push(
+                String::from_utf8(id)
+                    .map_err(|_| StateError::Corrupt("item id is not UTF-8".into()))?,
+            );
+        }
+        let n_items = ids.len() as u64;
         let check_item = |i: u64| -> Result<u32, StateError> {
             if i < n_items {
                 Ok(i as u32)
@@ -231,13 +290,17 @@ impl SessionState {
             bytes: &w.item_cats,
             at: 0,
         };
-        let mut items = Vec::with_capacity(w.items.len());
-        for id in w.items {
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
             let c = r.varint()?;
             let category = match c {
                 0 => None,
                 c if c - 1 < w.categories.len() as u64 => Some((c - 1) as u32),
-                c => return Err(StateError::Corrupt(format!("category index {c} out of range"))),
+                c => {
+                    return Err(StateError::Corrupt(format!(
+                        "category index {c} out of range"
+                    )))
+                }
             };
             items.push(ItemEntry { id, category });
         }
@@ -362,7 +425,12 @@ mod tests {
         for i in 0..8u64 {
             let kind = EventKind::ALL[(i % 4) as usize];
             let ev = Event::new(kind, format!("sku-{i}"), 1_764_201_600_000 + i * 7_000);
-            s.ingest(&ev, Some(if i % 2 == 0 { "a" } else { "b" }), Some(1.5), &cfg);
+            s.ingest(
+                &ev,
+                Some(if i % 2 == 0 { "a" } else { "b" }),
+                Some(1.5),
+                &cfg,
+            );
         }
         let blob = s.encode(&cfg);
         assert_eq!(SessionState::decode(&blob, &cfg).unwrap(), s);
@@ -398,6 +466,9 @@ mod tests {
         let blob = s.encode_capped(&cfg);
         assert!(blob.len() <= 600, "{}", blob.len());
         let back = SessionState::decode(&blob, &cfg).unwrap();
-        assert_eq!(back.ring.back().map(|r| back.item_id(r.item)), Some("item-with-a-long-id-0199"));
+        assert_eq!(
+            back.ring.back().map(|r| back.item_id(r.item)),
+            Some("item-with-a-long-id-0199")
+        );
     }
 }

@@ -214,10 +214,7 @@ impl SessionState {
                 return Ingested::Duplicate;
             }
         }
-        if cfg.idle_ms > 0
-            && !self.is_empty()
-            && ev.ts > self.last_ms.saturating_add(cfg.idle_ms)
-        {
+        if cfg.idle_ms > 0 && !self.is_empty() && ev.ts > self.last_ms.saturating_add(cfg.idle_ms) {
             *self = SessionState::new();
         }
         if let Some(seq) = ev.seq {
@@ -436,10 +433,20 @@ mod tests {
         let mut add = Event::new(EventKind::AddToCart, "a", T0);
         add.quantity = Some(2);
         s.ingest(&add, None, Some(9.99), &cfg);
-        s.ingest(&Event::new(EventKind::AddToCart, "b", T0 + 1), None, None, &cfg);
+        s.ingest(
+            &Event::new(EventKind::AddToCart, "b", T0 + 1),
+            None,
+            None,
+            &cfg,
+        );
         assert_eq!(s.cart.len(), 2);
         assert_eq!(s.cart[0].unit_cents, 999);
-        s.ingest(&Event::new(EventKind::Purchase, "a", T0 + 2), None, None, &cfg);
+        s.ingest(
+            &Event::new(EventKind::Purchase, "a", T0 + 2),
+            None,
+            None,
+            &cfg,
+        );
         assert_eq!(s.cart.len(), 1);
         assert_eq!(s.purchased, vec![0]);
     }

@@ -187,7 +187,10 @@ mod tests {
     #[test]
     fn bounds() {
         assert_eq!(Window::sliding(600_000).lower_bound(1_000_000), 400_001);
-        assert_eq!(Window::tumbling(3_600_000).lower_bound(7_300_000), 7_200_000);
+        assert_eq!(
+            Window::tumbling(3_600_000).lower_bound(7_300_000),
+            7_200_000
+        );
         assert_eq!(Window::sliding(10).lower_bound(3), 0);
     }
 
@@ -212,7 +215,13 @@ mod tests {
         // lo = minute 4 + 1 ms: minutes 5, 9, 12, 14 count; minute 0's bucket ends before lo.
         let n = s.count_item(0, EventKind::View, w, now, cfg.bucket_ms);
         assert_eq!(n, 4);
-        assert_eq!(s.count_category(0, EventKind::View, w, now, cfg.bucket_ms), n);
-        assert_eq!(s.counts_per_item(EventKind::View, w, now, cfg.bucket_ms), vec![n]);
+        assert_eq!(
+            s.count_category(0, EventKind::View, w, now, cfg.bucket_ms),
+            n
+        );
+        assert_eq!(
+            s.counts_per_item(EventKind::View, w, now, cfg.bucket_ms),
+            vec![n]
+        );
     }
 }
