@@ -73,6 +73,15 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run the conformance corpus; print every case's report as a JSON array.
+    Conformance {
+        /// Folder of case files.
+        #[arg(long, default_value = "tests/conformance")]
+        dir: PathBuf,
+        /// Repository root (case fixtures are named relative to it).
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
     /// Regenerate the demo catalog and rule bundle.
     DemoData {
         /// Output folder.
@@ -224,6 +233,34 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
             }
         }
         Cmd::Schema => print!("{}", json_schema()),
+        Cmd::Conformance { dir, root } => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|source| CliError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            files.sort();
+            let mut reports = Vec::new();
+            let mut failed = false;
+            for f in files {
+                let text = String::from_utf8_lossy(&read(&f)?).into_owned();
+                let case: edgerec::scenario::Case = serde_json::from_str(&text)
+                    .map_err(|e| CliError::Input(format!("{}: {e}", f.display())))?;
+                let bundle = String::from_utf8_lossy(&read(&root.join(&case.bundle))?).into_owned();
+                let catalog = read(&root.join(&case.catalog))?;
+                let report = edgerec::scenario::run(&case, &bundle, &catalog);
+                failed |= !report.mismatches.is_empty();
+                let file = f.file_name().map(|n| n.to_string_lossy().into_owned());
+                reports.push(serde_json::json!({"file": file, "report": report}));
+            }
+            println!("{}", serde_json::to_string(&reports).unwrap_or_default());
+            if failed {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Cmd::Snapshot { catalog, out } => {
             let cat = Catalog::from_json(&read(&catalog)?).map_err(EngineError::from)?;
             let snap = cat.to_snapshot();

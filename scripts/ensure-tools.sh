@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the build and tests need, each only when missing or at the wrong version:
+# the wasm32 target and wasm-bindgen-cli pinned to the wasm-bindgen version in Cargo.lock
+# (the two must match exactly).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ -z "$want" ]; then
+  echo "ensure-tools: no wasm-bindgen in Cargo.lock" >&2
+  exit 1
+fi
+if [ "$want" != "$have" ]; then
+  echo "ensure-tools: installing wasm-bindgen-cli $want (found: ${have:-none}; ~4 min cold)"
+  # Without --locked: its lockfile names a crate version this registry mirror lacks.
+  cargo install wasm-bindgen-cli --version "$want"
+fi
+
+if ! command -v node >/dev/null 2>&1; then
+  echo "ensure-tools: installing Node.js (Debian package)"
+  apt-get update -qq && apt-get install -y -qq nodejs
+fi
