@@ -26,6 +26,10 @@ fn main() {
     let state = SessionState::decode(&w.blob, &cfg.session).unwrap();
     let f = Features::compute(&state, w.context.clone(), w.now_ms, &cfg.session);
     time("decide", n, || w.decide_one());
+    let mut us = edgerec::workload::Workload::new();
+    us.context.country = Some("US".into());
+    println!("US visitor: {} rules fire", us.decide_one().rule_hits.len());
+    time("decide-US", n, || us.decide_one());
     time("ingest-only", n, || {
         w.engine.decide(&edgerec::DecideRequest {
             state: Some(&w.blob),
