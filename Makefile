@@ -30,6 +30,7 @@ wasm:
 
 wasm-node: wasm
 	wasm-bindgen --target nodejs --out-dir build/wasm-node $(WASM_OUT)
+	echo '{"type":"commonjs"}' > build/wasm-node/package.json
 
 wasm-test: wasm-node
 	cargo build -q --release -p edgerec-cli

@@ -22,7 +22,17 @@ if [ "$want" != "$have" ]; then
   cargo install wasm-bindgen-cli --version "$want"
 fi
 
+if [ "$(worker-build --version 2>/dev/null)" != "0.8.7" ]; then
+  echo "ensure-tools: installing worker-build 0.8.7 (~9 min cold)"
+  cargo install worker-build --version 0.8.7 --locked
+fi
+
 if ! command -v node >/dev/null 2>&1; then
   echo "ensure-tools: installing Node.js (Debian package)"
   apt-get update -qq && apt-get install -y -qq nodejs
+fi
+
+# JS tooling pinned in package-lock.json (wrangler/workerd, miniflare, wasm-opt, esbuild).
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
 fi

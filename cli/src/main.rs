@@ -82,6 +82,19 @@ enum Cmd {
         #[arg(long, default_value = ".")]
         root: PathBuf,
     },
+    /// Write the KV entries that publish a bundle + catalog (content-addressed keys and the
+    /// `config:current` pointer) as a `wrangler kv bulk put` file.
+    Publish {
+        /// Rule bundle (JSON).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// Catalog (JSON).
+        #[arg(long)]
+        catalog: PathBuf,
+        /// Output file for `wrangler kv bulk put --binding CONFIG FILE`.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Regenerate the demo catalog and rule bundle.
     DemoData {
         /// Output folder.
@@ -271,6 +284,34 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
                 cat.items.len(),
                 snap.len(),
                 snap.len() as f64 / cat.items.len().max(1) as f64
+            );
+        }
+        Cmd::Publish {
+            bundle,
+            catalog,
+            out,
+        } => {
+            use base64::Engine as _;
+            let bundle_text = String::from_utf8_lossy(&read(&bundle)?).into_owned();
+            let compiled = compile_json(&bundle_text, EngineConfig::default().session.horizon_ms)
+                .map_err(EngineError::from)?;
+            let cat = Catalog::from_json(&read(&catalog)?).map_err(EngineError::from)?;
+            let snapshot = base64::engine::general_purpose::STANDARD.encode(cat.to_snapshot());
+            let pointer = serde_json::json!({"bundle": compiled.hash, "catalog": cat.version});
+            let entries = serde_json::json!([
+                {"key": format!("bundle:{}", compiled.hash), "value": bundle_text},
+                {"key": format!("catalog:{}", cat.version), "value": snapshot, "base64": true},
+                // Written last: the one write that switches (or rolls back) a release.
+                {"key": "config:current", "value": pointer.to_string()},
+            ]);
+            write(&out, pretty(&entries).as_bytes())?;
+            println!(
+                "{}: bundle {} ({} rules), catalog {} ({} items)",
+                out.display(),
+                compiled.hash,
+                compiled.rules.len(),
+                cat.version,
+                cat.items.len()
             );
         }
         Cmd::DemoData { out } => {

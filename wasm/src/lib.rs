@@ -130,6 +130,15 @@ pub fn run_scenario(case_json: &str, bundle_json: &str, catalog: &[u8]) -> Strin
     serde_json::to_string(&report).unwrap_or_default()
 }
 
+/// A readable view of a session blob (for debugging and tests): JSON of the state.
+#[wasm_bindgen(js_name = inspectSession)]
+pub fn inspect_session(blob: &[u8]) -> Result<String, JsError> {
+    let cfg = EngineConfig::default();
+    let state =
+        edgerec::SessionState::decode(blob, &cfg.session).map_err(|e| one_error("state", e))?;
+    Ok(state.to_debug_json().to_string())
+}
+
 /// The standard benchmark workload (see `edgerec::workload`), so hosts time the same thing.
 #[wasm_bindgen]
 pub struct Bench {

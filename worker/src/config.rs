@@ -1,0 +1,161 @@
+//! Config cache: the rule bundle and the catalog snapshot, read from the CONFIG KV namespace and
+//! kept in isolate memory.
+//!
+//! Layout in KV (one write switches or rolls back a release):
+//! - `bundle:<hash>`: a rule bundle (JSON), `catalog:<version>`: a catalog snapshot
+//!   (MessagePack), both immutable;
+//! - `config:current`: `{"bundle":"<hash>","catalog":"<version>"}`, the pointer.
+//!
+//! The pointer is re-read at most every `CONFIG_TTL_MS`; a changed pointer loads the new pair
+//! and builds a new engine. A failed or slow refresh keeps serving the engine already loaded.
+
+use crate::breaker::{self, Dep};
+use crate::budget::within;
+use crate::settings::Settings;
+use crate::stats;
+use edgerec::catalog::Catalog;
+use edgerec::rules::compile_json;
+use edgerec::{Engine, EngineConfig};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::rc::Rc;
+use worker::KvStore;
+
+/// KV key of the pointer.
+pub const POINTER_KEY: &str = "config:current";
+
+/// What the pointer names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pointer {
+    /// Bundle content hash (`bundle:<hash>`).
+    pub bundle: String,
+    /// Catalog version (`catalog:<version>`).
+    pub catalog: String,
+}
+
+struct Cached {
+    engine: Rc<Engine>,
+    pointer: Pointer,
+    checked_ms: u64,
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// KV failed or was too slow.
+    #[error("config KV unavailable: {0}")]
+    Unavailable(String),
+    /// Nothing published yet.
+    #[error("no config published ({POINTER_KEY} missing)")]
+    Missing,
+    /// Published data does not load.
+    #[error("published config is invalid: {0}")]
+    Invalid(String),
+}
+
+/// The current engine, refreshing it when due. `None` only when nothing could ever be loaded.
+pub async fn engine(kv: &KvStore, s: &Settings, now: u64) -> Option<Rc<Engine>> {
+    let (cached, fresh) = CACHE.with(|c| {
+        c.borrow().as_ref().map_or((None, false), |c| {
+            (
+                Some(c.engine.clone()),
+                now.saturating_sub(c.checked_ms) < s.config_ttl_ms,
+            )
+        })
+    });
+    if fresh {
+        return cached;
+    }
+    if !breaker::allow(Dep::ConfigKv, now) {
+        return cached;
+    }
+    match refresh(kv, s, now).await {
+        Ok(engine) => {
+            breaker::success(Dep::ConfigKv);
+            Some(engine)
+        }
+        Err(e) => {
+            stats::inc("config_refresh_failures");
+            if !matches!(e, ConfigError::Missing | ConfigError::Invalid(_)) {
+                breaker::failure(
+                    Dep::ConfigKv,
+                    now,
+                    s.breaker_threshold,
+                    s.breaker_cooldown_ms,
+                );
+            }
+            worker::console_warn!("edgerec: {e}; serving the previous config");
+            // Try again after a short pause rather than on every request.
+            CACHE.with(|c| {
+                if let Some(c) = c.borrow_mut().as_mut() {
+                    c.checked_ms = now.saturating_sub(s.config_ttl_ms.saturating_sub(1000));
+                }
+            });
+            cached
+        }
+    }
+}
+
+async fn refresh(kv: &KvStore, s: &Settings, now: u64) -> Result<Rc<Engine>, ConfigError> {
+    let budget = s.config_budget_ms;
+    let pointer = within(budget, kv.get(POINTER_KEY).text())
+        .await
+        .ok_or_else(|| ConfigError::Unavailable("pointer read timed out".into()))?
+        .map_err(|e| ConfigError::Unavailable(e.to_string()))?
+        .ok_or(ConfigError::Missing)?;
+    let pointer: Pointer =
+        serde_json::from_str(&pointer).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let same = CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        match c.as_mut() {
+            Some(c) if c.pointer == pointer => {
+                c.checked_ms = now;
+                Some(c.engine.clone())
+            }
+            _ => None,
+        }
+    });
+    if let Some(engine) = same {
+        return Ok(engine);
+    }
+    let bundle_key = format!("bundle:{}", pointer.bundle);
+    let catalog_key = format!("catalog:{}", pointer.catalog);
+    let (bundle, catalog) = within(
+        budget,
+        futures_util::future::join(kv.get(&bundle_key).text(), kv.get(&catalog_key).bytes()),
+    )
+    .await
+    .ok_or_else(|| ConfigError::Unavailable("config read timed out".into()))?;
+    let bundle = bundle
+        .map_err(|e| ConfigError::Unavailable(e.to_string()))?
+        .ok_or_else(|| ConfigError::Invalid(format!("{bundle_key} missing")))?;
+    let catalog = catalog
+        .map_err(|e| ConfigError::Unavailable(e.to_string()))?
+        .ok_or_else(|| ConfigError::Invalid(format!("{catalog_key} missing")))?;
+    let cfg = EngineConfig::default();
+    let bundle = compile_json(&bundle, cfg.session.horizon_ms)
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let catalog =
+        Catalog::from_snapshot(&catalog).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let engine = Rc::new(
+        Engine::new(cfg, bundle, catalog).map_err(|e| ConfigError::Invalid(e.to_string()))?,
+    );
+    stats::inc("config_loads");
+    CACHE.with(|c| {
+        *c.borrow_mut() = Some(Cached {
+            engine: engine.clone(),
+            pointer,
+            checked_ms: now,
+        })
+    });
+    Ok(engine)
+}
+
+/// What is loaded, for /v1/health.
+pub fn loaded() -> Option<Pointer> {
+    CACHE.with(|c| c.borrow().as_ref().map(|c| c.pointer.clone()))
+}

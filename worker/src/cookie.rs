@@ -1,0 +1,142 @@
+//! Session identity and the hot copy, both carried in HMAC-signed cookies.
+//!
+//! - `edgerec_sid=<id>.<sig>`: the session id. Missing, malformed or forged → a new session
+//!   and a fresh cookie. Server-to-server clients send `x-edgerec-session: <id>` instead.
+//! - `edgerec_hot=<blob>.<written_ms>.<sig>`: the newest session blob (base64url) with the time
+//!   it was written, signed together with the session id. KV allows one write per second per
+//!   key and is eventually consistent; the hot copy gives a shopper read-your-writes anyway:
+//!   whichever of cookie and KV was written later wins.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Session cookie name.
+pub const SID_COOKIE: &str = "edgerec_sid";
+/// Hot-copy cookie name.
+pub const HOT_COOKIE: &str = "edgerec_hot";
+/// Header for server-to-server session ids.
+pub const SID_HEADER: &str = "x-edgerec-session";
+
+fn sign(secret: &str, parts: &[&[u8]]) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    for p in parts {
+        mac.update(&(p.len() as u32).to_be_bytes());
+        mac.update(p);
+    }
+    B64.encode(mac.finalize().into_bytes())
+}
+
+fn verify(secret: &str, parts: &[&[u8]], sig: &str) -> bool {
+    let Ok(given) = B64.decode(sig) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    for p in parts {
+        mac.update(&(p.len() as u32).to_be_bytes());
+        mac.update(p);
+    }
+    mac.verify_slice(&given).is_ok()
+}
+
+/// Finds a cookie value in a `Cookie` header.
+pub fn find<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+/// Whether a session id is acceptable (what we mint: 22 base64url characters; clients may send
+/// their own ids through the header, 8–64 of `[A-Za-z0-9_-]`).
+pub fn valid_id(id: &str) -> bool {
+    (8..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A new random session id.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    crate::random::fill(&mut bytes);
+    B64.encode(bytes)
+}
+
+/// The signed cookie value for a session id.
+pub fn sid_value(secret: &str, id: &str) -> String {
+    format!("{id}.{}", sign(secret, &[b"sid", id.as_bytes()]))
+}
+
+/// The session id in a signed cookie value, if the signature holds.
+pub fn parse_sid(secret: &str, value: &str) -> Option<String> {
+    let (id, sig) = value.rsplit_once('.')?;
+    (valid_id(id) && verify(secret, &[b"sid", id.as_bytes()], sig)).then(|| id.to_string())
+}
+
+/// The signed hot-copy cookie value.
+pub fn hot_value(secret: &str, sid: &str, blob: &[u8], written_ms: u64) -> String {
+    let at = written_ms.to_string();
+    let sig = sign(secret, &[b"hot", sid.as_bytes(), blob, at.as_bytes()]);
+    format!("{}.{at}.{sig}", B64.encode(blob))
+}
+
+/// The blob and its write time from a hot-copy cookie, if it is this session's and unforged.
+pub fn parse_hot(secret: &str, sid: &str, value: &str) -> Option<(Vec<u8>, u64)> {
+    let mut parts = value.split('.');
+    let (blob, at, sig) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || blob.len() > 4096 {
+        return None;
+    }
+    let blob = B64.decode(blob).ok()?;
+    let written: u64 = at.parse().ok()?;
+    verify(secret, &[b"hot", sid.as_bytes(), &blob, at.as_bytes()], sig).then_some((blob, written))
+}
+
+/// A `Set-Cookie` header value.
+pub fn set_cookie(name: &str, value: &str, max_age_s: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; Max-Age={max_age_s}; HttpOnly; SameSite=Lax{secure}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sid_round_trip_and_forgery() {
+        let v = sid_value("k", "abcdefgh12345678");
+        assert_eq!(parse_sid("k", &v).as_deref(), Some("abcdefgh12345678"));
+        assert_eq!(parse_sid("other", &v), None);
+        assert_eq!(parse_sid("k", "abcdefgh12345679.x"), None);
+        assert_eq!(parse_sid("k", "no-dot"), None);
+        let tampered = v.replace("abcdefgh", "abcdefgX");
+        assert_eq!(parse_sid("k", &tampered), None);
+    }
+
+    #[test]
+    fn hot_copy_is_bound_to_its_session() {
+        let v = hot_value("k", "sid-aaaaaaaa", &[1, 2, 3], 42);
+        assert_eq!(
+            parse_hot("k", "sid-aaaaaaaa", &v),
+            Some((vec![1, 2, 3], 42))
+        );
+        assert_eq!(parse_hot("k", "sid-bbbbbbbb", &v), None);
+        assert_eq!(parse_hot("k", "sid-aaaaaaaa", "a.b"), None);
+    }
+
+    #[test]
+    fn finds_cookies() {
+        let h = "a=1; edgerec_sid=xyz.sig; b=2";
+        assert_eq!(find(h, SID_COOKIE), Some("xyz.sig"));
+        assert_eq!(find(h, "c"), None);
+        assert!(valid_id("abcdEFGH-_12"));
+        assert!(!valid_id("short"));
+        assert!(!valid_id("has space in it"));
+    }
+}

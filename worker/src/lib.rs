@@ -1,0 +1,44 @@
+//! The Cloudflare Workers host of the edgerec core: one module per concern.
+//!
+//! | concern | module |
+//! | --- | --- |
+//! | routes and the HTTP contract | [`routes`] |
+//! | session identity and the hot copy (signed cookies) | [`cookie`] |
+//! | session blobs: read order, coalesced KV writes | [`store`] |
+//! | rules and catalog from KV, cached per isolate | [`config`] |
+//! | request interception and HTML slot filling | [`intercept`] |
+//! | aggregate buffer and signed flush to the collector | [`flush`] |
+//! | deadlines and circuit breakers | [`budget`], [`breaker`] |
+//! | settings from the environment; isolate counters | [`settings`], [`stats`] |
+//!
+//! No code path here may panic: a panic leaves the wasm instance broken for every later
+//! request on the isolate. Fallible calls return errors; the entry point turns an unexpected
+//! error into a JSON 500 for non-decision routes (decision routes fall back instead).
+
+pub mod breaker;
+pub mod budget;
+pub mod config;
+pub mod cookie;
+pub mod flush;
+pub mod intercept;
+pub mod random;
+pub mod routes;
+pub mod settings;
+pub mod stats;
+pub mod store;
+
+use worker::{event, Context, Env, Request, Response};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    match routes::handle(req, env, ctx).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            stats::inc("internal_errors");
+            worker::console_error!("edgerec: {e}");
+            let body =
+                serde_json::json!({"errors": [{"field": "request", "message": e.to_string()}]});
+            Ok(Response::from_json(&body)?.with_status(500))
+        }
+    }
+}

@@ -1,0 +1,632 @@
+//! Routing and the HTTP contract:
+//!
+//! - `POST /v1/events` (JSON or MessagePack) → 202 `{"accepted":n,"duplicates":d}`; 400 with
+//!   `{"errors":[{"field","message"}]}`; 413 over the size limit; nothing partial is stored;
+//! - `GET /v1/recommendations?limit=10&slot=...` → `{"items":[...],"tier","variant"}` and
+//!   header `x-edgerec-tier`; never a 5xx: it falls back to `cached`, then `static`;
+//! - `GET /v1/health`, `GET /v1/stats`; `GET /edgerec/tracker.js`;
+//! - anything else: interception (proxy to the origin, fill slots in HTML).
+
+use crate::budget::now_ms;
+use crate::config;
+use crate::cookie::{self, HOT_COOKIE, SID_COOKIE, SID_HEADER};
+use crate::flush;
+use crate::intercept::{self, SlotFill};
+use crate::settings::Settings;
+use crate::stats;
+use crate::store::{self, Source};
+use edgerec::event::{parse_events_json, parse_events_msgpack};
+use edgerec::{Context as Ctx, DecideRequest, Decision, Engine, Event, FieldError, Tier};
+use serde_json::json;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use worker::{Context, Env, Fetch, Headers, Method, Request, Response};
+
+/// The tracker script served at `/edgerec/tracker.js`.
+const TRACKER_JS: &str = include_str!("../../www/tracker.js");
+/// Where the tracker is served.
+const TRACKER_PATH: &str = "/edgerec/tracker.js";
+/// Items per slot: a page gets one decision (context.slot = "page") before it streams, and
+/// every slot on it shows that list.
+const SLOT_ITEMS: usize = 4;
+
+/// Who is asking: session id, whether the cookie must be (re)set, and the hot copy.
+struct Identity {
+    sid: String,
+    set_cookie: bool,
+    hot: Option<(Vec<u8>, u64)>,
+    secure: bool,
+}
+
+fn identity(req: &Request, s: &Settings) -> Identity {
+    let h = req.headers();
+    let secure = req.url().map(|u| u.scheme() == "https").unwrap_or(false);
+    if let Some(id) = h
+        .get(SID_HEADER)
+        .ok()
+        .flatten()
+        .filter(|id| cookie::valid_id(id))
+    {
+        return Identity {
+            sid: id,
+            set_cookie: false,
+            hot: None,
+            secure,
+        };
+    }
+    let cookies = h.get("cookie").ok().flatten().unwrap_or_default();
+    match cookie::find(&cookies, SID_COOKIE).and_then(|v| cookie::parse_sid(&s.session_secret, v)) {
+        Some(sid) => {
+            let hot = cookie::find(&cookies, HOT_COOKIE)
+                .and_then(|v| cookie::parse_hot(&s.session_secret, &sid, v));
+            Identity {
+                sid,
+                set_cookie: false,
+                hot,
+                secure,
+            }
+        }
+        None => {
+            if cookie::find(&cookies, SID_COOKIE).is_some() {
+                stats::inc("bad_session_cookies");
+            }
+            Identity {
+                sid: cookie::new_id(),
+                set_cookie: true,
+                hot: None,
+                secure,
+            }
+        }
+    }
+}
+
+fn json_response(status: u16, body: &serde_json::Value) -> worker::Result<Response> {
+    Ok(Response::from_json(body)?.with_status(status))
+}
+
+fn errors(status: u16, errors: &[FieldError]) -> worker::Result<Response> {
+    json_response(status, &json!({ "errors": errors }))
+}
+
+fn context_of(req: &Request, id: &Identity, slot: Option<String>, path: String) -> Ctx {
+    let ua = req
+        .headers()
+        .get("user-agent")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    Ctx {
+        country: req.cf().and_then(|cf| cf.country()).or_else(|| {
+            req.headers()
+                .get("x-edgerec-country")
+                .ok()
+                .flatten()
+                .filter(|c| c.len() == 2)
+        }),
+        device: Some(edgerec::features::device_class(&ua).to_string()),
+        path: Some(path),
+        slot,
+        session_id: Some(id.sid.clone()),
+        variant: None,
+    }
+}
+
+/// Adds session cookies to a response.
+fn with_cookies(
+    mut resp: Response,
+    id: &Identity,
+    blob: Option<&[u8]>,
+    s: &Settings,
+) -> worker::Result<Response> {
+    let h = resp.headers_mut();
+    if id.set_cookie {
+        let v = cookie::sid_value(&s.session_secret, &id.sid);
+        h.append(
+            "set-cookie",
+            &cookie::set_cookie(SID_COOKIE, &v, 30 * 86_400, id.secure),
+        )?;
+    }
+    // Server-to-server clients (header identity) do not keep cookies.
+    let cookie_client = id.set_cookie || id.hot.is_some() || blob.is_some();
+    if let (Some(blob), true) = (blob, cookie_client) {
+        let v = cookie::hot_value(&s.session_secret, &id.sid, blob, now_ms());
+        h.append(
+            "set-cookie",
+            &cookie::set_cookie(HOT_COOKIE, &v, s.session_ttl_s, id.secure),
+        )?;
+    }
+    Ok(resp)
+}
+
+/// Entry point.
+pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let s = Settings::from_env(&env);
+    let path = req.path();
+    let resp = match (req.method(), path.as_str()) {
+        (Method::Post, "/v1/events") => events(&mut req, &env, &ctx, &s).await,
+        (Method::Get, "/v1/recommendations") => recommendations(&req, &env, &ctx, &s).await,
+        (Method::Get, "/v1/health") => health(&env, &s).await,
+        (Method::Get, "/v1/stats") => json_response(
+            200,
+            &json!({"counters": stats::snapshot(), "aggregates": flush::snapshot(),
+                    "breakers": crate::breaker::snapshot()}),
+        ),
+        (Method::Post, "/v1/_conformance") if env.var("ENABLE_CONFORMANCE").is_ok() => {
+            conformance(&mut req, &s).await
+        }
+        (Method::Get, TRACKER_PATH) => {
+            let mut r = Response::ok(TRACKER_JS)?;
+            r.headers_mut()
+                .set("content-type", "text/javascript; charset=utf-8")?;
+            r.headers_mut()
+                .set("cache-control", "public, max-age=300")?;
+            Ok(r)
+        }
+        (_, p) if p.starts_with("/v1/") => {
+            errors(404, &[FieldError::new("path", format!("no route {p}"))])
+        }
+        _ => intercept_request(req, &env, &ctx, &s).await,
+    };
+    if flush::due(&s, now_ms()) {
+        let source = "edge".to_string();
+        ctx.wait_until(flush::flush(s.clone(), source));
+    }
+    resp
+}
+
+async fn read_body(req: &mut Request, s: &Settings) -> Result<Vec<u8>, worker::Result<Response>> {
+    if let Some(len) = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|l| l.parse::<usize>().ok())
+    {
+        if len > s.max_body_bytes {
+            return Err(too_large(s));
+        }
+    }
+    match req.bytes().await {
+        Ok(b) if b.len() > s.max_body_bytes => Err(too_large(s)),
+        Ok(b) => Ok(b),
+        Err(e) => Err(errors(400, &[FieldError::new("body", e.to_string())])),
+    }
+}
+
+fn too_large(s: &Settings) -> worker::Result<Response> {
+    stats::inc("events_rejected_too_large");
+    errors(
+        413,
+        &[FieldError::new(
+            "body",
+            format!("larger than {} bytes", s.max_body_bytes),
+        )],
+    )
+}
+
+async fn events(
+    req: &mut Request,
+    env: &Env,
+    ctx: &Context,
+    s: &Settings,
+) -> worker::Result<Response> {
+    let body = match read_body(req, s).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let now = now_ms();
+    let kv_config = env.kv("CONFIG")?;
+    let engine = config::engine(&kv_config, s, now).await;
+    let limits = engine.as_ref().map(|e| e.config().time).unwrap_or_default();
+    let ct = req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let parsed = if ct.starts_with("application/msgpack") || ct.starts_with("application/x-msgpack")
+    {
+        parse_events_msgpack(&body, now, limits)
+    } else {
+        parse_events_json(&body, now, limits)
+    };
+    let events: Vec<Event> = match parsed {
+        Ok(e) => e,
+        Err(e) => {
+            stats::inc("events_rejected_invalid");
+            return errors(400, &e.errors);
+        }
+    };
+    let id = identity(req, s);
+    let Some(engine) = engine else {
+        // Without rules and catalog nothing can be decided, but nothing is lost either: the
+        // client keeps the events (the tracker retries) and learns why.
+        stats::inc("events_deferred_no_config");
+        return errors(
+            503,
+            &[FieldError::new("config", "no rules/catalog loaded yet")],
+        );
+    };
+    let sessions = env.kv("SESSIONS")?;
+    let loaded = store::load(&sessions, &id.sid, id.hot.clone(), s).await;
+    let context = context_of(req, &id, None, "/v1/events".into());
+    let d = engine.decide(&DecideRequest {
+        state: loaded.blob.as_deref(),
+        events: &events,
+        context,
+        now_ms: now,
+        limit: 0,
+        tier: Some(Tier::Full),
+    });
+    stats::add("events_accepted", u64::from(d.accepted));
+    stats::add("events_duplicate", u64::from(d.duplicates));
+    flush::record(&d.delta, now);
+    let blob = d.state.clone();
+    if let (Some(b), true) = (&blob, d.state_changed) {
+        store::save(ctx, &sessions, &id.sid, b.clone(), s);
+    }
+    let resp = json_response(
+        202,
+        &json!({"accepted": d.accepted, "duplicates": d.duplicates, "session": source_name(loaded.source)}),
+    )?;
+    with_cookies(resp, &id, blob.as_deref(), s)
+}
+
+fn source_name(s: Source) -> serde_json::Value {
+    serde_json::to_value(s).unwrap_or_default()
+}
+
+/// Query parameters of /v1/recommendations, validated.
+struct RecQuery {
+    limit: usize,
+    slot: Option<String>,
+    debug: bool,
+}
+
+fn rec_query(req: &Request) -> Result<RecQuery, Vec<FieldError>> {
+    let url = req
+        .url()
+        .map_err(|e| vec![FieldError::new("url", e.to_string())])?;
+    let mut q = RecQuery {
+        limit: 10,
+        slot: None,
+        debug: false,
+    };
+    let mut errs = Vec::new();
+    for (k, v) in url.query_pairs() {
+        match k.as_ref() {
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=edgerec::engine::MAX_LIMIT).contains(&n) => q.limit = n,
+                _ => errs.push(FieldError::new("limit", "must be an integer from 1 to 100")),
+            },
+            "slot" => {
+                if edgerec::event::check_id(&v).is_ok() {
+                    q.slot = Some(v.into_owned());
+                } else {
+                    errs.push(FieldError::new(
+                        "slot",
+                        "must be 1-128 bytes, no control characters",
+                    ));
+                }
+            }
+            "debug" => q.debug = v == "1" || v == "true",
+            _ => {}
+        }
+    }
+    if errs.is_empty() {
+        Ok(q)
+    } else {
+        Err(errs)
+    }
+}
+
+thread_local! {
+    /// Per-segment results of the `cached` tier: (expires, items, variant).
+    static SEGMENTS: RefCell<HashMap<String, (u64, Rc<Decision>)>> = RefCell::new(HashMap::new());
+}
+
+/// The `cached` tier: context-only decisions per segment, kept for `SEGMENT_TTL_MS`.
+fn cached_decision(
+    engine: &Engine,
+    context: Ctx,
+    limit: usize,
+    now: u64,
+    ttl: u64,
+) -> Rc<Decision> {
+    let key = format!("{}|{limit}", engine.segment_key(&context));
+    if let Some(hit) = SEGMENTS.with(|m| {
+        m.borrow()
+            .get(&key)
+            .filter(|(exp, _)| *exp > now)
+            .map(|(_, d)| d.clone())
+    }) {
+        stats::inc("segment_cache_hits");
+        return hit;
+    }
+    let d = Rc::new(engine.decide(&DecideRequest {
+        context,
+        now_ms: now,
+        limit,
+        tier: Some(Tier::Cached),
+        ..Default::default()
+    }));
+    SEGMENTS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() > 1000 {
+            m.retain(|_, (exp, _)| *exp > now);
+        }
+        m.insert(key, (now + ttl, d.clone()));
+    });
+    d
+}
+
+/// Decides for a request, walking down the ladder: full → cached → static.
+async fn decide_for(
+    engine: &Engine,
+    env: &Env,
+    ctx: &Context,
+    s: &Settings,
+    id: &Identity,
+    context: Ctx,
+    limit: usize,
+) -> worker::Result<(Rc<Decision>, Option<Vec<u8>>)> {
+    let now = now_ms();
+    let sessions = env.kv("SESSIONS")?;
+    let loaded = store::load(&sessions, &id.sid, id.hot.clone(), s).await;
+    let d = if loaded.source == Source::Unavailable {
+        stats::inc("fallback_cached");
+        cached_decision(engine, context, limit, now, s.segment_ttl_ms)
+    } else {
+        let d = engine.decide(&DecideRequest {
+            state: loaded.blob.as_deref(),
+            events: &[],
+            context,
+            now_ms: now,
+            limit,
+            tier: Some(Tier::Full),
+        });
+        if let (Some(b), true) = (&d.state, d.state_changed && loaded.blob.is_some()) {
+            // Pruning changed the stored blob (time passed): keep KV in step, coalesced.
+            store::save(ctx, &sessions, &id.sid, b.clone(), s);
+        }
+        Rc::new(d)
+    };
+    stats::inc(match d.tier {
+        Tier::Full => "decisions_full",
+        Tier::Cached => "decisions_cached",
+        Tier::Static => "decisions_static",
+        Tier::Browser => "decisions_browser",
+    });
+    flush::record(&d.delta, now);
+    let blob = d.state.clone();
+    Ok((d, blob))
+}
+
+async fn recommendations(
+    req: &Request,
+    env: &Env,
+    ctx: &Context,
+    s: &Settings,
+) -> worker::Result<Response> {
+    let q = match rec_query(req) {
+        Ok(q) => q,
+        Err(e) => {
+            stats::inc("recommendations_rejected");
+            return errors(400, &e);
+        }
+    };
+    let id = identity(req, s);
+    let now = now_ms();
+    let engine = config::engine(&env.kv("CONFIG")?, s, now).await;
+    let Some(engine) = engine else {
+        // Nothing loaded at all (cold isolate and config KV down): the last rung of the
+        // ladder is an empty static answer, still a 200.
+        stats::inc("decisions_static_empty");
+        let mut r = json_response(
+            200,
+            &json!({"items": [], "tier": "static", "variant": null}),
+        )?;
+        r.headers_mut().set("x-edgerec-tier", "static")?;
+        return Ok(r);
+    };
+    let context = context_of(req, &id, q.slot.clone(), req.path());
+    let (d, blob) = match decide_for(&engine, env, ctx, s, &id, context.clone(), q.limit).await {
+        Ok(x) => x,
+        Err(e) => {
+            worker::console_warn!("edgerec: full decision failed: {e}; serving static");
+            stats::inc("fallback_static");
+            let d = engine.decide(&DecideRequest {
+                context,
+                now_ms: now,
+                limit: q.limit,
+                tier: Some(Tier::Static),
+                ..Default::default()
+            });
+            flush::record(&d.delta, now);
+            (Rc::new(d), None)
+        }
+    };
+    let mut body = json!({
+        "items": d.items,
+        "tier": d.tier.as_str(),
+        "variant": d.variant,
+        "rule_hits": d.rule_hits,
+    });
+    if q.debug {
+        body["features"] = serde_json::to_value(&d.features).unwrap_or_default();
+        body["bundle"] = json!(engine.bundle().hash);
+        body["catalog"] = json!(engine.catalog().version);
+    }
+    let mut resp = json_response(200, &body)?;
+    resp.headers_mut().set("x-edgerec-tier", d.tier.as_str())?;
+    resp.headers_mut()
+        .set("cache-control", "private, no-store")?;
+    with_cookies(resp, &id, blob.as_deref(), s)
+}
+
+/// Runs one conformance case inside workerd (enabled only with `ENABLE_CONFORMANCE`, for the
+/// test suite): `{"case": "<json>", "bundle": "<json>", "catalog": "<json>"}` → the report.
+async fn conformance(req: &mut Request, s: &Settings) -> worker::Result<Response> {
+    let body = match read_body(
+        req,
+        &Settings {
+            max_body_bytes: 4 << 20,
+            ..s.clone()
+        },
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    #[derive(serde::Deserialize)]
+    struct Input {
+        case: String,
+        bundle: String,
+        catalog: String,
+    }
+    let input: Input = match serde_json::from_slice(&body) {
+        Ok(i) => i,
+        Err(e) => return errors(400, &[FieldError::new("body", e.to_string())]),
+    };
+    let report = edgerec::scenario::run_json(&input.case, &input.bundle, input.catalog.as_bytes());
+    json_response(200, &serde_json::to_value(report).unwrap_or_default())
+}
+
+async fn health(env: &Env, s: &Settings) -> worker::Result<Response> {
+    let now = now_ms();
+    let engine = config::engine(&env.kv("CONFIG")?, s, now).await;
+    json_response(
+        200,
+        &json!({
+            "ok": true,
+            "config": config::loaded(),
+            "rules": engine.as_ref().map(|e| e.bundle().rules.len()),
+            "items": engine.as_ref().map(|e| e.catalog().items.len()),
+            "breakers": crate::breaker::snapshot(),
+        }),
+    )
+}
+
+fn render(engine: &Engine, d: &Decision, item_url: &str) -> Vec<String> {
+    let cat = engine.catalog();
+    d.items
+        .iter()
+        .map(|r| {
+            let title = cat
+                .index_of(&r.id)
+                .and_then(|i| cat.item(i))
+                .and_then(|it| it.title.clone())
+                .unwrap_or_else(|| r.id.clone());
+            let href = item_url.replace("{id}", &r.id);
+            format!(
+                r#"<a class="edgerec-item" href="{}" data-edgerec-item="{}" data-edgerec-why="{}">{}</a>"#,
+                intercept::escape(&href),
+                intercept::escape(&r.id),
+                intercept::escape(&r.why.join(" ")),
+                intercept::escape(&title)
+            )
+        })
+        .collect()
+}
+
+async fn intercept_request(
+    req: Request,
+    env: &Env,
+    ctx: &Context,
+    s: &Settings,
+) -> worker::Result<Response> {
+    let Some(origin) = s.origin_url.clone() else {
+        return errors(
+            404,
+            &[FieldError::new("path", "no origin configured (ORIGIN_URL)")],
+        );
+    };
+    let url = req.url()?;
+    let target = format!(
+        "{}{}{}",
+        origin.trim_end_matches('/'),
+        url.path(),
+        url.query().map(|q| format!("?{q}")).unwrap_or_default()
+    );
+    let id = identity(&req, s);
+    let headers = Headers::new();
+    for (k, v) in req.headers().entries() {
+        // The origin never sees edgerec's own cookies or hop-by-hop headers.
+        if k == "host" || k == "connection" {
+            continue;
+        }
+        if k == "cookie" {
+            let kept: Vec<&str> = v
+                .split(';')
+                .map(str::trim)
+                .filter(|c| !c.starts_with("edgerec_"))
+                .collect();
+            if !kept.is_empty() {
+                headers.set("cookie", &kept.join("; "))?;
+            }
+            continue;
+        }
+        headers.set(&k, &v)?;
+    }
+    let mut init = worker::RequestInit::new();
+    init.with_method(req.method()).with_headers(headers);
+    if !matches!(req.method(), Method::Get | Method::Head) {
+        let mut req = req.clone()?;
+        init.with_body(Some(
+            js_sys::Uint8Array::from(req.bytes().await?.as_slice()).into(),
+        ));
+    }
+    let upstream = match Fetch::Request(Request::new_with_init(&target, &init)?)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            stats::inc("origin_errors");
+            return errors(502, &[FieldError::new("origin", e.to_string())]);
+        }
+    };
+    let raw: web_sys::Response = upstream.into();
+    if !intercept::is_html(&raw) || req.method() != Method::Get {
+        return Ok(raw.into());
+    }
+    let now = now_ms();
+    let engine = config::engine(&env.kv("CONFIG")?, s, now).await;
+    let mut fill: Option<SlotFill> = None;
+    let mut blob = None;
+    if let Some(engine) = &engine {
+        let context = context_of(&req, &id, Some("page".into()), url.path().to_string());
+        if let Ok((d, b)) = decide_for(engine, env, ctx, s, &id, context, SLOT_ITEMS).await {
+            stats::inc("pages_filled");
+            let item_url = env
+                .var("ITEM_URL_TEMPLATE")
+                .map(|v| v.to_string())
+                .unwrap_or_else(|_| "/p/{id}".into());
+            let items = render(engine, &d, &item_url);
+            if !items.is_empty() {
+                fill = Some(SlotFill {
+                    html: items.join(""),
+                    tier: d.tier.as_str(),
+                });
+            }
+            blob = b;
+        }
+    }
+    let fill = Rc::new(fill);
+    let rewritten = intercept::rewrite(
+        raw,
+        move |_slot: &str| {
+            fill.as_ref().as_ref().map(|f| SlotFill {
+                html: f.html.clone(),
+                tier: f.tier,
+            })
+        },
+        TRACKER_PATH,
+    )
+    .map_err(|e| worker::Error::from(format!("rewrite failed: {e:?}")))?;
+    let resp = intercept::with_mutable_headers(rewritten)
+        .map_err(|e| worker::Error::from(format!("response rebuild failed: {e:?}")))?;
+    with_cookies(resp.into(), &id, blob.as_deref(), s)
+}

@@ -1,0 +1,166 @@
+// The worker's HTTP contract, in workerd (Miniflare): events in, recommendations out, cookies,
+// validation, coalesced KV writes, robustness against malformed input.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { encode } from '@msgpack/msgpack';
+import { startWorker, Jar, sleep, root } from './helpers.mjs';
+
+const require = createRequire(import.meta.url);
+const wasm = require(path.join(root, 'build/wasm-node/edgerec_wasm.js'));
+let mf;
+const U = 'http://localhost';
+
+before(async () => { mf = await startWorker(); });
+after(async () => { await mf.dispose(); });
+
+async function post(jar, events, headers = {}) {
+  const r = await mf.dispatchFetch(`${U}/v1/events`, {
+    method: 'POST',
+    body: JSON.stringify({ events }),
+    headers: { 'content-type': 'application/json', cookie: jar.header(), ...headers },
+  });
+  jar.take(r);
+  return r;
+}
+
+async function recs(jar, query = 'limit=5') {
+  const r = await mf.dispatchFetch(`${U}/v1/recommendations?${query}`, { headers: { cookie: jar.header() } });
+  jar.take(r);
+  return r;
+}
+
+test('health reports the published config', async () => {
+  const r = await mf.dispatchFetch(`${U}/v1/health`);
+  assert.equal(r.status, 200);
+  const h = await r.json();
+  assert.equal(h.ok, true);
+  assert.equal(h.config.catalog, 'demo-1');
+  assert.equal(h.rules, 11);
+});
+
+test('three views of an item put its related items first, with the rule in why', async () => {
+  const jar = new Jar();
+  const now = Date.now();
+  for (let i = 0; i < 3; i++) {
+    const r = await post(jar, [{ type: 'view', item: 'sku-0005', ts: now - 3000 + i * 1000 }]);
+    assert.equal(r.status, 202);
+    assert.equal((await r.json()).accepted, 1);
+  }
+  assert.ok(jar.cookies.has('edgerec_sid') && jar.cookies.has('edgerec_hot'));
+  const r = await recs(jar);
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-edgerec-tier'), 'full');
+  const body = await r.json();
+  assert.equal(body.tier, 'full');
+  assert.ok(['control', 'treatment'].includes(body.variant));
+  assert.ok(body.rule_hits.includes('repeat-view-related'), JSON.stringify(body.rule_hits));
+  assert.equal(body.items[0].id, 'sku-0008');
+  assert.ok(body.items[0].why.includes('rule:repeat-view-related'));
+  assert.ok(!body.items.some((i) => i.id === 'sku-0005'), 'just-viewed item is not recommended');
+});
+
+test('MessagePack bodies are accepted like JSON', async () => {
+  const jar = new Jar();
+  const r = await mf.dispatchFetch(`${U}/v1/events`, {
+    method: 'POST',
+    body: encode({ events: [{ type: 'click', item: 'sku-0161', ts: Date.now() }] }),
+    headers: { 'content-type': 'application/msgpack' },
+  });
+  assert.equal(r.status, 202);
+  assert.equal((await r.json()).accepted, 1);
+});
+
+test('invalid batches get 400 naming every field and store nothing', async () => {
+  const jar = new Jar();
+  const ok = await post(jar, [{ type: 'view', item: 'sku-0001', ts: Date.now() }]);
+  assert.equal(ok.status, 202);
+  const before = jar.cookies.get('edgerec_hot');
+  const r = await post(jar, [
+    { type: 'view', item: 'sku-0002', ts: Date.now() },
+    { type: 'teleport', item: '', ts: 'soon' },
+  ]);
+  assert.equal(r.status, 400);
+  const body = await r.json();
+  assert.deepEqual(body.errors.map((e) => e.field), ['events[1].type', 'events[1].item', 'events[1].ts']);
+  assert.equal(jar.cookies.get('edgerec_hot'), before, 'no new state was issued');
+  const state = JSON.parse(wasm.inspectSession(Buffer.from(before.split('.')[0], 'base64url')));
+  assert.deepEqual(state.totals, [1, 0, 0, 0, 0], 'the valid half of the bad batch was not stored');
+});
+
+test('oversize bodies get 413', async () => {
+  const big = JSON.stringify({ events: [{ type: 'view', item: 'x'.repeat(100), ts: 1 }] }).padEnd(70 * 1024, ' ');
+  const r = await mf.dispatchFetch(`${U}/v1/events`, { method: 'POST', body: big, headers: { 'content-type': 'application/json' } });
+  assert.equal(r.status, 413);
+  assert.equal((await r.json()).errors[0].field, 'body');
+});
+
+test('a forged or malformed session cookie starts a new session', async () => {
+  for (const bad of ['edgerec_sid=abcdefghijklmnop.forged', 'edgerec_sid=%%%', 'edgerec_sid=', 'edgerec_sid=a.b.c']) {
+    const r = await mf.dispatchFetch(`${U}/v1/recommendations?limit=3`, { headers: { cookie: bad } });
+    assert.equal(r.status, 200);
+    const set = r.headers.getSetCookie().join('\n');
+    assert.match(set, /edgerec_sid=[A-Za-z0-9_-]{22}\./, `fresh cookie for ${bad}`);
+  }
+});
+
+test('bad query strings get 400 naming the parameter', async () => {
+  for (const [q, field] of [['limit=0', 'limit'], ['limit=abc', 'limit'], ['limit=1000', 'limit'], ['slot=%01', 'slot']]) {
+    const r = await mf.dispatchFetch(`${U}/v1/recommendations?${q}`);
+    assert.equal(r.status, 400, q);
+    assert.equal((await r.json()).errors[0].field, field);
+  }
+});
+
+test('a burst of 20 events in a second causes at most one KV put per second, and none is lost', async () => {
+  const statsBefore = (await (await mf.dispatchFetch(`${U}/v1/stats`)).json()).counters;
+  const sid = 'burst-session-0001';
+  const start = Date.now();
+  for (let i = 0; i < 20; i++) {
+    const r = await mf.dispatchFetch(`${U}/v1/events`, {
+      method: 'POST',
+      body: JSON.stringify({ events: [{ type: 'view', item: `sku-00${10 + i}`, ts: start + i }] }),
+      headers: { 'content-type': 'application/json', 'x-edgerec-session': sid },
+    });
+    assert.equal(r.status, 202);
+  }
+  const burstMs = Date.now() - start;
+  await sleep(1500); // let the delayed (coalesced) put happen
+  const stats = (await (await mf.dispatchFetch(`${U}/v1/stats`)).json()).counters;
+  const puts = (stats.kv_puts || 0) - (statsBefore.kv_puts || 0);
+  const allowed = 1 + Math.ceil((burstMs + 1500) / 1000);
+  assert.ok(puts >= 1 && puts <= Math.min(allowed, 3), `puts=${puts} over ${burstMs} ms`);
+  assert.ok((stats.kv_writes_coalesced || 0) - (statsBefore.kv_writes_coalesced || 0) >= 15);
+  const blob = await (await mf.getKVNamespace('SESSIONS')).get(`s:${sid}`, 'arrayBuffer');
+  const state = JSON.parse(wasm.inspectSession(new Uint8Array(blob)));
+  assert.equal(state.totals[0], 20, 'the last put carries all 20 views');
+});
+
+test('malformed requests never break the worker', async () => {
+  const nasty = [
+    [`${U}/v1/events`, { method: 'POST', body: '{"events":', headers: { 'content-type': 'application/json' } }],
+    [`${U}/v1/events`, { method: 'POST', body: '\u0000\u0001garbage', headers: { 'content-type': 'application/msgpack' } }],
+    [`${U}/v1/events`, { method: 'POST', body: '[]' }],
+    [`${U}/v1/events`, { method: 'POST', body: JSON.stringify({ events: Array(600).fill({ type: 'view', item: 'a', ts: 1 }) }) }],
+    [`${U}/v1/events`, { method: 'POST', body: JSON.stringify({ events: [{ type: 'view', item: 'a', ts: 1e300, price: 'NaN' }] }) }],
+    [`${U}/v1/recommendations?limit=${'9'.repeat(400)}&slot=${'x'.repeat(5000)}`, {}],
+    [`${U}/v1/recommendations`, { headers: { cookie: 'edgerec_sid=' + 'A'.repeat(8000) } }],
+    [`${U}/v1/recommendations`, { headers: { cookie: 'edgerec_sid=abcdefghijkl.x; edgerec_hot=' + 'B'.repeat(6000) + '.1.sig' } }],
+    [`${U}/v1/recommendations`, { headers: { 'x-edgerec-session': '../../etc/passwd', 'user-agent': '\u00ff'.repeat(2000) } }],
+    [`${U}/v1/nope`, { method: 'DELETE' }],
+    [`${U}/v1/events`, { method: 'PUT', body: 'x' }],
+  ];
+  for (const [url, init] of nasty) {
+    const r = await mf.dispatchFetch(url, init);
+    assert.ok(r.status < 500, `${init.method || 'GET'} ${url.slice(0, 80)} → ${r.status}`);
+    await r.arrayBuffer();
+  }
+  const jar = new Jar();
+  assert.equal((await post(jar, [{ type: 'view', item: 'sku-0005', ts: Date.now() }])).status, 202);
+  const r = await recs(jar);
+  assert.equal(r.status, 200);
+  assert.ok((await r.json()).items.length > 0);
+  const stats = (await (await mf.dispatchFetch(`${U}/v1/stats`)).json()).counters;
+  assert.equal(stats.internal_errors || 0, 0);
+});

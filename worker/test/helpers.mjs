@@ -1,0 +1,128 @@
+// Shared setup for the worker tests: the built worker in workerd (Miniflare), config seeded
+// into its CONFIG KV exactly as `make dev` seeds wrangler's local KV, a demo origin, and a
+// recording collector endpoint that verifies batch signatures.
+import { Miniflare } from 'miniflare';
+import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { decode } from '@msgpack/msgpack';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const COLLECTOR_SECRET = 'test-collector-secret';
+
+/** The KV entries `edgerec publish` writes for the demo bundle and catalog. */
+export function publishEntries() {
+  const out = path.join(root, 'build/kv-config.json');
+  execFileSync(path.join(root, 'target/release/edgerec'), [
+    'publish', '--bundle', path.join(root, 'data/demo/rules.json'),
+    '--catalog', path.join(root, 'data/demo/catalog.json'), '--out', out,
+  ]);
+  return JSON.parse(readFileSync(out, 'utf8'));
+}
+
+export async function seedConfig(kv) {
+  for (const e of publishEntries()) {
+    if (e.base64) {
+      const b = Buffer.from(e.value, 'base64');
+      await kv.put(e.key, b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+    } else {
+      await kv.put(e.key, e.value);
+    }
+  }
+}
+
+/** An HTTP server on 127.0.0.1 with an ephemeral port. */
+export async function listen(handler) {
+  const server = http.createServer(handler);
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+}
+
+/**
+ * A collector endpoint that checks signatures and records decoded batches. `respond` picks the
+ * status per request (default 200).
+ */
+export async function recordingCollector(respond = () => 200) {
+  const batches = [];
+  const attempts = [];
+  const srv = await listen((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const ts = req.headers['x-edgerec-timestamp'];
+      const want = 'v1=' + createHmac('sha256', COLLECTOR_SECRET).update(`${ts}.`).update(body).digest('hex');
+      const signed = req.headers['x-edgerec-signature'] === want;
+      let batch = null;
+      try { batch = decode(body); } catch { /* recorded as undecodable */ }
+      attempts.push({ signed, id: batch && batch.id });
+      const status = signed ? respond(attempts.length, batch) : 401;
+      if (status === 200 && batch) batches.push(batch);
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ok: status === 200 }));
+    });
+  });
+  return { ...srv, batches, attempts };
+}
+
+export async function demoOrigin() {
+  const origin = await listen((req, res) => {
+    if (req.url === '/style.css') {
+      res.writeHead(200, { 'content-type': 'text/css', 'x-origin': 'demo', 'cache-control': 'max-age=60' });
+      return res.end('body{color:red}');
+    }
+    if (req.url === '/p/sku-0005') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      return res.end('<!doctype html><html><body><article data-edgerec-view="sku-0005">Shoe</article>' +
+        '<div data-edgerec-slot="product-related">fallback</div></body></html>');
+    }
+    if (req.url === '/echo-cookies') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ cookie: req.headers.cookie || '' }));
+    }
+    res.writeHead(404, { 'content-type': 'text/html' });
+    res.end('<html><body><h1>Not found</h1></body></html>');
+  });
+  return origin;
+}
+
+export async function startWorker(bindings = {}, { seed = true } = {}) {
+  const mf = new Miniflare({
+    cf: false,
+    modules: true,
+    scriptPath: path.join(root, 'worker/build/index.js'),
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
+    compatibilityDate: '2026-04-01',
+    kvNamespaces: ['SESSIONS', 'CONFIG'],
+    bindings: {
+      SESSION_SECRET: 'test-session-secret',
+      COLLECTOR_SECRET,
+      KV_BUDGET_MS: '1000',
+      CONFIG_BUDGET_MS: '2000',
+      FLUSH_MAX_AGE_MS: '600000',
+      ...bindings,
+    },
+  });
+  if (seed) await seedConfig(await mf.getKVNamespace('CONFIG'));
+  return mf;
+}
+
+/** A cookie jar for one simulated browser. */
+export class Jar {
+  constructor() { this.cookies = new Map(); }
+  header() { return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '); }
+  take(resp) {
+    for (const c of resp.headers.getSetCookie ? resp.headers.getSetCookie() : []) {
+      const [kv] = c.split(';');
+      const i = kv.indexOf('=');
+      this.cookies.set(kv.slice(0, i), kv.slice(i + 1));
+    }
+    return resp;
+  }
+}
+
+export const T = () => Date.now();
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
