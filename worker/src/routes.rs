@@ -248,8 +248,8 @@ async fn events(
             &[FieldError::new("config", "no rules/catalog loaded yet")],
         );
     };
-    let sessions = env.kv("SESSIONS")?;
-    let loaded = store::load(&sessions, &id.sid, id.hot.clone(), s).await;
+    let sessions = env.kv("SESSIONS").ok();
+    let loaded = store::load(sessions.as_ref(), &id.sid, id.hot.clone(), s).await;
     let context = context_of(req, &id, None, "/v1/events".into());
     let d = engine.decide(&DecideRequest {
         state: loaded.blob.as_deref(),
@@ -263,8 +263,8 @@ async fn events(
     stats::add("events_duplicate", u64::from(d.duplicates));
     flush::record(&d.delta, now);
     let blob = d.state.clone();
-    if let (Some(b), true) = (&blob, d.state_changed) {
-        store::save(ctx, &sessions, &id.sid, b.clone(), s);
+    if let (Some(b), true, Some(kv)) = (&blob, d.state_changed, &sessions) {
+        store::save(ctx, kv, &id.sid, b.clone(), s);
     }
     let resp = json_response(
         202,
@@ -372,8 +372,8 @@ async fn decide_for(
     limit: usize,
 ) -> worker::Result<(Rc<Decision>, Option<Vec<u8>>)> {
     let now = now_ms();
-    let sessions = env.kv("SESSIONS")?;
-    let loaded = store::load(&sessions, &id.sid, id.hot.clone(), s).await;
+    let sessions = env.kv("SESSIONS").ok();
+    let loaded = store::load(sessions.as_ref(), &id.sid, id.hot.clone(), s).await;
     let d = if loaded.source == Source::Unavailable {
         stats::inc("fallback_cached");
         cached_decision(engine, context, limit, now, s.segment_ttl_ms)
@@ -386,9 +386,13 @@ async fn decide_for(
             limit,
             tier: Some(Tier::Full),
         });
-        if let (Some(b), true) = (&d.state, d.state_changed && loaded.blob.is_some()) {
+        if let (Some(b), true, Some(kv)) = (
+            &d.state,
+            d.state_changed && loaded.blob.is_some(),
+            &sessions,
+        ) {
             // Pruning changed the stored blob (time passed): keep KV in step, coalesced.
-            store::save(ctx, &sessions, &id.sid, b.clone(), s);
+            store::save(ctx, kv, &id.sid, b.clone(), s);
         }
         Rc::new(d)
     };

@@ -69,8 +69,14 @@ fn key(sid: &str) -> String {
     format!("s:{sid}")
 }
 
-/// Loads a session's blob.
-pub async fn load(kv: &KvStore, sid: &str, hot: Option<(Vec<u8>, u64)>, s: &Settings) -> Loaded {
+/// Loads a session's blob. `kv` is the SESSIONS binding (an unusable binding counts as a KV
+/// failure, like an error or a blown budget).
+pub async fn load(
+    kv: Option<&KvStore>,
+    sid: &str,
+    hot: Option<(Vec<u8>, u64)>,
+    s: &Settings,
+) -> Loaded {
     let isolate = LATEST.with(|l| l.borrow().get(sid).map(|x| (x.blob.clone(), x.written_ms)));
     let newest = match (hot, isolate) {
         (Some(h), Some(i)) if i.1 > h.1 => Some((i.0, Source::Isolate)),
@@ -92,6 +98,19 @@ pub async fn load(kv: &KvStore, sid: &str, hot: Option<(Vec<u8>, u64)>, s: &Sett
             source: Source::Unavailable,
         };
     }
+    let Some(kv) = kv else {
+        stats::inc("kv_binding_errors");
+        breaker::failure(
+            Dep::SessionKv,
+            now,
+            s.breaker_threshold,
+            s.breaker_cooldown_ms,
+        );
+        return Loaded {
+            blob: None,
+            source: Source::Unavailable,
+        };
+    };
     stats::inc("kv_reads");
     match within(s.kv_budget_ms, kv.get(&key(sid)).bytes()).await {
         Some(Ok(blob)) => {

@@ -89,14 +89,14 @@ export async function demoOrigin() {
   return origin;
 }
 
-export async function startWorker(bindings = {}, { seed = true } = {}) {
+export async function startWorker(bindings = {}, { seed = true, kv = ['SESSIONS', 'CONFIG'] } = {}) {
   const mf = new Miniflare({
     cf: false,
     modules: true,
     scriptPath: path.join(root, 'worker/build/index.js'),
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
     compatibilityDate: '2026-04-01',
-    kvNamespaces: ['SESSIONS', 'CONFIG'],
+    kvNamespaces: kv,
     bindings: {
       SESSION_SECRET: 'test-session-secret',
       COLLECTOR_SECRET,
