@@ -1,17 +1,31 @@
 # edgerec — the two commands a newcomer needs: `make dev` and `make test`.
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
+# Keep wrangler from calling out (no network here, and none wanted in tests).
+export WRANGLER_SEND_METRICS := false
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+export DO_NOT_TRACK := 1
 
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
+DEV_STATE := .wrangler/state
 
-.PHONY: dev test tools lint unit wasm wasm-node wasm-test bench clean
+.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test e2e bench bench-worker clean
 
-## dev: run the demo (today: the CLI plays a shopper through the engine, with the "why")
-dev: tools
+## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
+## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788
+dev: tools cli worker
+	scripts/seed-kv.sh data/demo/rules.json data/demo/catalog.json --persist-to $(DEV_STATE)
+	@echo "demo origin: http://127.0.0.1:8788   edge: http://127.0.0.1:8787  (Ctrl-C stops both)"
+	@node www/origin/server.mjs 8788 & origin=$$!; trap "kill $$origin" EXIT; \
+	  npx wrangler dev --local --ip 127.0.0.1 --port 8787 --persist-to $(DEV_STATE) --show-interactive-dev-session=false
+
+## demo-cli: the decision core alone, explaining each decision of a scripted shopper
+demo-cli: tools
 	cargo run --release -q -p edgerec-cli -- demo
 
-## test: every test (lint, native unit/property/conformance, wasm build, wasm conformance)
-test: tools lint unit wasm-test
+## test: every test (lint; native unit/property/conformance; wasm conformance; the worker in
+## workerd via Miniflare; end to end through wrangler dev)
+test: tools lint unit wasm-test worker-test e2e
 
 tools:
 	@scripts/ensure-tools.sh
@@ -23,6 +37,9 @@ lint:
 unit:
 	cargo test --workspace -q
 
+cli:
+	cargo build -q --release -p edgerec-cli
+
 # The core builds for wasm32 on its own (no platform types), and so do the bindings.
 wasm:
 	cargo build -q -p edgerec --target wasm32-unknown-unknown
@@ -32,17 +49,28 @@ wasm-node: wasm
 	wasm-bindgen --target nodejs --out-dir build/wasm-node $(WASM_OUT)
 	echo '{"type":"commonjs"}' > build/wasm-node/package.json
 
-wasm-test: wasm-node
-	cargo build -q --release -p edgerec-cli
+wasm-test: wasm-node cli
 	node --test wasm/test/
 
-## bench: criterion benches, per-call latency native vs wasm (same workload, same run)
-bench: tools wasm-node
+worker:
+	scripts/build-worker.sh
+
+worker-test: worker wasm-node cli
+	node --test --test-concurrency=1 worker/test/
+
+e2e: worker cli
+	node --test tests/e2e/
+
+## bench: criterion benches, per-call latency native vs wasm (same workload, same run), and
+## the worker's HTTP latency under wrangler dev
+bench: tools wasm-node worker cli
 	cargo bench -q --bench decide
 	@echo "--- per-call latency, same workload, same run ---"
 	@cargo bench -q --bench latency 2>/dev/null | tail -1
+	@cargo bench -q --bench latency_mimalloc 2>/dev/null | tail -1
 	@node wasm/bench.mjs
 	@cargo run -q --release --example workload_info
+	node worker/bench.mjs
 
 clean:
-	rm -rf build target
+	rm -rf build target worker/build .wrangler

@@ -82,8 +82,9 @@ enum Cmd {
         #[arg(long, default_value = ".")]
         root: PathBuf,
     },
-    /// Write the KV entries that publish a bundle + catalog (content-addressed keys and the
-    /// `config:current` pointer) as a `wrangler kv bulk put` file.
+    /// Prepare a release for the edge's CONFIG KV: `bundle-<hash>.json`, `catalog-<version>.msgpack`
+    /// and `pointer.json` in a folder, plus `keys.json` naming the KV key of each (the pointer,
+    /// `config:current`, is written last: one write switches or rolls back a release).
     Publish {
         /// Rule bundle (JSON).
         #[arg(long)]
@@ -91,7 +92,7 @@ enum Cmd {
         /// Catalog (JSON).
         #[arg(long)]
         catalog: PathBuf,
-        /// Output file for `wrangler kv bulk put --binding CONFIG FILE`.
+        /// Output folder.
         #[arg(long)]
         out: PathBuf,
     },
@@ -291,27 +292,34 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
             catalog,
             out,
         } => {
-            use base64::Engine as _;
             let bundle_text = String::from_utf8_lossy(&read(&bundle)?).into_owned();
             let compiled = compile_json(&bundle_text, EngineConfig::default().session.horizon_ms)
                 .map_err(EngineError::from)?;
             let cat = Catalog::from_json(&read(&catalog)?).map_err(EngineError::from)?;
-            let snapshot = base64::engine::general_purpose::STANDARD.encode(cat.to_snapshot());
+            std::fs::create_dir_all(&out).map_err(|source| CliError::Io {
+                path: out.display().to_string(),
+                source,
+            })?;
+            let bundle_file = format!("bundle-{}.json", compiled.hash);
+            let catalog_file = format!("catalog-{}.msgpack", cat.version);
+            write(&out.join(&bundle_file), bundle_text.as_bytes())?;
+            write(&out.join(&catalog_file), &cat.to_snapshot())?;
             let pointer = serde_json::json!({"bundle": compiled.hash, "catalog": cat.version});
-            let entries = serde_json::json!([
-                {"key": format!("bundle:{}", compiled.hash), "value": bundle_text},
-                {"key": format!("catalog:{}", cat.version), "value": snapshot, "base64": true},
-                // Written last: the one write that switches (or rolls back) a release.
-                {"key": "config:current", "value": pointer.to_string()},
+            write(&out.join("pointer.json"), pointer.to_string().as_bytes())?;
+            let keys = serde_json::json!([
+                {"key": format!("bundle:{}", compiled.hash), "file": bundle_file},
+                {"key": format!("catalog:{}", cat.version), "file": catalog_file},
+                {"key": "config:current", "file": "pointer.json"},
             ]);
-            write(&out, pretty(&entries).as_bytes())?;
+            write(&out.join("keys.json"), pretty(&keys).as_bytes())?;
             println!(
-                "{}: bundle {} ({} rules), catalog {} ({} items)",
+                "{}: bundle {} ({} rules), catalog {} ({} items, {} bytes)",
                 out.display(),
                 compiled.hash,
                 compiled.rules.len(),
                 cat.version,
-                cat.items.len()
+                cat.items.len(),
+                cat.to_snapshot().len()
             );
         }
         Cmd::DemoData { out } => {

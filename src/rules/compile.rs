@@ -370,8 +370,13 @@ impl Ctx {
 /// Parses and compiles a bundle from JSON text. `horizon_ms` is the longest window sessions
 /// keep; a rule asking for more is rejected.
 pub fn compile_json(json: &str, horizon_ms: u64) -> Result<CompiledBundle, BundleError> {
+    compile(parse_bundle(json)?, horizon_ms)
+}
+
+#[cfg(feature = "json-paths")]
+fn parse_bundle(json: &str) -> Result<Bundle, BundleError> {
     let de = &mut serde_json::Deserializer::from_str(json);
-    let bundle: Bundle = serde_path_to_error::deserialize(de).map_err(|e| {
+    serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         BundleError {
             issues: vec![FieldError::new(
@@ -379,8 +384,14 @@ pub fn compile_json(json: &str, horizon_ms: u64) -> Result<CompiledBundle, Bundl
                 e.into_inner().to_string(),
             )],
         }
-    })?;
-    compile(bundle, horizon_ms)
+    })
+}
+
+#[cfg(not(feature = "json-paths"))]
+fn parse_bundle(json: &str) -> Result<Bundle, BundleError> {
+    serde_json::from_str(json).map_err(|e| BundleError {
+        issues: vec![FieldError::new("$", e.to_string())],
+    })
 }
 
 /// Validates and compiles a parsed bundle.

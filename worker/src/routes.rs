@@ -147,6 +147,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<
         (Method::Post, "/v1/events") => events(&mut req, &env, &ctx, &s).await,
         (Method::Get, "/v1/recommendations") => recommendations(&req, &env, &ctx, &s).await,
         (Method::Get, "/v1/health") => health(&env, &s).await,
+        (Method::Get, "/v1/health/kv") => kv_probe(&env).await,
         (Method::Get, "/v1/stats") => json_response(
             200,
             &json!({"counters": stats::snapshot(), "aggregates": flush::snapshot(),
@@ -467,6 +468,18 @@ async fn recommendations(
     resp.headers_mut()
         .set("cache-control", "private, no-store")?;
     with_cookies(resp, &id, blob.as_deref(), s)
+}
+
+/// One uncached KV read (the config pointer): is KV reachable, and how fast. Also the
+/// baseline the latency benchmark compares `/v1/recommendations` against.
+async fn kv_probe(env: &Env) -> worker::Result<Response> {
+    let found = env
+        .kv("CONFIG")?
+        .get(config::POINTER_KEY)
+        .text()
+        .await?
+        .is_some();
+    json_response(200, &json!({"ok": true, "pointer": found}))
 }
 
 /// Runs one conformance case inside workerd (enabled only with `ENABLE_CONFORMANCE`, for the

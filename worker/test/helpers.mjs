@@ -13,24 +13,21 @@ import { decode } from '@msgpack/msgpack';
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const COLLECTOR_SECRET = 'test-collector-secret';
 
-/** The KV entries `edgerec publish` writes for the demo bundle and catalog. */
+/** The release `edgerec publish` prepares for the demo bundle and catalog: [{key, bytes}]. */
 export function publishEntries() {
-  const out = path.join(root, 'build/kv-config.json');
+  const out = path.join(root, 'build/release-demo');
   execFileSync(path.join(root, 'target/release/edgerec'), [
     'publish', '--bundle', path.join(root, 'data/demo/rules.json'),
     '--catalog', path.join(root, 'data/demo/catalog.json'), '--out', out,
   ]);
-  return JSON.parse(readFileSync(out, 'utf8'));
+  return JSON.parse(readFileSync(path.join(out, 'keys.json'), 'utf8'))
+    .map((k) => ({ key: k.key, bytes: readFileSync(path.join(out, k.file)) }));
 }
 
 export async function seedConfig(kv) {
   for (const e of publishEntries()) {
-    if (e.base64) {
-      const b = Buffer.from(e.value, 'base64');
-      await kv.put(e.key, b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
-    } else {
-      await kv.put(e.key, e.value);
-    }
+    const b = e.bytes;
+    await kv.put(e.key, b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
   }
 }
 

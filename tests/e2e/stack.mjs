@@ -1,0 +1,62 @@
+// Starts the `make dev` stack on free loopback ports for tests and benchmarks: local KV seeded
+// by scripts/seed-kv.sh, the demo origin, and the worker under `wrangler dev` (workerd).
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const env = { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', DO_NOT_TRACK: '1' };
+
+export function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+
+export async function waitFor(url, ms) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    try { if ((await fetch(url)).ok) return; } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${url} not up after ${ms} ms`);
+}
+
+/** Starts the stack; `vars` are extra worker vars. Returns { base, origin, stop }. */
+export async function startStack(vars = {}) {
+  const state = mkdtempSync(path.join(os.tmpdir(), 'edgerec-stack-'));
+  execFileSync(path.join(root, 'scripts/seed-kv.sh'), ['data/demo/rules.json', 'data/demo/catalog.json', '--persist-to', state], { cwd: root, env, stdio: 'ignore' });
+  const originPort = await freePort();
+  const port = await freePort();
+  const origin = spawn('node', [path.join(root, 'www/origin/server.mjs'), String(originPort)], { stdio: 'ignore' });
+  const varArgs = Object.entries({ ORIGIN_URL: `http://127.0.0.1:${originPort}`, ...vars }).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
+  const wrangler = spawn('npx', ['wrangler', 'dev', '--local', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', state,
+    '--show-interactive-dev-session=false', ...varArgs], { cwd: root, env, stdio: 'ignore', detached: true });
+  const base = `http://127.0.0.1:${port}`;
+  const stop = () => {
+    try { process.kill(-wrangler.pid, 'SIGTERM'); } catch { /* gone */ }
+    try { origin.kill('SIGTERM'); } catch { /* gone */ }
+    rmSync(state, { recursive: true, force: true });
+  };
+  try {
+    await waitFor(`${base}/v1/health`, 90_000);
+  } catch (e) {
+    stop();
+    throw e;
+  }
+  return { base, origin: `http://127.0.0.1:${originPort}`, stop };
+}
+
+/** A tiny cookie jar over fetch. */
+export function browser(base) {
+  let jar = new Map();
+  return async (p, init = {}) => {
+    const cookie = [...jar.values()].join('; ');
+    const r = await fetch(`${base}${p}`, { ...init, headers: { ...(init.headers || {}), cookie } });
+    for (const c of r.headers.getSetCookie()) { const kv = c.split(';')[0]; jar.set(kv.split('=')[0], kv); }
+    return r;
+  };
+}
