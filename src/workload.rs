@@ -23,10 +23,13 @@ pub const SESSION_EVENTS: usize = 50;
 /// Start of the session.
 pub const T0: u64 = 1_764_201_600_000;
 
-struct Rng(u64);
+/// SplitMix64: a tiny deterministic generator for fixtures (benchmark workload, demo data);
+/// statistical quality is irrelevant there, reproducibility is everything.
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -34,8 +37,9 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+    /// A number in `0..n` (0 when n is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 

@@ -5,24 +5,16 @@
 use edgerec::catalog::{CatalogDoc, ItemDoc};
 use serde_json::{json, Value};
 
-/// splitmix64: a tiny deterministic generator; quality is irrelevant for demo data.
-struct Rng(u64);
+/// Adds `pick` to the core's fixture generator.
+struct Rng(edgerec::workload::Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.below(n as usize) as u64
     }
 
     fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len() as u64) as usize]
+        xs[self.0.below(xs.len())]
     }
 }
 
@@ -145,7 +137,7 @@ const PER_CATEGORY: usize = 40;
 
 /// Generates the demo catalog (320 items, 8 categories, 12 related items each).
 pub fn catalog() -> CatalogDoc {
-    let mut rng = Rng(0x00ed_9e2e_c000_0001);
+    let mut rng = Rng(edgerec::workload::Rng(0x00ed_9e2e_c000_0001));
     let mut items: Vec<ItemDoc> = Vec::new();
     for (ci, cat) in CATEGORIES.iter().enumerate() {
         for k in 0..PER_CATEGORY {

@@ -91,6 +91,20 @@ pub async fn load(
         };
     }
     let now = now_ms();
+    // Every way KV can fail counts against its breaker and leaves the state unknown.
+    let unavailable = |counter: &'static str| {
+        stats::inc(counter);
+        breaker::failure(
+            Dep::SessionKv,
+            now,
+            s.breaker_threshold,
+            s.breaker_cooldown_ms,
+        );
+        Loaded {
+            blob: None,
+            source: Source::Unavailable,
+        }
+    };
     if !breaker::allow(Dep::SessionKv, now) {
         stats::inc("kv_reads_skipped_breaker");
         return Loaded {
@@ -99,17 +113,7 @@ pub async fn load(
         };
     }
     let Some(kv) = kv else {
-        stats::inc("kv_binding_errors");
-        breaker::failure(
-            Dep::SessionKv,
-            now,
-            s.breaker_threshold,
-            s.breaker_cooldown_ms,
-        );
-        return Loaded {
-            blob: None,
-            source: Source::Unavailable,
-        };
+        return unavailable("kv_binding_errors");
     };
     stats::inc("kv_reads");
     match within(s.kv_budget_ms, kv.get(&key(sid)).bytes()).await {
@@ -123,32 +127,10 @@ pub async fn load(
             Loaded { blob, source }
         }
         Some(Err(e)) => {
-            stats::inc("kv_read_errors");
             worker::console_warn!("edgerec: session KV read failed: {e}");
-            breaker::failure(
-                Dep::SessionKv,
-                now,
-                s.breaker_threshold,
-                s.breaker_cooldown_ms,
-            );
-            Loaded {
-                blob: None,
-                source: Source::Unavailable,
-            }
+            unavailable("kv_read_errors")
         }
-        None => {
-            stats::inc("kv_read_timeouts");
-            breaker::failure(
-                Dep::SessionKv,
-                now,
-                s.breaker_threshold,
-                s.breaker_cooldown_ms,
-            );
-            Loaded {
-                blob: None,
-                source: Source::Unavailable,
-            }
-        }
+        None => unavailable("kv_read_timeouts"),
     }
 }
 
