@@ -12,12 +12,16 @@ DEV_STATE := .wrangler/state
 .PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test e2e bench bench-worker clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
-## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788
+## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
+## to the collector on 127.0.0.1:8789 (records in data/collector/records.jsonl)
 dev: tools cli worker
 	scripts/seed-kv.sh data/demo/rules.json data/demo/catalog.json --persist-to $(DEV_STATE)
-	@echo "demo origin: http://127.0.0.1:8788   edge: http://127.0.0.1:8787  (Ctrl-C stops both)"
-	@node www/origin/server.mjs 8788 & origin=$$!; trap "kill $$origin" EXIT; \
-	  npx wrangler dev --local --ip 127.0.0.1 --port 8787 --persist-to $(DEV_STATE) --show-interactive-dev-session=false
+	@echo "edge: http://127.0.0.1:8787  origin: http://127.0.0.1:8788  collector: http://127.0.0.1:8789/metrics  (Ctrl-C stops all)"
+	@node www/origin/server.mjs 8788 & origin=$$!; \
+	  COLLECTOR_ADDR=127.0.0.1:8789 target/release/edgerec-collector & collector=$$!; \
+	  trap "kill $$origin $$collector" EXIT; \
+	  npx wrangler dev --local --ip 127.0.0.1 --port 8787 --persist-to $(DEV_STATE) --show-interactive-dev-session=false \
+	    --var COLLECTOR_URL:http://127.0.0.1:8789/v1/aggregates
 
 ## demo-cli: the decision core alone, explaining each decision of a scripted shopper
 demo-cli: tools
@@ -38,7 +42,7 @@ unit:
 	cargo test --workspace -q
 
 cli:
-	cargo build -q --release -p edgerec-cli
+	cargo build -q --release -p edgerec-cli -p edgerec-collector
 
 # The core builds for wasm32 on its own (no platform types), and so do the bindings.
 wasm:

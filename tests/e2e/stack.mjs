@@ -25,29 +25,41 @@ export async function waitFor(url, ms) {
   throw new Error(`${url} not up after ${ms} ms`);
 }
 
-/** Starts the stack; `vars` are extra worker vars. Returns { base, origin, stop }. */
+/** Starts the stack; `vars` are extra worker vars. Returns { base, origin, records, stop }. */
 export async function startStack(vars = {}) {
   const state = mkdtempSync(path.join(os.tmpdir(), 'edgerec-stack-'));
+  const records = path.join(state, 'records.jsonl');
+  const collectorPort = await freePort();
+  const collector = spawn(path.join(root, 'target/release/edgerec-collector'), [], {
+    stdio: 'ignore',
+    env: { ...process.env, COLLECTOR_ADDR: `127.0.0.1:${collectorPort}`, OUTPUT_FILE: records, COLLECTOR_SECRET: 'dev-collector-secret' },
+  });
   execFileSync(path.join(root, 'scripts/seed-kv.sh'), ['data/demo/rules.json', 'data/demo/catalog.json', '--persist-to', state], { cwd: root, env, stdio: 'ignore' });
   const originPort = await freePort();
   const port = await freePort();
   const origin = spawn('node', [path.join(root, 'www/origin/server.mjs'), String(originPort)], { stdio: 'ignore' });
-  const varArgs = Object.entries({ ORIGIN_URL: `http://127.0.0.1:${originPort}`, ...vars }).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
+  const varArgs = Object.entries({
+    ORIGIN_URL: `http://127.0.0.1:${originPort}`,
+    COLLECTOR_URL: `http://127.0.0.1:${collectorPort}/v1/aggregates`,
+    ...vars,
+  }).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
   const wrangler = spawn('npx', ['wrangler', 'dev', '--local', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', state,
     '--show-interactive-dev-session=false', ...varArgs], { cwd: root, env, stdio: 'ignore', detached: true });
   const base = `http://127.0.0.1:${port}`;
   const stop = () => {
     try { process.kill(-wrangler.pid, 'SIGTERM'); } catch { /* gone */ }
     try { origin.kill('SIGTERM'); } catch { /* gone */ }
+    try { collector.kill('SIGTERM'); } catch { /* gone */ }
     rmSync(state, { recursive: true, force: true });
   };
   try {
+    await waitFor(`http://127.0.0.1:${collectorPort}/readyz`, 30_000);
     await waitFor(`${base}/v1/health`, 90_000);
   } catch (e) {
     stop();
     throw e;
   }
-  return { base, origin: `http://127.0.0.1:${originPort}`, stop };
+  return { base, origin: `http://127.0.0.1:${originPort}`, collector: `http://127.0.0.1:${collectorPort}`, records, stop };
 }
 
 /** A tiny cookie jar over fetch. */

@@ -1,0 +1,21 @@
+//! The origin collector: receives the edge's signed aggregate batches and writes them out as
+//! records, losing and doubling nothing. Stateless apart from a bounded dedup window, so it
+//! scales by running more copies behind a load balancer.
+//!
+//! | concern | module |
+//! | --- | --- |
+//! | settings from the environment | [`settings`] |
+//! | signature and replay (clock skew) checks | [`auth`] |
+//! | dropping redelivered batch ids | [`dedup`] |
+//! | a batch → records (topics, keys, headers, values) | [`records`] |
+//! | where records go (a local file today) | [`sink`] |
+//! | Prometheus metrics | [`metrics`] |
+//! | HTTP routes, the one place a batch is acknowledged | [`routes`] |
+
+pub mod auth;
+pub mod dedup;
+pub mod metrics;
+pub mod records;
+pub mod routes;
+pub mod settings;
+pub mod sink;

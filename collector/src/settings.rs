@@ -1,0 +1,54 @@
+//! Settings, read once at start-up from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The collector's configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address (`COLLECTOR_ADDR`, default 127.0.0.1:8789).
+    pub addr: SocketAddr,
+    /// HMAC key shared with the edge (`COLLECTOR_SECRET`).
+    pub secret: String,
+    /// Largest accepted |now − x-edgerec-timestamp|, ms (`MAX_SKEW_MS`, default 5 min).
+    pub max_skew_ms: u64,
+    /// Largest accepted body, bytes (`MAX_BODY_BYTES`, default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Dedup window: batch ids remembered (`DEDUP_MAX_IDS`, default 100,000) ...
+    pub dedup_max_ids: usize,
+    /// ... for at most this long, ms (`DEDUP_MAX_AGE_MS`, default 24 h).
+    pub dedup_max_age_ms: u64,
+    /// Topic prefix (`TOPIC_PREFIX`, default `edgerec`).
+    pub topic_prefix: String,
+    /// Records file for the embedded mode (`OUTPUT_FILE`, default `data/collector/records.jsonl`).
+    pub output_file: PathBuf,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    var(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+impl Settings {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Settings, String> {
+        let addr = var("COLLECTOR_ADDR").unwrap_or_else(|| "127.0.0.1:8789".into());
+        Ok(Settings {
+            addr: addr
+                .parse()
+                .map_err(|e| format!("COLLECTOR_ADDR {addr:?}: {e}"))?,
+            secret: var("COLLECTOR_SECRET").unwrap_or_else(|| "dev-collector-secret".into()),
+            max_skew_ms: num("MAX_SKEW_MS", 300_000),
+            max_body_bytes: num("MAX_BODY_BYTES", 1 << 20),
+            dedup_max_ids: num("DEDUP_MAX_IDS", 100_000),
+            dedup_max_age_ms: num("DEDUP_MAX_AGE_MS", 24 * 3600 * 1000),
+            topic_prefix: var("TOPIC_PREFIX").unwrap_or_else(|| "edgerec".into()),
+            output_file: var("OUTPUT_FILE")
+                .unwrap_or_else(|| "data/collector/records.jsonl".into())
+                .into(),
+        })
+    }
+}

@@ -1,0 +1,108 @@
+//! Where records go. Today: the embedded default, a local append-only file of JSON lines (one
+//! record per line), so the demo starts in seconds with no broker. A write returns only after
+//! the data is on disk (`fsync`), the file-mode analogue of Kafka's acks=all.
+
+use crate::records::Record;
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+
+/// Why records could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The destination is unavailable; the caller answers 503 and the edge retries.
+    #[error("sink unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A records file.
+#[derive(Debug)]
+pub struct FileSink {
+    path: PathBuf,
+    file: Mutex<tokio::fs::File>,
+}
+
+impl FileSink {
+    /// Opens (creating) the file for appending.
+    pub async fn open(path: &Path) -> Result<FileSink, SinkError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| SinkError::Unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await
+            .map_err(|e| SinkError::Unavailable(format!("{}: {e}", path.display())))?;
+        Ok(FileSink {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Appends records as JSON lines, durably. All or nothing per call: one write of the whole
+    /// block, then fsync.
+    pub async fn write(&self, records: &[Record]) -> Result<(), SinkError> {
+        let mut block = Vec::new();
+        for r in records {
+            // Via rmpv: MessagePack bins (dead letters keep the raw body) have no JSON
+            // counterpart in serde_json's own Value, and become arrays of bytes this way.
+            let value = rmp_serde::from_slice::<rmpv::Value>(&r.value)
+                .ok()
+                .and_then(|v| serde_json::to_value(v).ok())
+                .unwrap_or_default();
+            let headers: serde_json::Map<String, serde_json::Value> = r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+                .collect();
+            let line = serde_json::json!({"topic": r.topic, "key": r.key, "headers": headers, "value": value});
+            block.extend_from_slice(line.to_string().as_bytes());
+            block.push(b'\n');
+        }
+        let mut f = self.file.lock().await;
+        let io =
+            |e: std::io::Error| SinkError::Unavailable(format!("{}: {e}", self.path.display()));
+        f.write_all(&block).await.map_err(io)?;
+        f.flush().await.map_err(io)?;
+        f.sync_data().await.map_err(io)?;
+        Ok(())
+    }
+
+    /// The file written to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The configured sink.
+#[derive(Debug)]
+pub enum Sink {
+    /// Embedded mode: a local file.
+    File(FileSink),
+}
+
+impl Sink {
+    /// Writes records; Ok only when they are durable.
+    pub async fn write(&self, records: &[Record]) -> Result<(), SinkError> {
+        match self {
+            Sink::File(f) => f.write(records).await,
+        }
+    }
+
+    /// Whether the sink can take writes now (for /readyz).
+    pub async fn ready(&self) -> bool {
+        match self {
+            Sink::File(f) => tokio::fs::metadata(f.path()).await.is_ok(),
+        }
+    }
+
+    /// Short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Sink::File(_) => "file",
+        }
+    }
+}
