@@ -73,8 +73,12 @@ pub fn due(s: &Settings, now: u64) -> bool {
 /// Seals the buffer into a batch (if non-empty) and posts every unacknowledged batch.
 pub async fn flush(s: Settings, source: String) {
     let Some(url) = s.collector_url.clone() else {
-        // No collector configured: counters are only visible in /v1/stats.
-        BUF.with(|b| b.borrow_mut().delta = AggregateDelta::default());
+        // No collector configured: counters were visible in /v1/stats until now; say how
+        // many events' counters are discarded rather than let them vanish silently.
+        BUF.with(|b| {
+            let old = std::mem::take(&mut b.borrow_mut().delta);
+            stats::add("events_discarded_no_collector", old.events);
+        });
         return;
     };
     let now = now_ms();
