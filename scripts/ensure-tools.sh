@@ -27,6 +27,13 @@ if [ "$(worker-build --version 2>/dev/null)" != "0.8.7" ]; then
   cargo install worker-build --version 0.8.7 --locked
 fi
 
+# The Kafka-protocol broker the collector's tests run against (Apache Kafka cannot be fetched
+# here). Cold build ≈ 17 min, so only when missing or at another version.
+if ! tansu --version 2>/dev/null | grep -q "0.6.0"; then
+  echo "ensure-tools: installing tansu 0.6.0 (~17 min cold)"
+  cargo install tansu --version 0.6.0 --locked --no-default-features --features dynostore
+fi
+
 if ! command -v node >/dev/null 2>&1; then
   echo "ensure-tools: installing Node.js (Debian package)"
   apt-get update -qq && apt-get install -y -qq nodejs

@@ -8,12 +8,13 @@
 //! | signature and replay (clock skew) checks | [`auth`] |
 //! | dropping redelivered batch ids | [`dedup`] |
 //! | a batch → records (topics, keys, headers, values) | [`records`] |
-//! | where records go (a local file today) | [`sink`] |
+//! | where records go: Kafka, or a local file | [`sink`], [`kafka`] |
 //! | Prometheus metrics | [`metrics`] |
 //! | HTTP routes, the one place a batch is acknowledged | [`routes`] |
 
 pub mod auth;
 pub mod dedup;
+pub mod kafka;
 pub mod metrics;
 pub mod records;
 pub mod routes;

@@ -1,10 +1,12 @@
 //! `edgerec-collector`: see the library docs. Structured (JSON) logs on stderr; stops
 //! gracefully on SIGTERM or Ctrl-C, finishing requests in progress.
 
+use edgerec_collector::kafka::KafkaSink;
 use edgerec_collector::routes::{router, App};
 use edgerec_collector::settings::Settings;
 use edgerec_collector::sink::{FileSink, Sink};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,12 +24,21 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let sink = match FileSink::open(&settings.output_file).await {
-        Ok(f) => Sink::File(f),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the records file");
-            return ExitCode::FAILURE;
-        }
+    let sink = match &settings.kafka {
+        Some(k) => match KafkaSink::connect(k.clone()).await {
+            Ok(k) => Sink::Kafka(k),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reach Kafka");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => match FileSink::open(&settings.output_file).await {
+            Ok(f) => Sink::File(f),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the records file");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     let listener = match tokio::net::TcpListener::bind(settings.addr).await {
         Ok(l) => l,
@@ -36,11 +47,15 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(addr = %settings.addr, sink = sink.kind(), file = %settings.output_file.display(), "collector listening");
+    tracing::info!(addr = %settings.addr, sink = sink.kind(), "collector listening");
     let app = App::new(settings, sink);
-    let served = axum::serve(listener, router(app))
+    let served = axum::serve(listener, router(Arc::clone(&app)))
         .with_graceful_shutdown(shutdown())
         .await;
+    if let edgerec_collector::sink::Sink::Kafka(k) = &app.sink {
+        // Acknowledged batches are already delivered; this only drains stragglers.
+        k.flush(std::time::Duration::from_secs(5));
+    }
     match served {
         Ok(()) => {
             tracing::info!("collector stopped");

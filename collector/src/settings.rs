@@ -20,6 +20,8 @@ pub struct Settings {
     pub dedup_max_age_ms: u64,
     /// Topic prefix (`TOPIC_PREFIX`, default `edgerec`).
     pub topic_prefix: String,
+    /// Kafka brokers (`KAFKA_BROKERS`); unset = embedded file mode.
+    pub kafka: Option<crate::kafka::KafkaSettings>,
     /// Records file for the embedded mode (`OUTPUT_FILE`, default `data/collector/records.jsonl`).
     pub output_file: PathBuf,
 }
@@ -46,6 +48,13 @@ impl Settings {
             dedup_max_ids: num("DEDUP_MAX_IDS", 100_000),
             dedup_max_age_ms: num("DEDUP_MAX_AGE_MS", 24 * 3600 * 1000),
             topic_prefix: var("TOPIC_PREFIX").unwrap_or_else(|| "edgerec".into()),
+            kafka: var("KAFKA_BROKERS").map(|brokers| crate::kafka::KafkaSettings {
+                brokers,
+                prefix: var("TOPIC_PREFIX").unwrap_or_else(|| "edgerec".into()),
+                partitions: num("KAFKA_PARTITIONS", 4),
+                timeout_ms: num("KAFKA_TIMEOUT_MS", 5000),
+                queue_max: num("KAFKA_QUEUE_MAX", 100_000),
+            }),
             output_file: var("OUTPUT_FILE")
                 .unwrap_or_else(|| "data/collector/records.jsonl".into())
                 .into(),

@@ -1,6 +1,7 @@
-//! Where records go. Today: the embedded default, a local append-only file of JSON lines (one
-//! record per line), so the demo starts in seconds with no broker. A write returns only after
-//! the data is on disk (`fsync`), the file-mode analogue of Kafka's acks=all.
+//! Where records go: Kafka ([`crate::kafka`]) when `KAFKA_BROKERS` is set, else the embedded
+//! default, a local append-only file of JSON lines (one record per line), so the demo starts in
+//! seconds with no broker. A file write returns only after the data is on disk (`fsync`), the
+//! file-mode analogue of Kafka's acks=all.
 
 use crate::records::Record;
 use std::path::{Path, PathBuf};
@@ -82,6 +83,8 @@ impl FileSink {
 pub enum Sink {
     /// Embedded mode: a local file.
     File(FileSink),
+    /// Kafka.
+    Kafka(crate::kafka::KafkaSink),
 }
 
 impl Sink {
@@ -89,6 +92,7 @@ impl Sink {
     pub async fn write(&self, records: &[Record]) -> Result<(), SinkError> {
         match self {
             Sink::File(f) => f.write(records).await,
+            Sink::Kafka(k) => k.write(records).await,
         }
     }
 
@@ -96,6 +100,7 @@ impl Sink {
     pub async fn ready(&self) -> bool {
         match self {
             Sink::File(f) => tokio::fs::metadata(f.path()).await.is_ok(),
+            Sink::Kafka(k) => k.ready().await,
         }
     }
 
@@ -103,6 +108,7 @@ impl Sink {
     pub fn kind(&self) -> &'static str {
         match self {
             Sink::File(_) => "file",
+            Sink::Kafka(_) => "kafka",
         }
     }
 }

@@ -26,6 +26,7 @@ fn settings(file: &Path) -> Settings {
         dedup_max_age_ms: 3_600_000,
         topic_prefix: "edgerec".into(),
         output_file: file.to_path_buf(),
+        kafka: None,
     }
 }
 
