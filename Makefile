@@ -65,8 +65,8 @@ worker-test: worker wasm-node cli
 e2e: worker cli
 	node --test tests/e2e/
 
-## bench: criterion benches, per-call latency native vs wasm (same workload, same run), and
-## the worker's HTTP latency under wrangler dev
+## bench: criterion benches, per-call latency native vs wasm (same workload, same run), the
+## worker's HTTP latency under wrangler dev, and the collector against a raw Kafka producer
 bench: tools wasm-node worker cli
 	cargo bench -q --bench decide
 	@echo "--- per-call latency, same workload, same run ---"
@@ -75,6 +75,7 @@ bench: tools wasm-node worker cli
 	@node wasm/bench.mjs
 	@cargo run -q --release --example workload_info
 	node worker/bench.mjs
+	cargo run -q --release -p edgerec-collector --example throughput
 
 clean:
 	rm -rf build target worker/build .wrangler

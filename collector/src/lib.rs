@@ -20,3 +20,4 @@ pub mod records;
 pub mod routes;
 pub mod settings;
 pub mod sink;
+pub mod tally;

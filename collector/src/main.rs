@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("tally") {
+        return tally(&args[2..]);
+    }
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)
@@ -88,5 +92,32 @@ async fn shutdown() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// `edgerec-collector tally TOPIC EXPECT [TIMEOUT_S]` with `KAFKA_BROKERS` set: per-item totals
+/// of an interaction topic as JSON on stdout.
+fn tally(args: &[String]) -> ExitCode {
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let (Some(topic), Some(expect)) = (args.first(), args.get(1).and_then(|a| a.parse().ok()))
+    else {
+        eprintln!("usage: edgerec-collector tally TOPIC EXPECTED_TOTAL [TIMEOUT_S]");
+        return ExitCode::FAILURE;
+    };
+    let timeout = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(30);
+    match edgerec_collector::tally::tally(
+        &brokers,
+        topic,
+        expect,
+        std::time::Duration::from_secs(timeout),
+    ) {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tally: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -262,3 +262,32 @@ async fn health_ready_metrics() {
         assert_eq!(r.status().as_u16(), status, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_grafana_dashboard_only_uses_exported_metrics() {
+    let file = tmp("dash");
+    let (_, state) = app_for(&file).await;
+    state.metrics.reject("skew");
+    state.metrics.sink_latency.observe(0.01);
+    let exported = state.metrics.render();
+    let dash = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/grafana/dashboard.json"
+    ))
+    .unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for (i, _) in dash.match_indices("edgerec_collector_") {
+        let name: String = dash[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        names.insert(name);
+    }
+    assert!(names.len() >= 6, "{names:?}");
+    for n in names {
+        assert!(
+            exported.contains(&n),
+            "dashboard uses {n}, /metrics lacks it"
+        );
+    }
+}

@@ -25,14 +25,17 @@ export async function waitFor(url, ms) {
   throw new Error(`${url} not up after ${ms} ms`);
 }
 
-/** Starts the stack; `vars` are extra worker vars. Returns { base, origin, records, stop }. */
-export async function startStack(vars = {}) {
+/**
+ * Starts the stack; `vars` are extra worker vars, `collectorEnv` extra collector settings (e.g.
+ * KAFKA_BROKERS). Returns { base, origin, collector, records, stop }.
+ */
+export async function startStack(vars = {}, { collectorEnv = {} } = {}) {
   const state = mkdtempSync(path.join(os.tmpdir(), 'edgerec-stack-'));
   const records = path.join(state, 'records.jsonl');
   const collectorPort = await freePort();
   const collector = spawn(path.join(root, 'target/release/edgerec-collector'), [], {
     stdio: 'ignore',
-    env: { ...process.env, COLLECTOR_ADDR: `127.0.0.1:${collectorPort}`, OUTPUT_FILE: records, COLLECTOR_SECRET: 'dev-collector-secret' },
+    env: { ...process.env, COLLECTOR_ADDR: `127.0.0.1:${collectorPort}`, OUTPUT_FILE: records, COLLECTOR_SECRET: 'dev-collector-secret', ...collectorEnv },
   });
   execFileSync(path.join(root, 'scripts/seed-kv.sh'), ['data/demo/rules.json', 'data/demo/catalog.json', '--persist-to', state], { cwd: root, env, stdio: 'ignore' });
   const originPort = await freePort();
