@@ -2,6 +2,7 @@
 //! 1. a raw rdkafka producer (idempotent, acks=all) writing the records of N batches;
 //! 2. the same batches through the collector over HTTP (8 keep-alive clients on loopback);
 //! 3. request latency at a paced 1,000 requests/s.
+//!
 //! Needs `tansu` on PATH; prints one JSON object.
 
 use edgerec::aggregate::{AggregateBatch, AggregateDelta};
