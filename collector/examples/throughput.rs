@@ -16,10 +16,12 @@ use edgerec_collector::sink::Sink;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+#[path = "../tests/support/broker.rs"]
+mod broker;
 
 const SECRET: &str = "bench-secret";
 
@@ -110,35 +112,8 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut broker = Command::new("tansu")
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tansu on PATH");
-    while !Command::new("tansu")
-        .args(["topic", "list", "--broker", &url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let port = broker::free_port();
+    let mut broker = broker::Broker::start(port);
     let brokers = format!("127.0.0.1:{port}");
     let kafka = |prefix: &str| KafkaSettings {
         brokers: brokers.clone(),
@@ -301,8 +276,7 @@ async fn main() {
         lat.extend(t.await.unwrap());
     }
     let achieved = lat.len() as f64 / t0.elapsed().as_secs_f64();
-    let _ = broker.kill();
-    let _ = broker.wait();
+    broker.stop();
     println!(
         "{}",
         serde_json::json!({

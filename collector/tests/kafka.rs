@@ -16,69 +16,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
+#[path = "support/broker.rs"]
+mod broker;
+use broker::{free_port, Broker};
+
 const SECRET: &str = "kafka-test-secret";
-
-struct Broker {
-    child: Child,
-}
-
-impl Broker {
-    fn start(port: u16) -> Broker {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu on PATH (scripts/ensure-tools.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = Command::new("tansu")
-                .args(["topic", "list", "--broker", &url])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                break;
-            }
-            assert!(Instant::now() < deadline, "tansu did not become ready");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Broker { child }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn now() -> u64 {
     std::time::SystemTime::now()
