@@ -8,12 +8,11 @@
 use edgerec::aggregate::{AggregateBatch, AggregateDelta};
 use edgerec::EventKind;
 use edgerec_collector::auth::sign;
-use edgerec_collector::kafka::{KafkaSettings, KafkaSink};
+use edgerec_collector::kafka::{future_record, KafkaSettings, KafkaSink};
 use edgerec_collector::records;
 use edgerec_collector::routes::{router, App};
 use edgerec_collector::settings::Settings;
 use edgerec_collector::sink::Sink;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use std::time::{Duration, Instant};
@@ -142,20 +141,9 @@ async fn main() {
     let produce_all = |recs: &[records::Record]| {
         let mut pending = Vec::with_capacity(recs.len());
         for r in recs {
-            let mut h = OwnedHeaders::new();
-            for (k, v) in &r.headers {
-                h = h.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
-            let rec = FutureRecord::to(&r.topic)
-                .key(&r.key)
-                .payload(&r.value)
-                .headers(h);
             pending.push(
                 producer
-                    .send_result(rec)
+                    .send_result(future_record(r))
                     .map_err(|(e, _)| e)
                     .expect("enqueue"),
             );

@@ -124,18 +124,7 @@ impl KafkaSink {
         let producer = self.producer();
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
-            let rec = FutureRecord::to(&r.topic)
-                .key(&r.key)
-                .payload(&r.value)
-                .headers(headers);
-            match producer.send_result(rec) {
+            match producer.send_result(future_record(r)) {
                 Ok(delivery) => pending.push(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     return Err(SinkError::Unavailable("producer queue full".into()))
@@ -184,6 +173,21 @@ impl KafkaSink {
     pub fn flush(&self, timeout: Duration) {
         let _ = self.producer().flush(timeout);
     }
+}
+
+/// A record as rdkafka sends it: topic, key, value and headers.
+pub fn future_record(r: &Record) -> FutureRecord<'_, String, Vec<u8>> {
+    let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+    for (k, v) in &r.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    FutureRecord::to(&r.topic)
+        .key(&r.key)
+        .payload(&r.value)
+        .headers(headers)
 }
 
 fn new_producer(settings: &KafkaSettings) -> Result<FutureProducer, SinkError> {
