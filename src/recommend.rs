@@ -67,7 +67,7 @@ pub struct Recommendation {
     /// Final score (comparable within one list only).
     pub score: f64,
     /// Why it is here: `rule:<id>`, `related:<item>`, `category:<name>`, `popular`,
-    /// `pin:<rule>`.
+    /// `recent` (a return to an item of this session), `pin:<rule>`.
     pub why: Vec<String>,
 }
 
@@ -91,6 +91,8 @@ enum Why {
     Category(u32),
     /// Globally popular.
     Popular,
+    /// The shopper's own recent item, expected back (model self-relation or `weights.recent`).
+    Recent,
 }
 
 #[derive(Clone, Copy)]
@@ -150,6 +152,7 @@ impl Cand {
             .map(|w| match *w {
                 Why::Related(i) => join("related:", &catalog.items[i as usize].id),
                 Why::Category(c) => join("category:", &catalog.categories[c as usize]),
+                Why::Recent => "recent".to_string(),
                 Why::Popular | Why::Rule(_) => "popular".to_string(),
             });
         rules.chain(sources).collect()
@@ -199,10 +202,14 @@ impl<'a> Scorer<'a> {
             return;
         };
         for &(r, s) in list {
-            if r != anchor {
-                let c = self.add(r, weight * f64::from(s), Why::Related(anchor));
-                rules.iter().for_each(|&h| c.note(Why::Rule(h)));
-            }
+            // A self-relation is the model saying shoppers come back to this item.
+            let why = if r == anchor {
+                Why::Recent
+            } else {
+                Why::Related(anchor)
+            };
+            let c = self.add(r, weight * f64::from(s), why);
+            rules.iter().for_each(|&h| c.note(Why::Rule(h)));
         }
     }
 
@@ -220,6 +227,10 @@ impl<'a> Scorer<'a> {
     }
 
     fn add_popular(&mut self, weight: f64) {
+        // A zero weight would add nothing but a misleading "popular" reason.
+        if weight <= 0.0 {
+            return;
+        }
         let catalog = self.catalog;
         for &i in catalog.popular.iter().take(POPULAR_TAKE) {
             let s = weight * self.pop_norm(i);
@@ -319,6 +330,12 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
     // boost the same item), so each related list and top list is walked once.
     let mut anchors: Vec<Fold> = Vec::new();
     let mut boosted_cats: Vec<Fold> = Vec::new();
+    // Returning to a recent item only makes sense where seen items may be shown.
+    let recent_weight = if p.seen_policy == SeenPolicy::ExcludeRecent {
+        0.0
+    } else {
+        w.recent
+    };
     if personal {
         let mut decay = 1.0f64;
         for (item, kind, _) in inp.state.recent_items(p.recent_anchors) {
@@ -331,6 +348,9 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
                     EventKind::Impression => 0.0,
                 };
                 Fold::add(&mut anchors, anchor, w.related * decay * kw, None);
+                if recent_weight > 0.0 {
+                    sc.add(anchor, recent_weight * decay * kw, Why::Recent);
+                }
             }
             decay *= p.recency_decay;
         }

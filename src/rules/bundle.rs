@@ -84,6 +84,9 @@ pub struct SourceWeights {
     pub category: f64,
     /// Global popularity.
     pub popular: f64,
+    /// The shopper's own recent items (a return visit), decayed like anchors. Counts only when
+    /// `seen_policy` lets seen items through; 0 leaves them to the model's self-relations.
+    pub recent: f64,
     /// Multiplier per kind of anchor interaction.
     pub kinds: KindWeights,
 }
@@ -94,6 +97,7 @@ impl Default for SourceWeights {
             related: 1.0,
             category: 0.3,
             popular: 0.05,
+            recent: 0.0,
             kinds: KindWeights::default(),
         }
     }

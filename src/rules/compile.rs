@@ -429,6 +429,7 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
         ("related", w.related),
         ("category", w.category),
         ("popular", w.popular),
+        ("recent", w.recent),
         ("kinds.view", w.kinds.view),
         ("kinds.click", w.kinds.click),
         ("kinds.add_to_cart", w.kinds.add_to_cart),
