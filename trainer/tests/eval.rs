@@ -1,0 +1,75 @@
+//! `eval` on a tiny log whose every prediction was worked out by hand (see the comments):
+//! the engine row, POP and session-POP must come out exactly.
+
+use edgerec::catalog::Catalog;
+use edgerec::engine::{Engine, EngineConfig};
+use edgerec::rules::compile_json;
+use edgerec_trainer::clicklog::read_sessions;
+use edgerec_trainer::eval::replay;
+use edgerec_trainer::model::{Model, ModelConfig};
+
+// Sessions a b c | a b | b c, half-life off, steps 10, backward 0.5:
+// a: b 2, c 0.5        → b 1.0, c 0.25
+// b: a 1.0, c 2.0      → c 1.0, a 0.5
+// c: a 0.25, b 1.0     → b 1.0, a 0.25
+// popularity a 2, b 3, c 2 → POP list [b, a, c].
+const TRAIN: &str =
+    "SessionId\tItemId\tTime\n1\ta\t1\n1\tb\t2\n1\tc\t3\n2\ta\t1\n2\tb\t2\n3\tb\t1\n3\tc\t2\n";
+// X: a b c; Y: c a b; W: a a; Z: a (too short, no prediction) → 5 predictions.
+const TEST: &str = "SessionId\tItemId\tTime\nX\ta\t10\nX\tb\t11\nX\tc\t12\nY\tc\t10\nY\ta\t11\nY\tb\t12\nW\ta\t10\nW\ta\t11\nZ\ta\t10\n";
+const BUNDLE: &str = r#"{"version": "hand", "settings": {"recent_anchors": 5, "recency_decay": 0.5,
+  "weights": {"related": 1, "category": 0, "popular": 0}}, "rules": []}"#;
+
+#[test]
+fn hand_computed_hit_rate_and_mrr() {
+    let cfg = ModelConfig {
+        half_life_ms: 0,
+        ..ModelConfig::default()
+    };
+    let mut m = Model::new();
+    read_sessions(TRAIN.as_bytes(), |s| m.observe_session(&cfg, &s.clicks)).unwrap();
+    let doc = m.build(&cfg, None);
+    let related = |id: &str| {
+        doc.items
+            .iter()
+            .find(|i| i.id == id)
+            .unwrap()
+            .related
+            .clone()
+    };
+    assert_eq!(related("a"), vec![("b".into(), 1.0), ("c".into(), 0.25)]);
+    assert_eq!(related("b"), vec![("c".into(), 1.0), ("a".into(), 0.5)]);
+    assert_eq!(related("c"), vec![("b".into(), 1.0), ("a".into(), 0.25)]);
+
+    let config = EngineConfig::default();
+    let bundle = compile_json(BUNDLE, config.session.horizon_ms).unwrap();
+    let engine = Engine::new(config, bundle, Catalog::from_doc(&doc).unwrap()).unwrap();
+    let popular: Vec<String> = ["b", "a", "c"].map(String::from).to_vec();
+    let report = replay(
+        &[("engine".into(), &engine)],
+        &popular,
+        TEST.as_bytes(),
+        &[1, 2],
+    )
+    .unwrap();
+    let [e, pop, spop] = &report.rows[..] else {
+        panic!("three rows")
+    };
+    assert_eq!(e.metrics.predictions, 5);
+    // Engine (seen items excluded):
+    // X after a: [b, c], next b → 1.  X after a,b: b→c 1 + a→c 0.125 → [c], next c → 1.
+    // Y after c: [b, a], next a → 2.  Y after c,a: [b], next b → 1.  W after a: next a → miss.
+    assert_eq!(e.metrics.hit_rate(1), 3.0 / 5.0);
+    assert_eq!(e.metrics.hit_rate(2), 4.0 / 5.0);
+    assert_eq!(e.metrics.mrr(2), (1.0 + 1.0 + 0.5 + 1.0) / 5.0);
+    // POP [b, a, c]: next b → 1, c → 3, a → 2, b → 1, a → 2.
+    assert_eq!(pop.metrics.hit_rate(1), 2.0 / 5.0);
+    assert_eq!(pop.metrics.hit_rate(2), 4.0 / 5.0);
+    assert_eq!(pop.metrics.mrr(2), (1.0 + 0.5 + 1.0 + 0.5) / 5.0);
+    // session-POP (count, then POP rank): [a,b,c]→b 2; [b,a,c]→c 3; [c,b,a]→a 3;
+    // [a,c,b]→b 3; [a,b,c]→a 1.
+    assert_eq!(spop.metrics.hit_rate(1), 1.0 / 5.0);
+    assert_eq!(spop.metrics.hit_rate(2), 2.0 / 5.0);
+    assert_eq!(spop.metrics.mrr(2), (0.5 + 1.0) / 5.0);
+    assert_eq!(report.log.sessions, 4);
+}
