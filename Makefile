@@ -9,17 +9,20 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test e2e bench bench-worker clean
+.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test e2e bench bench-worker eval clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
-## to the collector on 127.0.0.1:8789 (records in data/collector/records.jsonl)
+## to the collector on 127.0.0.1:8789 (records in data/collector/records.jsonl), and the trainer
+## turning those records into related lists published back into the edge's KV every 20 s
 dev: tools cli worker
 	scripts/seed-kv.sh data/demo/rules.json data/demo/catalog.json --persist-to $(DEV_STATE)
 	@echo "edge: http://127.0.0.1:8787  origin: http://127.0.0.1:8788  collector: http://127.0.0.1:8789/metrics  (Ctrl-C stops all)"
 	@node www/origin/server.mjs 8788 & origin=$$!; \
 	  COLLECTOR_ADDR=127.0.0.1:8789 target/release/edgerec-collector & collector=$$!; \
-	  trap "kill $$origin $$collector" EXIT; \
+	  target/release/edgerec-trainer records --follow --interval 20s --base-catalog data/demo/catalog.json \
+	    --kv local --persist-to $(DEV_STATE) & trainer=$$!; \
+	  trap "kill $$origin $$collector $$trainer" EXIT; \
 	  npx wrangler dev --local --ip 127.0.0.1 --port 8787 --persist-to $(DEV_STATE) --show-interactive-dev-session=false \
 	    --var COLLECTOR_URL:http://127.0.0.1:8789/v1/aggregates
 
@@ -42,7 +45,7 @@ unit:
 	cargo test --workspace -q
 
 cli:
-	cargo build -q --release -p edgerec-cli -p edgerec-collector
+	cargo build -q --release -p edgerec-cli -p edgerec-collector -p edgerec-trainer
 
 # The core builds for wasm32 on its own (no platform types), and so do the bindings.
 wasm:
@@ -76,6 +79,13 @@ bench: tools wasm-node worker cli
 	@cargo run -q --release --example workload_info
 	node worker/bench.mjs
 	cargo run -q --release -p edgerec-collector --example throughput
+
+## eval: replay evaluation on the YOOCHOOSE sample (next-item HR/MRR@10,20 vs POP, session-POP)
+EVAL_DATA ?= ../shared/data/yoochoose-100k
+eval:
+	cargo run -q --release -p edgerec-trainer -- eval \
+	  --train $(EVAL_DATA)/yoochoose-clicks-100k_train_tr.txt --test $(EVAL_DATA)/yoochoose-clicks-100k_train_valid.txt \
+	  --bundle data/eval/default.json --bundle data/eval/return-aware.json
 
 clean:
 	rm -rf build target worker/build .wrangler

@@ -27,7 +27,8 @@ export async function waitFor(url, ms) {
 
 /**
  * Starts the stack; `vars` are extra worker vars, `collectorEnv` extra collector settings (e.g.
- * KAFKA_BROKERS). Returns { base, origin, collector, records, stop }.
+ * KAFKA_BROKERS). Returns { base, origin, collector, records, state, stop }; `state` is wrangler's
+ * local state folder (`--persist-to`), where a trainer publishes.
  */
 export async function startStack(vars = {}, { collectorEnv = {} } = {}) {
   const state = mkdtempSync(path.join(os.tmpdir(), 'edgerec-stack-'));
@@ -47,7 +48,7 @@ export async function startStack(vars = {}, { collectorEnv = {} } = {}) {
     ...vars,
   }).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
   const wrangler = spawn('npx', ['wrangler', 'dev', '--local', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', state,
-    '--show-interactive-dev-session=false', ...varArgs], { cwd: root, env, stdio: 'ignore', detached: true });
+    '--show-interactive-dev-session=false', ...varArgs], { cwd: root, env, stdio: process.env.STACK_LOG ? 'inherit' : 'ignore', detached: true });
   const base = `http://127.0.0.1:${port}`;
   const stop = () => {
     try { process.kill(-wrangler.pid, 'SIGTERM'); } catch { /* gone */ }
@@ -62,7 +63,7 @@ export async function startStack(vars = {}, { collectorEnv = {} } = {}) {
     stop();
     throw e;
   }
-  return { base, origin: `http://127.0.0.1:${originPort}`, collector: `http://127.0.0.1:${collectorPort}`, records, stop };
+  return { base, origin: `http://127.0.0.1:${originPort}`, collector: `http://127.0.0.1:${collectorPort}`, records, state, stop };
 }
 
 /** A tiny cookie jar over fetch. */

@@ -341,7 +341,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let doc = m.build(&cfg, None);
             let trained = started.elapsed();
             let catalog = Catalog::from_doc(&doc).map_err(edgerec::EngineError::from)?;
-            let snapshot = catalog.to_snapshot().len();
+            let bytes = catalog.to_snapshot();
+            let snapshot = bytes.len();
+            // What the edge pays when it loads a new model (median of 5).
+            let mut loads: Vec<Duration> = (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    let _ = Catalog::from_snapshot(&bytes);
+                    t.elapsed()
+                })
+                .collect();
+            loads.sort();
             let mut popular: Vec<(&str, f32)> = doc
                 .items
                 .iter()
@@ -364,12 +374,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let report = replay(&refs, &popular, open(&test)?, &k)?;
             let related: usize = doc.items.iter().map(|i| i.related.len()).sum();
             println!(
-                "model: {} items, {} related entries ({:.1}/item), snapshot {} bytes ({:.0} B/item), trained in {:.2} s",
+                "model: {} items, {} related entries ({:.1}/item), snapshot {} bytes ({:.0} B/item, loads in {:.2} ms), trained in {:.2} s",
                 doc.items.len(),
                 related,
                 related as f64 / doc.items.len().max(1) as f64,
                 snapshot,
                 snapshot as f64 / doc.items.len().max(1) as f64,
+                loads[2].as_secs_f64() * 1e3,
                 trained.as_secs_f64()
             );
             println!(

@@ -276,8 +276,8 @@ impl Model {
     }
 
     /// The catalog the edge loads: the base catalog's items (titles, categories, prices
-    /// kept) with learned popularity added and learned related lists in place of authored
-    /// ones where there is data; without a base, every item seen. The version is a content
+    /// kept) with learned popularity added and learned related items ahead of authored ones
+    /// (see [`blend`]); without a base, every item seen. The version is a content
     /// hash, so an unchanged model publishes under the same name.
     pub fn build(&self, cfg: &ModelConfig, base: Option<&CatalogDoc>) -> CatalogDoc {
         let scale = self.now_scale(cfg);
@@ -293,10 +293,7 @@ impl Model {
                 // Only items the edge can serve.
                 related.retain(|(r, _)| ok.contains(r.as_str()));
             }
-            if related.is_empty() {
-                related = base_rel.to_vec();
-            }
-            (base_pop + pop as f32, related)
+            (base_pop + pop as f32, blend(related, base_rel, cfg.top_k))
         };
         let items: Vec<ItemDoc> = match base {
             Some(doc) => doc
@@ -339,6 +336,31 @@ impl Model {
         doc.version = content_version(&doc);
         doc
     }
+}
+
+/// Learned relations ranked above authored ones: learned scores map to (0.5, 1], authored to
+/// (0, 0.5]; an item in both adds up. A thin learned list (little traffic yet) thus leads
+/// the authored list instead of replacing it.
+fn blend(learned: Vec<(String, f32)>, authored: &[(String, f32)], k: usize) -> Vec<(String, f32)> {
+    if learned.is_empty() {
+        return authored.to_vec();
+    }
+    if authored.is_empty() {
+        return learned;
+    }
+    let mut out: Vec<(String, f32)> = learned
+        .into_iter()
+        .map(|(id, s)| (id, 0.5 + 0.5 * s))
+        .collect();
+    for (id, s) in authored {
+        match out.iter_mut().find(|e| &e.0 == id) {
+            Some(e) => e.1 = (e.1 + 0.5 * s).min(1.0),
+            None => out.push((id.clone(), 0.5 * s)),
+        }
+    }
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out.truncate(k.min(edgerec::catalog::MAX_RELATED));
+    out
 }
 
 /// `m-` + the first 16 hex digits of SHA-256 over the catalog's JSON (version left empty).
@@ -420,6 +442,47 @@ mod tests {
             .iter()
             .chain(m.rel.iter().flatten().map(|e| &e.1))
             .all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn learned_relations_lead_authored_ones() {
+        let c = cfg();
+        let mut m = Model::new();
+        m.observe_transition(&c, "a", "z", 1, 0);
+        let base = CatalogDoc {
+            version: "base".into(),
+            items: ["a", "b", "z"]
+                .iter()
+                .map(|id| ItemDoc {
+                    id: id.to_string(),
+                    category: None,
+                    price: None,
+                    available: true,
+                    tags: Vec::new(),
+                    title: Some(format!("Item {id}")),
+                    popularity: 1.0,
+                    related: if *id == "a" {
+                        vec![("b".into(), 0.9)]
+                    } else {
+                        Vec::new()
+                    },
+                })
+                .collect(),
+        };
+        let doc = m.build(&c, Some(&base));
+        let a = &doc.items[0];
+        assert_eq!(a.related, vec![("z".into(), 1.0), ("b".into(), 0.45)]);
+        assert_eq!(a.title.as_deref(), Some("Item a"));
+        assert_eq!(
+            doc.items[2].popularity, 1.0,
+            "transitions add no popularity"
+        );
+        assert!(doc.version.starts_with("m-"));
+        assert_eq!(
+            doc.version,
+            m.build(&c, Some(&base)).version,
+            "content-addressed"
+        );
     }
 
     #[test]
