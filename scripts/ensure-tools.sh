@@ -39,6 +39,13 @@ if ! command -v node >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq nodejs
 fi
 
+# Browser tests: Debian's Chromium driven by npm playwright-core (never a downloaded browser).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "ensure-tools: installing chromium (Debian package, ~1 min)"
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 # JS tooling pinned in package-lock.json (wrangler/workerd, miniflare, wasm-opt, esbuild).
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

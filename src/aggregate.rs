@@ -84,6 +84,34 @@ pub struct VariantCounts {
     pub exposures: u64,
     /// Purchases by sessions in the variant.
     pub conversions: u64,
+    /// Recommendations seen (impression events) by sessions in the variant.
+    pub impressions: u64,
+    /// Clicks by sessions in the variant.
+    pub clicks: u64,
+}
+
+impl VariantCounts {
+    fn values(&self) -> [u64; 4] {
+        [
+            self.exposures,
+            self.conversions,
+            self.impressions,
+            self.clicks,
+        ]
+    }
+}
+
+/// What happened under a variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VariantEvent {
+    /// A decision was served.
+    Exposure,
+    /// A recommended item was seen.
+    Impression,
+    /// An item was clicked.
+    Click,
+    /// A purchase.
+    Conversion,
 }
 
 /// Counters from one or more decisions.
@@ -132,6 +160,8 @@ impl AggregateDelta {
             let e = self.variants.entry(k.clone()).or_default();
             e.exposures = e.exposures.saturating_add(v.exposures);
             e.conversions = e.conversions.saturating_add(v.conversions);
+            e.impressions = e.impressions.saturating_add(v.impressions);
+            e.clicks = e.clicks.saturating_add(v.clicks);
         }
         for (from, tos) in &other.transitions {
             let e = self.transitions.entry(from.clone()).or_default();
@@ -167,13 +197,15 @@ impl AggregateDelta {
     }
 
     /// Counts a variant exposure or conversion.
-    pub fn count_variant(&mut self, key: &str, exposure: bool) {
+    pub fn count_variant(&mut self, key: &str, what: VariantEvent) {
         let e = self.variants.entry(key.to_string()).or_default();
-        if exposure {
-            e.exposures = e.exposures.saturating_add(1);
-        } else {
-            e.conversions = e.conversions.saturating_add(1);
-        }
+        let c = match what {
+            VariantEvent::Exposure => &mut e.exposures,
+            VariantEvent::Impression => &mut e.impressions,
+            VariantEvent::Click => &mut e.clicks,
+            VariantEvent::Conversion => &mut e.conversions,
+        };
+        *c = c.saturating_add(1);
     }
 
     /// Distinct keys held; hosts seal a batch before this passes [`MAX_KEYS`].
@@ -315,7 +347,7 @@ impl AggregateBatch {
             if k.is_empty() || k.len() > 257 {
                 err(format!("delta.variants[{k:?}]"), "invalid key");
             }
-            if big(v.exposures) || big(v.conversions) {
+            if v.values().iter().any(|&n| big(n)) {
                 err(format!("delta.variants[{k:?}]"), "counter above 1e9");
             }
         }

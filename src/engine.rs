@@ -3,7 +3,7 @@
 //!
 //! stored blob + new events + context → ingest → features → rules → recommend → aggregates.
 
-use crate::aggregate::AggregateDelta;
+use crate::aggregate::{AggregateDelta, VariantEvent};
 use crate::catalog::{Catalog, CatalogError};
 use crate::event::{Event, EventKind, TimeLimits};
 use crate::experiment;
@@ -242,7 +242,7 @@ impl Engine {
                 delta.count_rule(h.id);
             }
             if let Some(v) = &features.context.variant {
-                delta.count_variant(&self.variant_key(v), true);
+                delta.count_variant(&self.variant_key(v), VariantEvent::Exposure);
             }
             rule_hits = hits.into_iter().map(|h| h.id.clone()).collect();
         }
@@ -299,10 +299,14 @@ impl Engine {
                             }
                         }
                     }
-                    if ev.kind == EventKind::Purchase {
-                        if let Some(v) = &ctx.variant {
-                            delta.count_variant(&self.variant_key(v), false);
-                        }
+                    let under_variant = match ev.kind {
+                        EventKind::Impression => Some(VariantEvent::Impression),
+                        EventKind::Click => Some(VariantEvent::Click),
+                        EventKind::Purchase => Some(VariantEvent::Conversion),
+                        _ => None,
+                    };
+                    if let (Some(what), Some(v)) = (under_variant, &ctx.variant) {
+                        delta.count_variant(&self.variant_key(v), what);
                     }
                 }
             }
@@ -310,5 +314,40 @@ impl Engine {
         delta.events = u64::from(accepted);
         delta.duplicates = u64::from(duplicates);
         (accepted, duplicates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variant_counts_exposures_impressions_clicks_and_conversions() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo/");
+        let bundle = std::fs::read_to_string(format!("{dir}rules.json")).unwrap();
+        let catalog = std::fs::read(format!("{dir}catalog.json")).unwrap();
+        let engine = Engine::from_json(EngineConfig::default(), &bundle, &catalog).unwrap();
+        let t = 1_764_201_600_000;
+        let events = [
+            Event::new(EventKind::Impression, "sku-0008", t),
+            Event::new(EventKind::Impression, "sku-0011", t + 1),
+            Event::new(EventKind::Click, "sku-0008", t + 2),
+            Event::new(EventKind::Purchase, "sku-0008", t + 3),
+        ];
+        let d = engine.decide(&DecideRequest {
+            events: &events,
+            context: Context {
+                variant: Some("treatment".into()),
+                ..Context::default()
+            },
+            now_ms: t + 4,
+            limit: 3,
+            ..Default::default()
+        });
+        let v = d.delta.variants.values().next().expect("one variant");
+        assert_eq!(
+            (v.exposures, v.impressions, v.clicks, v.conversions),
+            (1, 2, 1, 1)
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Properties of aggregates (merge is a commutative monoid; batches round-trip) and of the
 //! engine as a whole (same input, same decision; arbitrary input never panics).
 
-use edgerec::aggregate::{AggregateBatch, AggregateDelta};
+use edgerec::aggregate::{AggregateBatch, AggregateDelta, VariantEvent};
 use edgerec::event::{parse_events_json, EventKind, TimeLimits};
 use edgerec::{DecideRequest, Engine, EngineConfig, Event};
 use proptest::prelude::*;
@@ -20,7 +20,15 @@ fn delta() -> impl Strategy<Value = AggregateDelta> {
                 1 => d.count_transition(x, y),
                 2 => d.count_rule(x),
                 _ => {
-                    d.count_variant(y, n % 2 == 0);
+                    d.count_variant(
+                        y,
+                        [
+                            VariantEvent::Exposure,
+                            VariantEvent::Impression,
+                            VariantEvent::Click,
+                            VariantEvent::Conversion,
+                        ][(n % 4) as usize],
+                    );
                     d.count_tier(x);
                 }
             }
