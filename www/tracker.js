@@ -1,29 +1,276 @@
-// edgerec tracker (minimal edge-served version; the browser issue extends it): records views
-// and clicks from data-edgerec-* attributes and sends them to the edge in batches.
-const queue = [];
-let seq = Number(localStorage.getItem('edgerec_seq') || 0);
+// edgerec tracker: the snippet a site adds to its pages (plain ES module, no framework).
+//
+// - Records views, clicks, add-to-cart and purchases from `data-edgerec-*` attributes and
+//   impressions of rendered recommendations; each event gets a client sequence number.
+// - Events wait in an outbox in localStorage until the edge acknowledges them (202), so a
+//   page change or an edge outage loses nothing; a redelivery (same seq) is ignored by the
+//   edge, so nothing counts twice. Sent in batches with fetch(keepalive), sendBeacon on exit.
+// - Fills `data-edgerec-slot` elements the edge did not fill. When the edge does not answer
+//   within `budgetMs` (or fails), the page decides locally with the same core compiled to
+//   wasm, from the session blob kept in localStorage and the rule bundle and catalog cached
+//   from the edge: tier `browser`. The wasm and model are fetched lazily (after load, when
+//   idle) and kept in Cache Storage.
+//
+// Settings: `window.edgerecConfig = { endpoint, budgetMs, limit, pkg, itemUrl, debug }`.
+// API: `window.edgerec.{track, flush, refresh, recommend, stats}`; a `edgerec:render`
+// event on each slot filled here (detail: {slot, tier, items, ms, decision}).
 
-function track(type, item) {
+const cfg = {
+  endpoint: '',
+  budgetMs: 150,
+  limit: 4,
+  pkg: '/edgerec/pkg/',
+  itemUrl: '/p/{id}',
+  debug: false,
+  maxOutbox: 500,
+  ...(globalThis.edgerecConfig || {}),
+};
+const KEY = { outbox: 'edgerec_outbox', seq: 'edgerec_seq', state: 'edgerec_state', sid: 'edgerec_sid' };
+const MODEL_CACHE = 'edgerec-model-v1';
+const stats = { sent: 0, acked: 0, duplicates: 0, rejected: 0, dropped: 0, local: 0, edge: 0, firstLocalMs: null, engineLoadMs: null };
+
+const load = (k, d) => { try { const v = localStorage.getItem(k); return v == null ? d : JSON.parse(v); } catch { return d; } };
+const save = (k, v) => { try { localStorage.setItem(k, JSON.stringify(v)); } catch { /* full or disabled */ } };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+
+// --- events -----------------------------------------------------------------------------
+
+function track(type, item, extra = {}) {
   if (!item) return;
-  seq += 1;
-  localStorage.setItem('edgerec_seq', String(seq));
-  queue.push({ type, item, ts: Date.now(), seq });
-  if (queue.length >= 10) flush();
+  const seq = load(KEY.seq, 0) + 1;
+  save(KEY.seq, seq);
+  const box = load(KEY.outbox, []);
+  box.push({ type, item: String(item), ts: Date.now(), seq, ...extra });
+  if (box.length > cfg.maxOutbox) stats.dropped += box.splice(0, box.length - cfg.maxOutbox).length;
+  save(KEY.outbox, box);
+  schedule(type === 'impression' ? 1000 : 200);
 }
 
+let timer = 0;
+let backoff = 0;
+function schedule(ms) {
+  clearTimeout(timer);
+  timer = setTimeout(flush, Math.max(ms, backoff));
+}
+
+function keepState(j) {
+  if (j && typeof j.state === 'string') save(KEY.state, j.state);
+  if (j && typeof j.sid === 'string') save(KEY.sid, j.sid);
+}
+
+let sending = null;
+/** Sends the outbox (100 events per request); resolves when done or failed. */
 function flush() {
-  if (queue.length === 0) return;
-  const body = JSON.stringify({ events: queue.splice(0, queue.length) });
-  fetch('/v1/events', { method: 'POST', body, keepalive: true, headers: { 'content-type': 'application/json' } })
-    .catch(() => {});
+  if (sending) return sending;
+  const batch = load(KEY.outbox, []).slice(0, 100);
+  if (!batch.length) return Promise.resolve();
+  sending = (async () => {
+    try {
+      stats.sent += batch.length;
+      const r = await fetch(`${cfg.endpoint}/v1/events`, {
+        method: 'POST', keepalive: true, credentials: 'include',
+        headers: { 'content-type': 'application/json', 'x-edgerec-want-state': '1' },
+        body: JSON.stringify({ events: batch }),
+      });
+      if (r.status === 202) {
+        const j = await r.json();
+        stats.acked += j.accepted || 0;
+        stats.duplicates += j.duplicates || 0;
+        keepState(j);
+        ack(batch);
+        backoff = 0;
+      } else if (r.status === 400 || r.status === 413) {
+        // Retrying cannot help; the answer names the bad fields.
+        stats.rejected += batch.length;
+        console.warn('edgerec: events rejected', r.status, await r.text());
+        ack(batch);
+      } else {
+        throw new Error(`status ${r.status}`);
+      }
+    } catch {
+      backoff = Math.min(backoff ? backoff * 2 : 1000, 8000);
+    } finally {
+      sending = null;
+    }
+    if (load(KEY.outbox, []).length) schedule(backoff);
+  })();
+  return sending;
 }
 
-document.querySelectorAll('[data-edgerec-view]').forEach((el) => track('view', el.dataset.edgerecView));
-document.addEventListener('click', (e) => {
-  const el = e.target.closest('[data-edgerec-item]');
-  if (el) track('click', el.dataset.edgerecItem);
-  const cart = e.target.closest('[data-edgerec-add-to-cart]');
-  if (cart) track('add_to_cart', cart.dataset.edgerecAddToCart);
+function ack(batch) {
+  const done = new Set(batch.map((e) => e.seq));
+  save(KEY.outbox, load(KEY.outbox, []).filter((e) => !done.has(e.seq)));
+}
+
+// On exit: a beacon the browser delivers after the page is gone. The events stay in the
+// outbox (no answer to read); the next page resends them and the edge reports duplicates.
+addEventListener('pagehide', () => {
+  const box = load(KEY.outbox, []);
+  if (box.length && navigator.sendBeacon) {
+    navigator.sendBeacon(`${cfg.endpoint}/v1/events`, new Blob([JSON.stringify({ events: box.slice(0, 100) })], { type: 'application/json' }));
+  }
 });
-addEventListener('pagehide', flush);
-setTimeout(flush, 1000);
+addEventListener('online', () => flush());
+
+// --- the local engine (lazy) ----------------------------------------------------------
+
+async function cached(url, preferCache) {
+  const cache = globalThis.caches ? await caches.open(MODEL_CACHE).catch(() => null) : null;
+  if (preferCache && cache) {
+    const hit = await cache.match(url);
+    if (hit) return hit;
+  }
+  try {
+    const r = await fetch(url, { credentials: 'include' });
+    if (!r.ok) throw new Error(`${url}: ${r.status}`);
+    if (cache) await cache.put(url, r.clone());
+    return r;
+  } catch (e) {
+    const hit = cache && (await cache.match(url));
+    if (hit) return hit;
+    throw e;
+  }
+}
+
+let engineP = null;
+let modelTag = null;
+/** The wasm engine with the cached model; `fresh` re-checks the model with the edge. */
+function engine(fresh = false) {
+  if (engineP && !fresh) return engineP;
+  const previous = engineP;
+  engineP = (async () => {
+    const t0 = performance.now();
+    const mod = await import(`${cfg.pkg}edgerec_wasm.js`);
+    if (!previous) await mod.default({ module_or_path: await cached(`${cfg.pkg}edgerec_wasm_bg.wasm`, true) });
+    const b = await cached(`${cfg.endpoint}/v1/model/bundle`, !fresh);
+    const c = await cached(`${cfg.endpoint}/v1/model/catalog`, !fresh);
+    const tag = `${b.headers.get('etag')}|${c.headers.get('etag')}`;
+    if (previous && tag === modelTag) return previous;
+    const eng = new mod.Engine(await b.text(), new Uint8Array(await c.arrayBuffer()));
+    modelTag = tag;
+    stats.engineLoadMs = Math.round(performance.now() - t0);
+    return { mod, eng };
+  })();
+  engineP.catch(() => { engineP = previous; });
+  return engineP;
+}
+
+const b64 = {
+  decode: (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0)),
+  encode: (u) => btoa(String.fromCharCode(...u)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''),
+};
+
+/** Decides in the page: the stored session plus every event not yet acknowledged by the edge. */
+async function decideLocally(slot, limit) {
+  const { mod, eng } = await engine();
+  const stored = load(KEY.state, null);
+  const state = stored ? b64.decode(stored) : undefined;
+  const context = { slot, path: location.pathname, device: mod.deviceClass(navigator.userAgent), session_id: load(KEY.sid, null) };
+  // Redelivered events (same seq) are ignored by the core, so the whole outbox can be passed.
+  const box = load(KEY.outbox, []);
+  const d = eng.decide(state, box.length ? JSON.stringify({ events: box }) : '', JSON.stringify(context), Date.now(), limit, 'browser');
+  const decision = JSON.parse(d.json);
+  if (d.state) save(KEY.state, b64.encode(d.state));
+  const items = decision.items.map((i) => ({ ...i, ...JSON.parse(eng.describe(i.id) || '{}') }));
+  stats.local += 1;
+  return { items, tier: decision.tier, variant: decision.variant, rule_hits: decision.rule_hits, features: decision.features };
+}
+
+// --- recommendations -------------------------------------------------------------------
+
+/** Recommendations for a slot: the edge within the budget, else the page itself. */
+async function recommend(slot, limit = cfg.limit, deadline = performance.now() + cfg.budgetMs) {
+  const ctl = new AbortController();
+  const t = setTimeout(() => ctl.abort(), Math.max(0, deadline - performance.now()));
+  try {
+    const q = `limit=${limit}&slot=${encodeURIComponent(slot)}${cfg.debug ? '&debug=1' : ''}`;
+    const r = await fetch(`${cfg.endpoint}/v1/recommendations?${q}`, {
+      signal: ctl.signal, credentials: 'include', headers: { 'x-edgerec-want-state': '1' },
+    });
+    if (!r.ok || !(r.headers.get('content-type') || '').includes('json')) throw new Error(`status ${r.status}`);
+    const j = await r.json();
+    keepState(j);
+    stats.edge += 1;
+    return j;
+  } catch {
+    return decideLocally(slot, limit);
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+function card(i) {
+  const href = cfg.itemUrl.replace('{id}', encodeURIComponent(i.id));
+  return `<a class="edgerec-item" href="${esc(href)}" data-edgerec-item="${esc(i.id)}" data-edgerec-why="${esc((i.why || []).join(' '))}"><span class="edgerec-title">${esc(i.title || i.id)}</span></a>`;
+}
+
+async function fill(el, deadline) {
+  const t0 = performance.now();
+  const slot = el.dataset.edgerecSlot;
+  let d;
+  try {
+    d = await recommend(slot, Number(el.dataset.edgerecLimit || cfg.limit), deadline);
+  } catch (e) {
+    // Neither the edge nor a local model (never cached): the page keeps its own content.
+    console.warn('edgerec: no recommendations for', slot, e);
+    return;
+  }
+  el.innerHTML = d.items.map(card).join('');
+  el.dataset.edgerecFilled = d.tier;
+  const ms = Math.round(performance.now() - t0);
+  if (d.tier === 'browser' && stats.firstLocalMs == null) stats.firstLocalMs = Math.round(performance.now());
+  observe(el);
+  el.dispatchEvent(new CustomEvent('edgerec:render', { bubbles: true, detail: { slot, tier: d.tier, items: d.items, ms, decision: d } }));
+}
+
+/** Sends pending events, then (re)fills every slot (or only the unfilled ones). */
+async function refresh({ all = true } = {}) {
+  const deadline = performance.now() + cfg.budgetMs;
+  await Promise.race([flush(), sleep(cfg.budgetMs / 2)]);
+  const slots = [...document.querySelectorAll('[data-edgerec-slot]')].filter((el) => all || !el.dataset.edgerecFilled);
+  await Promise.all(slots.map((el) => fill(el, deadline)));
+}
+
+// --- impressions and interactions --------------------------------------------------------
+
+const seen = new WeakSet();
+const io = globalThis.IntersectionObserver
+  ? new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      if (e.isIntersecting && !seen.has(e.target)) {
+        seen.add(e.target);
+        io.unobserve(e.target);
+        track('impression', e.target.dataset.edgerecItem);
+      }
+    }
+  }, { threshold: 0.5 })
+  : null;
+function observe(root) {
+  if (io) root.querySelectorAll('.edgerec-item[data-edgerec-item]').forEach((el) => io.observe(el));
+}
+
+document.addEventListener('click', (e) => {
+  const t = e.target instanceof Element ? e.target : null;
+  if (!t) return;
+  const item = t.closest('[data-edgerec-item]');
+  if (item) track('click', item.dataset.edgerecItem);
+  const cart = t.closest('[data-edgerec-add-to-cart]');
+  if (cart) track('add_to_cart', cart.dataset.edgerecAddToCart, cart.dataset.edgerecPrice ? { price: Number(cart.dataset.edgerecPrice) } : {});
+  const buy = t.closest('[data-edgerec-purchase]');
+  if (buy) for (const id of buy.dataset.edgerecPurchase.split(/\s+/).filter(Boolean)) track('purchase', id);
+});
+
+function start() {
+  document.querySelectorAll('[data-edgerec-view]').forEach((el) => track('view', el.dataset.edgerecView));
+  observe(document);
+  refresh({ all: false });
+  // Warm the local engine once the page is idle, so an outage later finds it ready.
+  const warm = () => engine(true).catch(() => {});
+  (globalThis.requestIdleCallback || ((f) => setTimeout(f, 500)))(warm);
+  schedule(0);
+}
+
+globalThis.edgerec = { track, flush, refresh, recommend, stats, config: cfg };
+if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+else start();

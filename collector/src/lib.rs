@@ -10,6 +10,7 @@
 //! | a batch → records (topics, keys, headers, values) | [`records`] |
 //! | where records go: Kafka, or a local file | [`sink`], [`kafka`] |
 //! | Prometheus metrics | [`metrics`] |
+//! | running totals for the dashboard (`/v1/summary`) | [`summary`] |
 //! | HTTP routes, the one place a batch is acknowledged | [`routes`] |
 
 pub mod auth;
@@ -20,4 +21,5 @@ pub mod records;
 pub mod routes;
 pub mod settings;
 pub mod sink;
+pub mod summary;
 pub mod tally;

@@ -29,6 +29,8 @@ pub struct App {
     pub dedup: Mutex<Window>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Running totals for the dashboard.
+    pub summary: Mutex<crate::summary::Summary>,
 }
 
 impl App {
@@ -40,6 +42,7 @@ impl App {
             sink,
             dedup: Mutex::new(dedup),
             metrics: Metrics::new(),
+            summary: Mutex::new(Default::default()),
         })
     }
 }
@@ -49,6 +52,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/aggregates", post(aggregates))
         .route("/metrics", get(metrics))
+        .route("/v1/summary", get(summary))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::disable())
@@ -157,6 +161,9 @@ async fn aggregates(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
             }
             m.batches.inc();
             m.bytes.inc_by(body.len() as u64);
+            if let Ok(mut sum) = app.summary.lock() {
+                sum.add(&batch.delta);
+            }
             for r in &recs {
                 m.records
                     .get_or_create(&Topic {
@@ -188,6 +195,13 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         app.metrics.render(),
     )
         .into_response()
+}
+
+async fn summary(State(app): State<Arc<App>>) -> Response {
+    match app.summary.lock() {
+        Ok(s) => Json(s.view(10)).into_response(),
+        Err(_) => retry_later("summary unavailable"),
+    }
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {

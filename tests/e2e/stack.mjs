@@ -27,7 +27,7 @@ export async function waitFor(url, ms) {
 
 /**
  * Starts the stack; `vars` are extra worker vars, `collectorEnv` extra collector settings (e.g.
- * KAFKA_BROKERS). Returns { base, origin, collector, records, state, stop }; `state` is wrangler's
+ * KAFKA_BROKERS). Returns { base, origin, collector, records, state, stop, stopEdge, startEdge }; `state` is wrangler's
  * local state folder (`--persist-to`), where a trainer publishes.
  */
 export async function startStack(vars = {}, { collectorEnv = {} } = {}) {
@@ -41,17 +41,32 @@ export async function startStack(vars = {}, { collectorEnv = {} } = {}) {
   execFileSync(path.join(root, 'scripts/seed-kv.sh'), ['data/demo/rules.json', 'data/demo/catalog.json', '--persist-to', state], { cwd: root, env, stdio: 'ignore' });
   const originPort = await freePort();
   const port = await freePort();
-  const origin = spawn('node', [path.join(root, 'www/origin/server.mjs'), String(originPort)], { stdio: 'ignore' });
+  const origin = spawn('node', [path.join(root, 'www/origin/server.mjs'), String(originPort)], {
+    stdio: 'ignore', env: { ...process.env, COLLECTOR_URL: `http://127.0.0.1:${collectorPort}` },
+  });
   const varArgs = Object.entries({
     ORIGIN_URL: `http://127.0.0.1:${originPort}`,
     COLLECTOR_URL: `http://127.0.0.1:${collectorPort}/v1/aggregates`,
     ...vars,
   }).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
-  const wrangler = spawn('npx', ['wrangler', 'dev', '--local', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', state,
-    '--show-interactive-dev-session=false', ...varArgs], { cwd: root, env, stdio: process.env.STACK_LOG ? 'inherit' : 'ignore', detached: true });
+  let wrangler = null;
+  const startEdge = () => {
+    wrangler = spawn('npx', ['wrangler', 'dev', '--local', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', state,
+      '--show-interactive-dev-session=false', ...varArgs], { cwd: root, env, stdio: process.env.STACK_LOG ? 'inherit' : 'ignore', detached: true });
+  };
+  const stopEdge = async () => {
+    const w = wrangler;
+    wrangler = null;
+    if (!w) return;
+    const gone = new Promise((r) => w.once('exit', r));
+    try { process.kill(-w.pid, 'SIGTERM'); } catch { /* gone */ }
+    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+    try { process.kill(-w.pid, 'SIGKILL'); } catch { /* gone */ }
+  };
+  startEdge();
   const base = `http://127.0.0.1:${port}`;
   const stop = () => {
-    try { process.kill(-wrangler.pid, 'SIGTERM'); } catch { /* gone */ }
+    try { if (wrangler) process.kill(-wrangler.pid, 'SIGTERM'); } catch { /* gone */ }
     try { origin.kill('SIGTERM'); } catch { /* gone */ }
     try { collector.kill('SIGTERM'); } catch { /* gone */ }
     rmSync(state, { recursive: true, force: true });
@@ -63,7 +78,13 @@ export async function startStack(vars = {}, { collectorEnv = {} } = {}) {
     stop();
     throw e;
   }
-  return { base, origin: `http://127.0.0.1:${originPort}`, collector: `http://127.0.0.1:${collectorPort}`, records, state, stop };
+  return {
+    base, origin: `http://127.0.0.1:${originPort}`, collector: `http://127.0.0.1:${collectorPort}`, records, state, stop,
+    /** Stops the edge (wrangler dev) only; origin, collector and KV state stay. */
+    stopEdge,
+    /** Starts the edge again on the same port and state; resolves when it answers. */
+    startEdge: async () => { startEdge(); await waitFor(`${base}/v1/health`, 90_000); },
+  };
 }
 
 /** A tiny cookie jar over fetch. */

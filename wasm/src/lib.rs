@@ -78,6 +78,18 @@ impl Engine {
         self.inner.catalog().version.clone()
     }
 
+    /// What a page needs to render an item: `{"title","category","price"}` as JSON, or
+    /// undefined for an unknown id.
+    pub fn describe(&self, id: &str) -> Option<String> {
+        let cat = self.inner.catalog();
+        let it = cat.item(cat.index_of(id)?)?;
+        let category = it.category.and_then(|c| cat.category_name(c));
+        Some(
+            serde_json::json!({"title": it.title, "category": category, "price": it.price})
+                .to_string(),
+        )
+    }
+
     /// Makes a decision. `events_json` is `{"events":[...]}` or `[]`/empty for none;
     /// `context_json` is a context object or empty; `tier` is `full`, `cached`, `static` or
     /// `browser`.
@@ -123,6 +135,13 @@ impl Engine {
     }
 }
 
+/// The device class the edge derives from a user agent (`mobile`, `tablet`, `desktop`, ...),
+/// so a browser decision sees the same context as the edge's.
+#[wasm_bindgen(js_name = deviceClass)]
+pub fn device_class(user_agent: &str) -> String {
+    edgerec::features::device_class(user_agent).to_string()
+}
+
 /// Runs one conformance case (see `edgerec::scenario`); returns the report as JSON.
 #[wasm_bindgen(js_name = runScenario)]
 pub fn run_scenario(case_json: &str, bundle_json: &str, catalog: &[u8]) -> String {
@@ -140,11 +159,13 @@ pub fn inspect_session(blob: &[u8]) -> Result<String, JsError> {
 }
 
 /// The standard benchmark workload (see `edgerec::workload`), so hosts time the same thing.
+#[cfg(feature = "bench")]
 #[wasm_bindgen]
 pub struct Bench {
     workload: edgerec::workload::Workload,
 }
 
+#[cfg(feature = "bench")]
 #[wasm_bindgen]
 impl Bench {
     /// Builds the workload (20,000 items, 100 rules, a 50-event session).
@@ -168,6 +189,7 @@ impl Bench {
     }
 }
 
+#[cfg(feature = "bench")]
 impl Default for Bench {
     fn default() -> Self {
         Bench::new()

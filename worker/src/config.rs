@@ -37,6 +37,18 @@ struct Cached {
     engine: Rc<Engine>,
     pointer: Pointer,
     checked_ms: u64,
+    /// The published bytes, served as-is to the browser fallback (`/v1/model/*`).
+    raw: Rc<RawModel>,
+}
+
+/// The loaded bundle and catalog as published.
+pub struct RawModel {
+    /// Which pair.
+    pub pointer: Pointer,
+    /// Rule bundle JSON.
+    pub bundle: String,
+    /// Catalog snapshot (MessagePack).
+    pub catalog: Vec<u8>,
 }
 
 thread_local! {
@@ -137,22 +149,33 @@ async fn refresh(kv: &KvStore, s: &Settings, now: u64) -> Result<Rc<Engine>, Con
         .map_err(|e| ConfigError::Unavailable(e.to_string()))?
         .ok_or_else(|| ConfigError::Invalid(format!("{catalog_key} missing")))?;
     let cfg = EngineConfig::default();
-    let bundle = compile_json(&bundle, cfg.session.horizon_ms)
+    let compiled = compile_json(&bundle, cfg.session.horizon_ms)
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    let catalog =
+    let loaded =
         Catalog::from_snapshot(&catalog).map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let engine = Rc::new(
-        Engine::new(cfg, bundle, catalog).map_err(|e| ConfigError::Invalid(e.to_string()))?,
+        Engine::new(cfg, compiled, loaded).map_err(|e| ConfigError::Invalid(e.to_string()))?,
     );
+    let raw = Rc::new(RawModel {
+        pointer: pointer.clone(),
+        bundle,
+        catalog,
+    });
     stats::inc("config_loads");
     CACHE.with(|c| {
         *c.borrow_mut() = Some(Cached {
             engine: engine.clone(),
             pointer,
             checked_ms: now,
+            raw,
         })
     });
     Ok(engine)
+}
+
+/// The loaded bundle and catalog bytes, if any.
+pub fn raw() -> Option<Rc<RawModel>> {
+    CACHE.with(|c| c.borrow().as_ref().map(|c| c.raw.clone()))
 }
 
 /// What is loaded, for /v1/health.

@@ -4,6 +4,10 @@
 //!   `{"errors":[{"field","message"}]}`; 413 over the size limit; nothing partial is stored;
 //! - `GET /v1/recommendations?limit=10&slot=...` → `{"items":[...],"tier","variant"}` and
 //!   header `x-edgerec-tier`; never a 5xx: it falls back to `cached`, then `static`;
+//! - `GET /v1/model/bundle`, `GET /v1/model/catalog`: the live rule bundle (JSON) and catalog
+//!   snapshot (MessagePack) as published, for the browser fallback (ETag = content hash);
+//! - with `x-edgerec-want-state: 1`, event and recommendation answers also carry the session
+//!   blob (`state`, base64url) and id (`sid`), so the browser keeps its own copy;
 //! - `GET /v1/health`, `GET /v1/stats`; `GET /edgerec/tracker.js`;
 //! - anything else: interception (proxy to the origin, fill slots in HTML).
 
@@ -147,6 +151,8 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<
         (Method::Post, "/v1/events") => events(&mut req, &env, &ctx, &s).await,
         (Method::Get, "/v1/recommendations") => recommendations(&req, &env, &ctx, &s).await,
         (Method::Get, "/v1/health") => health(&env, &s).await,
+        (Method::Get, "/v1/model/bundle") => model(&req, &env, &s, false).await,
+        (Method::Get, "/v1/model/catalog") => model(&req, &env, &s, true).await,
         (Method::Get, "/v1/health/kv") => kv_probe(&env).await,
         (Method::Get, "/v1/stats") => json_response(
             200,
@@ -267,11 +273,58 @@ async fn events(
     if let (Some(b), true, Some(kv)) = (&blob, d.state_changed, &sessions) {
         store::save(ctx, kv, &id.sid, b.clone(), s);
     }
-    let resp = json_response(
-        202,
-        &json!({"accepted": d.accepted, "duplicates": d.duplicates, "session": source_name(loaded.source)}),
-    )?;
+    let mut body = json!({"accepted": d.accepted, "duplicates": d.duplicates, "session": source_name(loaded.source)});
+    add_state(req, &mut body, &id, blob.as_deref());
+    let resp = json_response(202, &body)?;
     with_cookies(resp, &id, blob.as_deref(), s)
+}
+
+/// Adds the session blob and id for clients that keep a copy (the browser fallback).
+fn add_state(req: &Request, body: &mut serde_json::Value, id: &Identity, blob: Option<&[u8]>) {
+    let wants = req.headers().get("x-edgerec-want-state").ok().flatten();
+    if wants.as_deref() == Some("1") {
+        use base64::Engine as _;
+        body["sid"] = json!(id.sid);
+        body["state"] =
+            json!(blob.map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)));
+    }
+}
+
+/// The live bundle or catalog, byte for byte as published; `304` when the client has it.
+async fn model(req: &Request, env: &Env, s: &Settings, catalog: bool) -> worker::Result<Response> {
+    let _ = config::engine(&env.kv("CONFIG")?, s, now_ms()).await;
+    let Some(raw) = config::raw() else {
+        return errors(
+            503,
+            &[FieldError::new("config", "no rules/catalog loaded yet")],
+        );
+    };
+    let tag = if catalog {
+        format!("\"{}\"", raw.pointer.catalog)
+    } else {
+        format!("\"{}\"", raw.pointer.bundle)
+    };
+    let unchanged =
+        req.headers().get("if-none-match").ok().flatten().as_deref() == Some(tag.as_str());
+    let mut r = if unchanged {
+        Response::empty()?.with_status(304)
+    } else if catalog {
+        Response::from_bytes(raw.catalog.clone())?
+    } else {
+        Response::ok(raw.bundle.clone())?
+    };
+    let h = r.headers_mut();
+    h.set("etag", &tag)?;
+    h.set("cache-control", "public, max-age=30")?;
+    h.set(
+        "content-type",
+        if catalog {
+            "application/msgpack"
+        } else {
+            "application/json; charset=utf-8"
+        },
+    )?;
+    Ok(r)
 }
 
 fn source_name(s: Source) -> serde_json::Value {
@@ -453,11 +506,12 @@ async fn recommendations(
         }
     };
     let mut body = json!({
-        "items": d.items,
+        "items": described(&engine, &d),
         "tier": d.tier.as_str(),
         "variant": d.variant,
         "rule_hits": d.rule_hits,
     });
+    add_state(req, &mut body, &id, blob.as_deref());
     if q.debug {
         body["features"] = serde_json::to_value(&d.features).unwrap_or_default();
         body["bundle"] = json!(engine.bundle().hash);
@@ -526,6 +580,25 @@ async fn health(env: &Env, s: &Settings) -> worker::Result<Response> {
     )
 }
 
+/// Items as JSON with what a client needs to render them (title, category, price).
+fn described(engine: &Engine, d: &Decision) -> Vec<serde_json::Value> {
+    let cat = engine.catalog();
+    d.items
+        .iter()
+        .map(|r| {
+            let it = cat.index_of(&r.id).and_then(|i| cat.item(i));
+            json!({
+                "id": r.id,
+                "score": r.score,
+                "why": r.why,
+                "title": it.and_then(|it| it.title.clone()),
+                "category": it.and_then(|it| it.category).and_then(|c| cat.category_name(c)),
+                "price": it.and_then(|it| it.price),
+            })
+        })
+        .collect()
+}
+
 fn render(engine: &Engine, d: &Decision, item_url: &str) -> Vec<String> {
     let cat = engine.catalog();
     d.items
@@ -538,7 +611,7 @@ fn render(engine: &Engine, d: &Decision, item_url: &str) -> Vec<String> {
                 .unwrap_or_else(|| r.id.clone());
             let href = item_url.replace("{id}", &r.id);
             format!(
-                r#"<a class="edgerec-item" href="{}" data-edgerec-item="{}" data-edgerec-why="{}">{}</a>"#,
+                r#"<a class="edgerec-item" href="{}" data-edgerec-item="{}" data-edgerec-why="{}"><span class="edgerec-title">{}</span></a>"#,
                 intercept::escape(&href),
                 intercept::escape(&r.id),
                 intercept::escape(&r.why.join(" ")),

@@ -1,0 +1,103 @@
+//! A running total of every acknowledged batch, for the live dashboard (`GET /v1/summary`):
+//! decisions by tier, rule hits, experiment variants (exposures, impressions, clicks,
+//! conversions) and the most interacted-with items. In memory, per collector instance, since
+//! start; bounded: past `MAX_ITEMS` items the least active half is dropped (a top list stays
+//! right for items that keep being active). Transitions are left to Kafka consumers.
+
+use edgerec::aggregate::AggregateDelta;
+use serde_json::{json, Value};
+
+/// Items kept before pruning.
+const MAX_ITEMS: usize = 20_000;
+
+/// The running total.
+#[derive(Debug, Default)]
+pub struct Summary {
+    total: AggregateDelta,
+    batches: u64,
+}
+
+fn activity(c: &edgerec::aggregate::ItemCounts) -> u64 {
+    c.views + c.clicks + c.add_to_carts + c.purchases
+}
+
+impl Summary {
+    /// Adds an acknowledged batch.
+    pub fn add(&mut self, delta: &AggregateDelta) {
+        let mut d = delta.clone();
+        d.transitions.clear();
+        self.total.merge(&d);
+        self.batches += 1;
+        if self.total.items.len() > MAX_ITEMS {
+            let mut by: Vec<(u64, String)> = self
+                .total
+                .items
+                .iter()
+                .map(|(k, c)| (activity(c), k.clone()))
+                .collect();
+            by.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, k) in by.into_iter().skip(MAX_ITEMS / 2) {
+                self.total.items.remove(&k);
+            }
+        }
+    }
+
+    /// The dashboard's view: totals, tiers, top rules, variants, top items.
+    pub fn view(&self, top: usize) -> Value {
+        let t = &self.total;
+        let mut items: Vec<(&String, &edgerec::aggregate::ItemCounts)> = t.items.iter().collect();
+        items.sort_by(|a, b| activity(b.1).cmp(&activity(a.1)).then(a.0.cmp(b.0)));
+        let items: Vec<Value> = items
+            .into_iter()
+            .take(top)
+            .map(|(id, c)| json!({"id": id, "views": c.views, "clicks": c.clicks, "add_to_carts": c.add_to_carts, "purchases": c.purchases, "impressions": c.impressions}))
+            .collect();
+        let mut rules: Vec<(&String, &u64)> = t.rule_hits.iter().collect();
+        rules.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let rules: Vec<Value> = rules
+            .into_iter()
+            .take(top)
+            .map(|(id, n)| json!({"id": id, "hits": n}))
+            .collect();
+        json!({
+            "batches": self.batches,
+            "decisions": t.decisions,
+            "events": t.events,
+            "duplicates": t.duplicates,
+            "tiers": t.tiers,
+            "rule_hits": rules,
+            "variants": t.variants,
+            "top_items": items,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgerec::EventKind;
+
+    #[test]
+    fn totals_and_top_lists() {
+        let mut s = Summary::default();
+        let mut d = AggregateDelta::default();
+        d.decisions = 2;
+        d.count_tier("full");
+        d.count_rule("r1");
+        for _ in 0..3 {
+            d.count_event("hot", EventKind::View);
+        }
+        d.count_event("cold", EventKind::Click);
+        d.count_transition("hot", "cold");
+        s.add(&d);
+        s.add(&d);
+        let v = s.view(1);
+        assert_eq!(v["decisions"], 4);
+        assert_eq!(v["batches"], 2);
+        assert_eq!(v["tiers"]["full"], 2);
+        assert_eq!(v["rule_hits"][0]["hits"], 2);
+        assert_eq!(v["top_items"].as_array().unwrap().len(), 1);
+        assert_eq!(v["top_items"][0]["id"], "hot");
+        assert_eq!(v["top_items"][0]["views"], 6);
+    }
+}

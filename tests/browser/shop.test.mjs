@@ -1,0 +1,176 @@
+// The storefront in real Chromium against the README's run stack (edge under wrangler dev,
+// origin, collector) behind a fail-open CDN stand-in: a shopper's views steer the home page,
+// the page decides by itself (tier `browser`) when the edge is slow or gone, buffered events
+// reach the edge exactly once when it is back, and the dashboard's plots move with traffic.
+// Screenshots go to artifacts/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { startStack } from '../e2e/stack.mjs';
+import { startCdn } from './cdn.mjs';
+import { launch, artifacts } from './browser.mjs';
+
+let stack;
+let cdn;
+let chrome;
+let page;
+const catalog = JSON.parse(readFileSync(new URL('../../data/demo/catalog.json', import.meta.url), 'utf8'));
+const related = (id) => catalog.items.find((i) => i.id === id).related.map((r) => r[0]);
+const metrics = {};
+
+before(async () => {
+  stack = await startStack({ FLUSH_MAX_AGE_MS: '0' });
+  cdn = await startCdn(stack.base, stack.origin);
+  chrome = await launch();
+  page = await chrome.context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+});
+
+after(async () => {
+  writeFileSync(path.join(artifacts, 'browser-metrics.json'), JSON.stringify(metrics, null, 1));
+  if (chrome) await chrome.close();
+  if (cdn) cdn.close();
+  if (stack) stack.stop();
+});
+
+const outboxEmpty = () => page.waitForFunction(() => JSON.parse(localStorage.getItem('edgerec_outbox') || '[]').length === 0, null, { timeout: 30_000 });
+const slotItems = (slot) => page.$$eval(`[data-edgerec-slot="${slot}"] .edgerec-item`, (els) => els.map((e) => ({ id: e.dataset.edgerecItem, why: e.dataset.edgerecWhy })));
+
+test('a shopper who views one product three times sees its related items first, with the rule named', async () => {
+  for (let i = 0; i < 3; i++) {
+    await page.goto(`${cdn.url}/p/sku-0005`);
+    await outboxEmpty();
+  }
+  await page.screenshot({ path: path.join(artifacts, 'product-page.png'), fullPage: true });
+  await page.goto(`${cdn.url}/`);
+  const slot = page.locator('[data-edgerec-slot="home-top"]');
+  assert.equal(await slot.getAttribute('data-edgerec-filled'), 'full');
+  const items = await slotItems('home-top');
+  assert.equal(items.length, 4);
+  assert.ok(related('sku-0005').includes(items[0].id), `first item ${items[0].id} not related to sku-0005`);
+  assert.match(items[0].why, /rule:repeat-view-related/);
+  // The shop shows the reasons in words.
+  await slot.locator('.why-btn').first().click();
+  const reasons = await slot.locator('.why').first().innerText();
+  assert.match(reasons, /rule repeat-view-related fired/);
+  assert.match(reasons, /related to .+, which you looked at/);
+  // The debug drawer shows the decision behind it.
+  await page.click('.debug-toggle');
+  await page.waitForSelector('.drawer.open [data-debug-tier]');
+  // Normally `full`; `browser` if wrangler dev took longer than the 150 ms budget.
+  assert.match(await page.locator('[data-debug-tier]').innerText(), /^(full|browser)$/);
+  assert.match(await page.locator('.drawer').innerText(), /most viewed item\s+sku-0005 × 3/);
+  await page.screenshot({ path: path.join(artifacts, 'storefront-debug.png') });
+  await page.click('.drawer [data-close]');
+  await page.screenshot({ path: path.join(artifacts, 'storefront.png'), fullPage: true });
+  // Phone-sized viewport: two columns, nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${cdn.url}/`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `page is ${overflow}px wider than the phone screen`);
+  await page.screenshot({ path: path.join(artifacts, 'storefront-phone.png'), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+  // The local engine was warmed while the edge was up (lazily, after load).
+  await page.waitForFunction(() => globalThis.edgerec?.stats.engineLoadMs != null, null, { timeout: 30_000 });
+  metrics.engineWarmMs = await page.evaluate(() => globalThis.edgerec.stats.engineLoadMs);
+});
+
+test('a slow edge: the page decides locally within the budget', async () => {
+  await page.goto(`${cdn.url}/p/sku-0121`);
+  await outboxEmpty();
+  // Recommendations now take 3 s at the edge; the tracker gives it 150 ms.
+  await page.route('**/v1/recommendations*', (r) => setTimeout(() => r.continue().catch(() => {}), 3000));
+  const detail = await page.evaluate(() => new Promise((resolve) => {
+    document.addEventListener('edgerec:render', (e) => resolve({ tier: e.detail.tier, ms: e.detail.ms, n: e.detail.items.length }), { once: true });
+    globalThis.edgerec.refresh();
+  }));
+  await page.unroute('**/v1/recommendations*');
+  assert.equal(detail.tier, 'browser');
+  assert.equal(detail.n, 4);
+  metrics.slowEdgeRenderMs = detail.ms;
+  assert.ok(detail.ms < 600, `local list after ${detail.ms} ms (budget 150 ms)`);
+});
+
+test('the edge stops: recommendations still show (tier browser); it restarts: buffered events arrive exactly once', async () => {
+  await stack.stopEdge();
+  // The CDN fails open: the page comes from the origin, its slot empty, the API gone.
+  await page.goto(`${cdn.url}/p/sku-0161`);
+  const slot = page.locator('[data-edgerec-slot="product-related"]');
+  await page.waitForFunction(() => document.querySelector('[data-edgerec-slot="product-related"]').dataset.edgerecFilled, null, { timeout: 10_000 });
+  assert.equal(await slot.getAttribute('data-edgerec-filled'), 'browser');
+  const items = await slotItems('product-related');
+  assert.equal(items.length, 4);
+  // Decided from the browser's copy of the session plus this page's view, by the same rules:
+  // the three views of sku-0005 still fire the repeat-view rule.
+  assert.ok(related('sku-0005').includes(items[0].id), JSON.stringify(items));
+  assert.match(items[0].why, /rule:repeat-view-related/);
+  const local = await page.evaluate(() => globalThis.edgerec.recommend('debug', 4));
+  assert.equal(local.tier, 'browser');
+  assert.equal(local.features.last_item, 'sku-0161');
+  assert.deepEqual(local.features.most_viewed_item, ['sku-0005', 3]);
+  const firstLocal = await page.evaluate(() => globalThis.edgerec.stats.firstLocalMs);
+  metrics.pageLoadToFirstLocalMs = firstLocal;
+  assert.ok(firstLocal != null && firstLocal < 3000, `first local list ${firstLocal} ms after navigation`);
+  // Add to cart while the edge is away: the list is decided again in the page.
+  await page.click('button.add');
+  await page.waitForFunction(() => JSON.parse(localStorage.getItem('edgerec_outbox') || '[]').some((e) => e.type === 'add_to_cart'));
+  await page.screenshot({ path: path.join(artifacts, 'edge-down-browser-tier.png'), fullPage: true });
+  const buffered = await page.evaluate(() => JSON.parse(localStorage.getItem('edgerec_outbox')));
+  const kinds = buffered.map((e) => e.type).filter((t) => t !== 'impression');
+  assert.deepEqual(kinds, ['view', 'add_to_cart']);
+
+  await stack.startEdge();
+  await outboxEmpty();
+  const after = await page.evaluate(async () => {
+    const r = await fetch('/v1/recommendations?limit=4&debug=1');
+    return r.json();
+  });
+  assert.equal(after.tier, 'full');
+  assert.equal(after.features.add_to_carts, 1, 'the buffered add-to-cart arrived once');
+  assert.ok(after.features.cart_items.includes('sku-0161'));
+  // A lost acknowledgement means a resend: the edge recognises every event.
+  const again = await page.evaluate(async (events) => {
+    const r = await fetch('/v1/events', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ events }) });
+    return r.json();
+  }, buffered);
+  assert.equal(again.accepted, 0);
+  assert.equal(again.duplicates, buffered.length);
+  const final = await page.evaluate(async () => (await fetch('/v1/recommendations?limit=4&debug=1')).json());
+  assert.equal(final.features.add_to_carts, 1);
+  // And downstream: the collector wrote that add-to-cart once.
+  let carts = 0;
+  for (let i = 0; i < 40 && carts < 1; i++) {
+    await page.evaluate(() => fetch('/v1/health'));
+    carts = readFileSync(stack.records, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l))
+      .filter((r) => r.topic === 'edgerec.add_to_carts' && r.value.item === 'sku-0161').reduce((a, r) => a + r.value.count, 0);
+    if (carts < 1) await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal(carts, 1);
+});
+
+test('the dashboard plots change after traffic', async () => {
+  const dash = await chrome.context.newPage();
+  await dash.goto(`${cdn.url}/dashboard`);
+  await dash.waitForFunction(() => Number(document.body.dataset.ticks || 0) >= 2, null, { timeout: 20_000 });
+  const totals = () => dash.$$eval('[data-plot] svg', (svgs) => Object.fromEntries(svgs.map((s) => [s.parentElement.dataset.plot, Number(s.dataset.total)])));
+  const before = await totals();
+  // Traffic: shoppers browsing through the edge.
+  for (const id of ['sku-0201', 'sku-0202', 'sku-0201', 'sku-0041']) {
+    await page.goto(`${cdn.url}/p/${id}`);
+    await outboxEmpty();
+    await page.locator('[data-edgerec-slot] .edgerec-item').first().scrollIntoViewIfNeeded();
+  }
+  await page.locator('[data-edgerec-slot] .edgerec-item').first().click();
+  await page.waitForLoadState();
+  await outboxEmpty();
+  const ticks = await dash.evaluate(() => Number(document.body.dataset.ticks));
+  await dash.waitForFunction((t) => Number(document.body.dataset.ticks) >= t + 2, ticks, { timeout: 20_000 });
+  const afterTraffic = await totals();
+  for (const p of ['decisions', 'tiers', 'rules', 'items']) {
+    assert.ok(afterTraffic[p] > before[p], `${p}: ${before[p]} → ${afterTraffic[p]}`);
+  }
+  assert.ok((await dash.$$('[data-plot] svg path, [data-plot] svg rect')).length > 5, 'plots drawn');
+  await dash.screenshot({ path: path.join(artifacts, 'dashboard.png'), fullPage: true });
+  await dash.close();
+});

@@ -1,0 +1,174 @@
+// The live dashboard: polls the edge's counters (/v1/stats) and the collector (its Prometheus
+// /metrics and /v1/summary, proxied by the demo origin under /collector/) every 2 s and draws
+// SVG plots: decisions per second, tier mix, rule hits, top items, impressions → clicks per
+// variant, collector/Kafka health. No libraries.
+
+const POLL_MS = 2000;
+const KEEP = 60;
+const root = document.getElementById('dash');
+const status = document.getElementById('dash-status');
+const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+const COLORS = ['#1d3557', '#e76f51', '#2a9d8f', '#e9c46a', '#8e6bbf', '#f4a261', '#457b9d', '#b5838d'];
+
+const panels = {};
+for (const [id, title] of [
+  ['decisions', 'Decisions per second (edge)'],
+  ['tiers', 'Tier mix (decisions/s by tier)'],
+  ['rules', 'Rule hits (collector, since start)'],
+  ['items', 'Top items: views and clicks'],
+  ['variants', 'Impressions → clicks per variant'],
+  ['collector', 'Collector → Kafka: records/s and write latency'],
+]) {
+  const el = document.createElement('section');
+  el.className = 'panel';
+  el.innerHTML = `<h3>${esc(title)}</h3><div data-plot="${id}"></div><div class="legend"></div>`;
+  root.append(el);
+  panels[id] = el;
+}
+
+function draw(id, svg, legend = '') {
+  panels[id].querySelector('[data-plot]').innerHTML = svg;
+  panels[id].querySelector('.legend').innerHTML = legend;
+}
+
+const W = 320;
+const H = 150;
+const PAD = 28;
+
+function axes(max, unit = '') {
+  return `<line x1="${PAD}" y1="${H - 18}" x2="${W}" y2="${H - 18}" stroke="#ccc"/>
+<text x="2" y="12" font-size="10" fill="#666">${esc(fmt(max))}${esc(unit)}</text><text x="2" y="${H - 20}" font-size="10" fill="#666">0</text>`;
+}
+
+function fmt(n) {
+  if (!Number.isFinite(n)) return '0';
+  if (n >= 1000) return `${(n / 1000).toFixed(1)}k`;
+  if (Number.isInteger(n)) return String(n);
+  return n >= 10 ? n.toFixed(0) : n.toFixed(n >= 1 ? 1 : 2);
+}
+
+/** Lines over time: series = [{name, values}] (values newest last). */
+function lines(series, unit) {
+  const max = Math.max(1e-9, ...series.flatMap((s) => s.values));
+  const x = (i) => PAD + (i * (W - PAD - 4)) / (KEEP - 1);
+  const y = (v) => H - 18 - (v / max) * (H - 30);
+  const paths = series.map((s, k) => {
+    const off = KEEP - s.values.length;
+    const d = s.values.map((v, i) => `${i ? 'L' : 'M'}${x(i + off).toFixed(1)},${y(v).toFixed(1)}`).join('');
+    return `<path data-series="${esc(s.name)}" d="${d}" fill="none" stroke="${COLORS[k % COLORS.length]}" stroke-width="2"/>`;
+  });
+  const total = series.reduce((a, s) => a + s.values.reduce((b, v) => b + v, 0), 0);
+  return `<svg viewBox="0 0 ${W} ${H}" data-total="${total.toFixed(3)}" role="img">${axes(max, unit)}${paths.join('')}</svg>`;
+}
+
+/** Stacked areas over time: series = [{name, values}] of equal length. */
+function stacked(series) {
+  const n = Math.max(0, ...series.map((s) => s.values.length));
+  const sums = Array.from({ length: n }, (_, i) => series.reduce((a, s) => a + (s.values[i] || 0), 0));
+  const max = Math.max(1e-9, ...sums);
+  const x = (i) => PAD + ((i + KEEP - n) * (W - PAD - 4)) / (KEEP - 1);
+  const y = (v) => H - 18 - (v / max) * (H - 30);
+  const base = new Array(n).fill(0);
+  const areas = series.map((s, k) => {
+    const top = base.map((b, i) => b + (s.values[i] || 0));
+    const up = top.map((v, i) => `${i ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`).join('');
+    const down = base.map((v, i) => `L${x(i).toFixed(1)},${y(v).toFixed(1)}`).reverse().join('');
+    top.forEach((v, i) => { base[i] = v; });
+    return n ? `<path data-series="${esc(s.name)}" d="${up}${down}Z" fill="${COLORS[k % COLORS.length]}" opacity=".8"/>` : '';
+  });
+  const total = sums.reduce((a, b) => a + b, 0);
+  return `<svg viewBox="0 0 ${W} ${H}" data-total="${total.toFixed(3)}" role="img">${axes(max, '/s')}${areas.join('')}</svg>`;
+}
+
+/** Horizontal bars: rows = [{label, values:[...]}], one colour per value index. */
+function bars(rows, names) {
+  if (!rows.length) return `<svg viewBox="0 0 ${W} 40" data-total="0"><text x="4" y="24" font-size="12" fill="#888">no data yet</text></svg>`;
+  const max = Math.max(1, ...rows.flatMap((r) => r.values));
+  const rowH = 12 * names.length + 8;
+  const h = rows.length * rowH + 4;
+  const out = rows.map((r, i) => {
+    const y0 = i * rowH + 2;
+    const bs = r.values.map((v, k) => `<rect data-value="${v}" x="110" y="${y0 + k * 12}" width="${((v / max) * (W - 150)).toFixed(1)}" height="10" fill="${COLORS[k % COLORS.length]}"/>
+<text x="${114 + (v / max) * (W - 150)}" y="${y0 + k * 12 + 9}" font-size="9" fill="#444">${esc(fmt(v))}</text>`).join('');
+    return `<text x="2" y="${y0 + 10}" font-size="10" fill="#333">${esc(String(r.label).slice(0, 18))}</text>${bs}`;
+  });
+  const total = rows.reduce((a, r) => a + r.values.reduce((b, v) => b + v, 0), 0);
+  return `<svg viewBox="0 0 ${W} ${h}" data-total="${total}" role="img">${out.join('')}</svg>`;
+}
+
+const legend = (names) => names.map((n, k) => `<span style="color:${COLORS[k % COLORS.length]}">■</span> ${esc(n)}`).join(' &nbsp; ');
+
+/** Prometheus text → {name{labels}: value}. */
+function prom(text) {
+  const out = {};
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = line.match(/^([^\s{]+)(\{[^}]*\})?\s+(\S+)/);
+    if (m) out[m[1] + (m[2] || '')] = Number(m[3]);
+  }
+  return out;
+}
+const sum = (o, prefix) => Object.entries(o).filter(([k]) => k.startsWith(prefix)).reduce((a, [, v]) => a + v, 0);
+
+/** A quantile from cumulative histogram buckets (`name_bucket{le="..."}`). */
+function quantile(o, name, q) {
+  const b = Object.entries(o).filter(([k]) => k.startsWith(`${name}_bucket`))
+    .map(([k, v]) => [k.includes('+Inf') ? Infinity : Number(k.match(/le="([^"]+)"/)[1]), v]).sort((a, c) => a[0] - c[0]);
+  const total = b.length ? b[b.length - 1][1] : 0;
+  if (!total) return 0;
+  const hit = b.find(([, v]) => v >= q * total);
+  return hit && Number.isFinite(hit[0]) ? hit[0] : (b[b.length - 2] || [0])[0];
+}
+
+const hist = { decisions: [], tiers: {}, records: [], latency: [] };
+let prev = null;
+const push = (arr, v) => { arr.push(v); if (arr.length > KEEP) arr.shift(); };
+
+async function get(url, kind = 'json') {
+  try {
+    const r = await fetch(url, { cache: 'no-store' });
+    if (!r.ok) return null;
+    return kind === 'json' ? await r.json() : await r.text();
+  } catch { return null; }
+}
+
+async function tick() {
+  const [stats, summary, metricsText] = await Promise.all([get('/v1/stats'), get('/collector/summary'), get('/collector/metrics', 'text')]);
+  const now = performance.now();
+  const edge = stats?.counters || {};
+  const metrics = metricsText ? prom(metricsText) : {};
+  const tierNames = ['full', 'cached', 'static', 'browser'];
+  const cur = {
+    t: now,
+    decisions: tierNames.reduce((a, t) => a + (edge[`decisions_${t}`] || 0), 0),
+    tiers: Object.fromEntries(tierNames.map((t) => [t, edge[`decisions_${t}`] || 0])),
+    records: sum(metrics, 'edgerec_collector_records_total'),
+  };
+  if (prev) {
+    const dt = Math.max(0.001, (cur.t - prev.t) / 1000);
+    push(hist.decisions, Math.max(0, cur.decisions - prev.decisions) / dt);
+    for (const t of tierNames) push(hist.tiers[t] ||= [], Math.max(0, cur.tiers[t] - prev.tiers[t]) / dt);
+    push(hist.records, Math.max(0, cur.records - prev.records) / dt);
+    push(hist.latency, quantile(metrics, 'edgerec_collector_sink_latency_seconds', 0.99) * 1000);
+  }
+  prev = cur;
+
+  draw('decisions', lines([{ name: 'decisions/s', values: hist.decisions }], '/s'), stats ? `edge up · ${fmt(cur.decisions)} decisions since isolate start` : 'edge unreachable');
+  const live = tierNames.filter((t) => (hist.tiers[t] || []).some((v) => v > 0) || t === 'full');
+  const collectorTiers = summary?.tiers || {};
+  draw('tiers', stacked(live.map((t) => ({ name: t, values: hist.tiers[t] || [] }))),
+    `${legend(live)}<br>collector totals: ${Object.entries(collectorTiers).map(([k, v]) => `${esc(k)} ${fmt(v)}`).join(', ') || '–'}`);
+  draw('rules', bars((summary?.rule_hits || []).map((r) => ({ label: r.id, values: [r.hits] })), ['hits']), legend(['hits']));
+  draw('items', bars((summary?.top_items || []).slice(0, 8).map((i) => ({ label: i.id, values: [i.views, i.clicks] })), ['views', 'clicks']), legend(['views', 'clicks']));
+  const variants = Object.entries(summary?.variants || {});
+  draw('variants', bars(variants.map(([k, v]) => ({ label: k.split('/').pop(), values: [v.impressions || 0, v.clicks || 0] })), ['impressions', 'clicks']),
+    `${legend(['impressions', 'clicks'])}<br>${variants.map(([k, v]) => `${esc(k)}: CTR ${v.impressions ? ((100 * (v.clicks || 0)) / v.impressions).toFixed(1) : '–'}% · exposures ${fmt(v.exposures || 0)} · conversions ${fmt(v.conversions || 0)}`).join('<br>')}`);
+  const rejects = sum(metrics, 'edgerec_collector_rejects_total');
+  draw('collector', lines([{ name: 'records/s', values: hist.records }, { name: 'p99 write ms', values: hist.latency }]),
+    `${legend(['records/s', 'p99 write latency (ms)'])}<br>${metricsText ? `collector up · batches ${fmt(sum(metrics, 'edgerec_collector_batches_total'))} · rejects ${fmt(rejects)} · in flight ${fmt(sum(metrics, 'edgerec_collector_queue_depth'))}` : 'collector unreachable'}`);
+  status.textContent = `updated ${new Date().toLocaleTimeString()} · edge ${stats ? 'up' : 'down'} · collector ${metricsText ? 'up' : 'down'}`;
+  document.body.dataset.ticks = String(Number(document.body.dataset.ticks || 0) + 1);
+}
+
+tick();
+setInterval(tick, POLL_MS);
