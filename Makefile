@@ -9,13 +9,13 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test e2e bench bench-worker eval clean
+.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test e2e www browser-test bench bench-worker eval clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
 ## to the collector on 127.0.0.1:8789 (records in data/collector/records.jsonl), and the trainer
 ## turning those records into related lists published back into the edge's KV every 20 s
-dev: tools cli worker
+dev: tools cli worker www
 	scripts/seed-kv.sh data/demo/rules.json data/demo/catalog.json --persist-to $(DEV_STATE)
 	@echo "edge: http://127.0.0.1:8787  origin: http://127.0.0.1:8788  collector: http://127.0.0.1:8789/metrics  (Ctrl-C stops all)"
 	@node www/origin/server.mjs 8788 & origin=$$!; \
@@ -31,8 +31,9 @@ demo-cli: tools
 	cargo run --release -q -p edgerec-cli -- demo
 
 ## test: every test (lint; native unit/property/conformance; wasm conformance; the worker in
-## workerd via Miniflare; end to end through wrangler dev)
-test: tools lint unit wasm-test worker-test e2e
+## workerd via Miniflare; end to end through wrangler dev; the storefront and the conformance
+## corpus in Chromium)
+test: tools lint unit wasm-test worker-test e2e browser-test
 
 tools:
 	@scripts/ensure-tools.sh
@@ -68,14 +69,23 @@ worker-test: worker wasm-node cli
 e2e: worker cli
 	node --test tests/e2e/
 
+## www: the browser build of the core (www/pkg: wasm-bindgen --target web, size-optimised)
+www:
+	scripts/build-web.sh
+
+browser-test: www worker cli
+	node --test --test-concurrency=1 tests/browser/
+
 ## bench: criterion benches, per-call latency native vs wasm (same workload, same run), the
-## worker's HTTP latency under wrangler dev, and the collector against a raw Kafka producer
-bench: tools wasm-node worker cli
+## browser build in Chromium vs the Node wasm build, the worker's HTTP latency under wrangler
+## dev, and the collector against a raw Kafka producer
+bench: tools wasm-node worker cli www
 	cargo bench -q --bench decide
 	@echo "--- per-call latency, same workload, same run ---"
 	@cargo bench -q --bench latency 2>/dev/null | tail -1
 	@cargo bench -q --bench latency_mimalloc 2>/dev/null | tail -1
 	@node wasm/bench.mjs
+	@node tests/browser/bench.mjs
 	@cargo run -q --release --example workload_info
 	node worker/bench.mjs
 	cargo run -q --release -p edgerec-collector --example throughput
@@ -88,4 +98,4 @@ eval:
 	  --bundle data/eval/default.json --bundle data/eval/return-aware.json
 
 clean:
-	rm -rf build target worker/build .wrangler
+	rm -rf build target worker/build .wrangler www/pkg artifacts
