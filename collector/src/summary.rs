@@ -80,8 +80,10 @@ mod tests {
     #[test]
     fn totals_and_top_lists() {
         let mut s = Summary::default();
-        let mut d = AggregateDelta::default();
-        d.decisions = 2;
+        let mut d = AggregateDelta {
+            decisions: 2,
+            ..Default::default()
+        };
         d.count_tier("full");
         d.count_rule("r1");
         for _ in 0..3 {
