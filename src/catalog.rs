@@ -291,9 +291,9 @@ impl Catalog {
         self.items.get(idx as usize)
     }
 
-    /// An item's category name.
-    pub fn category_name(&self, idx: u32) -> Option<&str> {
-        let c = self.items.get(idx as usize)?.category?;
+    /// The category name of the item at index `item`.
+    pub fn item_category(&self, item: u32) -> Option<&str> {
+        let c = self.items.get(item as usize)?.category?;
         self.categories.get(c as usize).map(String::as_str)
     }
 
@@ -396,7 +396,7 @@ impl Catalog {
                 .enumerate()
                 .map(|(i, it)| ItemDoc {
                     id: it.id.clone(),
-                    category: self.category_name(i as u32).map(str::to_string),
+                    category: self.item_category(i as u32).map(str::to_string),
                     price: it.price,
                     available: it.available,
                     tags: it.tags.clone(),

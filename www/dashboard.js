@@ -133,7 +133,7 @@ async function get(url, kind = 'json') {
 }
 
 async function tick() {
-  const [stats, summary, metricsText] = await Promise.all([get('/v1/stats'), get('/collector/summary'), get('/collector/metrics', 'text')]);
+  const [stats, summary, metricsText, ready] = await Promise.all([get('/v1/stats'), get('/collector/summary'), get('/collector/metrics', 'text'), get('/collector/readyz')]);
   const now = performance.now();
   const edge = stats?.counters || {};
   const metrics = metricsText ? prom(metricsText) : {};
@@ -165,7 +165,7 @@ async function tick() {
     `${legend(['impressions', 'clicks'])}<br>${variants.map(([k, v]) => `${esc(k)}: CTR ${v.impressions ? ((100 * (v.clicks || 0)) / v.impressions).toFixed(1) : '–'}% · exposures ${fmt(v.exposures || 0)} · conversions ${fmt(v.conversions || 0)}`).join('<br>')}`);
   const rejects = sum(metrics, 'edgerec_collector_rejects_total');
   draw('collector', lines([{ name: 'records/s', values: hist.records }, { name: 'p99 write ms', values: hist.latency }]),
-    `${legend(['records/s', 'p99 write latency (ms)'])}<br>${metricsText ? `collector up · batches ${fmt(sum(metrics, 'edgerec_collector_batches_total'))} · rejects ${fmt(rejects)} · in flight ${fmt(sum(metrics, 'edgerec_collector_queue_depth'))}` : 'collector unreachable'}`);
+    `${legend(['records/s', 'p99 write latency (ms)'])}<br>sink ${ready ? `<b>${esc(ready.sink)}</b> ready` : '<b>not ready</b>'} · ${metricsText ? `collector up · batches ${fmt(sum(metrics, 'edgerec_collector_batches_total'))} · rejects ${fmt(rejects)} · in flight ${fmt(sum(metrics, 'edgerec_collector_queue_depth'))}` : 'collector unreachable'}`);
   status.textContent = `updated ${new Date().toLocaleTimeString()} · edge ${stats ? 'up' : 'down'} · collector ${metricsText ? 'up' : 'down'}`;
   document.body.dataset.ticks = String(Number(document.body.dataset.ticks || 0) + 1);
 }

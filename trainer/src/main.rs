@@ -42,12 +42,6 @@ enum Cmd {
         /// The records file (JSON lines).
         #[arg(long, default_value = "data/collector/records.jsonl")]
         file: PathBuf,
-        /// Keep reading, publishing every `--interval` when there is news.
-        #[arg(long)]
-        follow: bool,
-        /// Publish cadence with `--follow`.
-        #[arg(long, default_value = "20s")]
-        interval: String,
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
@@ -66,13 +60,6 @@ enum Cmd {
         /// Group session timeout (ms).
         #[arg(long, default_value_t = 6000)]
         session_timeout_ms: u32,
-        /// Keep consuming, publishing every `--interval` when there is news (else: stop
-        /// after `--idle` without records).
-        #[arg(long)]
-        follow: bool,
-        /// Publish cadence with `--follow`.
-        #[arg(long, default_value = "30s")]
-        interval: String,
         /// Quiet time that ends a run without `--follow`.
         #[arg(long, default_value = "5s")]
         idle: String,
@@ -121,6 +108,13 @@ struct ModelArgs {
 
 #[derive(Args)]
 struct RunArgs {
+    /// Keep going, publishing every `--interval` when there is news (else one round: to the
+    /// end of the file, or until Kafka has been quiet for `--idle`).
+    #[arg(long)]
+    follow: bool,
+    /// Publish cadence with `--follow`.
+    #[arg(long, default_value = "20s")]
+    interval: String,
     /// State directory (counts and read positions; shared by a group's instances).
     #[arg(long, default_value = "data/trainer")]
     state_dir: PathBuf,
@@ -281,20 +275,18 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Cmd::Records {
             file,
-            follow,
-            interval,
             run,
             model,
             out,
         } => {
-            let every = Duration::from_millis(duration(&interval, "--interval")?);
+            let every = Duration::from_millis(duration(&run.interval, "--interval")?);
             let mut t = trainer(&run, &model, &out)?;
             loop {
                 t.read_records_file(&file)?;
                 if t.dirty() || t.stats.published == 0 {
                     t.publish()?;
                 }
-                if !follow {
+                if !run.follow {
                     break;
                 }
                 std::thread::sleep(every);
@@ -304,15 +296,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
             brokers,
             group,
             session_timeout_ms,
-            follow,
-            interval,
             idle,
             run,
             model,
             out,
         } => {
-            let until = if follow {
-                Until::Forever(Duration::from_millis(duration(&interval, "--interval")?))
+            let until = if run.follow {
+                Until::Forever(Duration::from_millis(duration(
+                    &run.interval,
+                    "--interval",
+                )?))
             } else {
                 Until::Idle(Duration::from_millis(duration(&idle, "--idle")?))
             };

@@ -82,8 +82,9 @@ impl Engine {
     /// undefined for an unknown id.
     pub fn describe(&self, id: &str) -> Option<String> {
         let cat = self.inner.catalog();
-        let it = cat.item(cat.index_of(id)?)?;
-        let category = it.category.and_then(|c| cat.category_name(c));
+        let idx = cat.index_of(id)?;
+        let it = cat.item(idx)?;
+        let category = cat.item_category(idx);
         Some(
             serde_json::json!({"title": it.title, "category": category, "price": it.price})
                 .to_string(),

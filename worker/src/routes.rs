@@ -586,13 +586,14 @@ fn described(engine: &Engine, d: &Decision) -> Vec<serde_json::Value> {
     d.items
         .iter()
         .map(|r| {
-            let it = cat.index_of(&r.id).and_then(|i| cat.item(i));
+            let idx = cat.index_of(&r.id);
+            let it = idx.and_then(|i| cat.item(i));
             json!({
                 "id": r.id,
                 "score": r.score,
                 "why": r.why,
                 "title": it.and_then(|it| it.title.clone()),
-                "category": it.and_then(|it| it.category).and_then(|c| cat.category_name(c)),
+                "category": idx.and_then(|i| cat.item_category(i)),
                 "price": it.and_then(|it| it.price),
             })
         })

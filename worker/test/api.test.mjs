@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { encode } from '@msgpack/msgpack';
 import { startWorker, Jar, sleep, root } from './helpers.mjs';
 
@@ -59,6 +60,36 @@ test('three views of an item put its related items first, with the rule in why',
   assert.equal(body.items[0].id, 'sku-0008');
   assert.ok(body.items[0].why.includes('rule:repeat-view-related'));
   assert.ok(!body.items.some((i) => i.id === 'sku-0005'), 'just-viewed item is not recommended');
+  // Each item carries what a client needs to render it, straight from the catalog.
+  const catalog = JSON.parse(readFileSync(path.join(root, 'data/demo/catalog.json'), 'utf8'));
+  for (const item of body.items) {
+    const c = catalog.items.find((x) => x.id === item.id);
+    assert.deepEqual([item.title, item.category, item.price], [c.title, c.category, c.price], item.id);
+  }
+});
+
+test('the browser fallback gets the live model and, when it asks, the session blob', async () => {
+  const jar = new Jar();
+  const r = await post(jar, [{ type: 'view', item: 'sku-0163', ts: Date.now() }], { 'x-edgerec-want-state': '1' });
+  const body = await r.json();
+  assert.match(body.sid, /^[A-Za-z0-9_-]{8,64}$/);
+  const blob = Buffer.from(body.state, 'base64url');
+  assert.equal(JSON.parse(wasm.inspectSession(blob)).items.length, 1);
+  const b = await mf.dispatchFetch(`${U}/v1/model/bundle`);
+  assert.equal(b.status, 200);
+  const etag = b.headers.get('etag');
+  const bundleText = await b.text();
+  assert.equal(JSON.parse(bundleText).version, JSON.parse(readFileSync(path.join(root, 'data/demo/rules.json'), 'utf8')).version);
+  assert.equal((await mf.dispatchFetch(`${U}/v1/model/bundle`, { headers: { 'if-none-match': etag } })).status, 304);
+  const c = await mf.dispatchFetch(`${U}/v1/model/catalog`);
+  assert.equal(c.headers.get('content-type'), 'application/msgpack');
+  const engine = new wasm.Engine(bundleText, new Uint8Array(await c.arrayBuffer()));
+  assert.equal(engine.catalogVersion, 'demo-1');
+  assert.deepEqual(JSON.parse(engine.describe('sku-0163')), { title: 'Cobalt Scale', category: 'kitchen', price: JSON.parse(readFileSync(path.join(root, 'data/demo/catalog.json'), 'utf8')).items.find((i) => i.id === 'sku-0163').price });
+  // The blob from the edge decides in the wasm build: same session, tier browser.
+  const d = JSON.parse(engine.decide(blob, '', '{}', Date.now(), 3, 'browser').json);
+  assert.equal(d.tier, 'browser');
+  assert.equal(d.features.last_item, 'sku-0163');
 });
 
 test('MessagePack bodies are accepted like JSON', async () => {

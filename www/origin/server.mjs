@@ -106,6 +106,7 @@ const server = http.createServer((req, res) => {
   if (p.startsWith('/edgerec/pkg/')) { if (file(res, p.slice('/edgerec/'.length))) return; }
   if (p === '/collector/metrics') return proxyCollector(res, '/metrics');
   if (p === '/collector/summary') return proxyCollector(res, '/v1/summary');
+  if (p === '/collector/readyz') return proxyCollector(res, '/readyz');
   let m = p.match(/^\/img\/([A-Za-z0-9_-]+)\.svg$/);
   if (m && byId.has(m[1])) return send(200, 'image/svg+xml', svg(byId.get(m[1])), { 'cache-control': 'public, max-age=3600' });
   if (p === '/') {
