@@ -372,8 +372,91 @@ impl AggregateBatch {
     }
 }
 
+/// Most decisions one browser report may carry.
+pub const MAX_BROWSER_DECISIONS: u64 = 1000;
+
+/// Checks a report of decisions made in the browser (tier `browser`) before a host relays it:
+/// only decision counters (decisions, the `browser` tier, rule hits, variant exposures), each
+/// bounded by the number of decisions — events travel separately, as events.
+pub fn check_browser_report(d: &AggregateDelta) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let n = d.decisions;
+    if n == 0 || n > MAX_BROWSER_DECISIONS {
+        errs.push(FieldError::new(
+            "delta.decisions",
+            format!("must be 1 to {MAX_BROWSER_DECISIONS}"),
+        ));
+    }
+    if d.events != 0 || d.duplicates != 0 || !d.items.is_empty() || !d.transitions.is_empty() {
+        errs.push(FieldError::new(
+            "delta",
+            "only decisions, tiers, rule_hits and variants (events are sent as events)",
+        ));
+    }
+    if d.tiers.len() != 1 || d.tiers.get("browser") != Some(&n) {
+        errs.push(FieldError::new(
+            "delta.tiers",
+            "must be {\"browser\": decisions}",
+        ));
+    }
+    for (k, v) in &d.rule_hits {
+        if check_id(k).is_err() || *v > n {
+            errs.push(FieldError::new(
+                format!("delta.rule_hits[{k:?}]"),
+                "invalid rule id or more hits than decisions",
+            ));
+        }
+    }
+    for (k, v) in &d.variants {
+        if k.is_empty()
+            || k.len() > 257
+            || v.exposures > n
+            || v.values()[1..].iter().any(|&x| x != 0)
+        {
+            errs.push(FieldError::new(
+                format!("delta.variants[{k:?}]"),
+                "exposures only, at most one per decision",
+            ));
+        }
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn browser_reports_carry_decision_counters_only() {
+        let mut d = AggregateDelta {
+            decisions: 2,
+            ..Default::default()
+        };
+        d.count_tier("browser");
+        d.count_tier("browser");
+        d.count_rule("r");
+        d.count_variant("exp/a", VariantEvent::Exposure);
+        assert!(check_browser_report(&d).is_empty());
+        let mut bad = d.clone();
+        bad.count_event("x", EventKind::View);
+        bad.count_rule("r");
+        bad.count_rule("r");
+        bad.count_tier("full");
+        bad.count_variant("exp/a", VariantEvent::Click);
+        let fields: Vec<String> = check_browser_report(&bad)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "delta",
+                "delta.tiers",
+                "delta.rule_hits[\"r\"]",
+                "delta.variants[\"exp/a\"]"
+            ]
+        );
+        assert!(!check_browser_report(&AggregateDelta::default()).is_empty());
+    }
     use super::*;
 
     #[test]

@@ -143,18 +143,21 @@ async function tick() {
     decisions: tierNames.reduce((a, t) => a + (edge[`decisions_${t}`] || 0), 0),
     tiers: Object.fromEntries(tierNames.map((t) => [t, edge[`decisions_${t}`] || 0])),
     records: sum(metrics, 'edgerec_collector_records_total'),
+    // Decisions pages made themselves arrive later, through the collector.
+    browserReported: summary?.tiers?.browser || 0,
   };
   if (prev) {
     const dt = Math.max(0.001, (cur.t - prev.t) / 1000);
     push(hist.decisions, Math.max(0, cur.decisions - prev.decisions) / dt);
     for (const t of tierNames) push(hist.tiers[t] ||= [], Math.max(0, cur.tiers[t] - prev.tiers[t]) / dt);
+    push(hist.tiers['browser (reported)'] ||= [], Math.max(0, cur.browserReported - prev.browserReported) / dt);
     push(hist.records, Math.max(0, cur.records - prev.records) / dt);
     push(hist.latency, quantile(metrics, 'edgerec_collector_sink_latency_seconds', 0.99) * 1000);
   }
   prev = cur;
 
   draw('decisions', lines([{ name: 'decisions/s', values: hist.decisions }], '/s'), stats ? `edge up · ${fmt(cur.decisions)} decisions since isolate start` : 'edge unreachable');
-  const live = tierNames.filter((t) => (hist.tiers[t] || []).some((v) => v > 0) || t === 'full');
+  const live = [...tierNames, 'browser (reported)'].filter((t) => (hist.tiers[t] || []).some((v) => v > 0) || t === 'full');
   const collectorTiers = summary?.tiers || {};
   draw('tiers', stacked(live.map((t) => ({ name: t, values: hist.tiers[t] || [] }))),
     `${legend(live)}<br>collector totals: ${Object.entries(collectorTiers).map(([k, v]) => `${esc(k)} ${fmt(v)}`).join(', ') || '–'}`);

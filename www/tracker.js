@@ -12,7 +12,8 @@
 //   idle) and kept in Cache Storage.
 //
 // Settings: `window.edgerecConfig = { endpoint, budgetMs, limit, pkg, itemUrl, debug }`.
-// API: `window.edgerec.{track, flush, refresh, recommend, stats}`; a `edgerec:render`
+// - Decisions made in the page are reported (counts only) once the edge is back, exactly once.
+// API: `window.edgerec.{track, flush, refresh, recommend, report, stats}`; a `edgerec:render`
 // event on each slot filled here (detail: {slot, tier, items, ms, decision}).
 
 const cfg = {
@@ -25,9 +26,9 @@ const cfg = {
   maxOutbox: 500,
   ...(globalThis.edgerecConfig || {}),
 };
-const KEY = { outbox: 'edgerec_outbox', seq: 'edgerec_seq', state: 'edgerec_state', sid: 'edgerec_sid' };
+const KEY = { outbox: 'edgerec_outbox', seq: 'edgerec_seq', state: 'edgerec_state', sid: 'edgerec_sid', report: 'edgerec_report', sealed: 'edgerec_report_sealed' };
 const MODEL_CACHE = 'edgerec-model-v1';
-const stats = { sent: 0, acked: 0, duplicates: 0, rejected: 0, dropped: 0, local: 0, edge: 0, firstLocalMs: null, engineLoadMs: null };
+const stats = { sent: 0, acked: 0, duplicates: 0, rejected: 0, dropped: 0, local: 0, edge: 0, reported: 0, firstLocalMs: null, engineLoadMs: null };
 
 const load = (k, d) => { try { const v = localStorage.getItem(k); return v == null ? d : JSON.parse(v); } catch { return d; } };
 const save = (k, v) => { try { localStorage.setItem(k, JSON.stringify(v)); } catch { /* full or disabled */ } };
@@ -64,7 +65,7 @@ let sending = null;
 function flush() {
   if (sending) return sending;
   const batch = load(KEY.outbox, []).slice(0, 100);
-  if (!batch.length) return Promise.resolve();
+  if (!batch.length) return report();
   sending = (async () => {
     try {
       stats.sent += batch.length;
@@ -80,6 +81,7 @@ function flush() {
         keepState(j);
         ack(batch);
         backoff = 0;
+        report();
       } else if (r.status === 400 || r.status === 413) {
         // Retrying cannot help; the answer names the bad fields.
         stats.rejected += batch.length;
@@ -112,6 +114,54 @@ addEventListener('pagehide', () => {
   }
 });
 addEventListener('online', () => flush());
+
+// --- reports of the page's own decisions -----------------------------------------------------
+// Decisions made here (tier `browser`) are counted into an open report; once the edge answers
+// again the report is sealed under a random id and sent until the edge returns 202. The edge
+// relays it as one batch to the collector, which drops a batch id it has already written: a
+// lost answer means a resend, never a second count.
+
+function countLocal(delta) {
+  const r = load(KEY.report, { decisions: 0, tiers: {}, rule_hits: {}, variants: {} });
+  const add = (m, k, n) => { m[k] = (m[k] || 0) + n; };
+  r.decisions += delta.decisions;
+  for (const [k, n] of Object.entries(delta.tiers || {})) add(r.tiers, k, n);
+  for (const [k, n] of Object.entries(delta.rule_hits || {})) add(r.rule_hits, k, n);
+  for (const [k, v] of Object.entries(delta.variants || {})) {
+    if (v.exposures) r.variants[k] = { exposures: (r.variants[k]?.exposures || 0) + v.exposures };
+  }
+  save(KEY.report, r);
+}
+
+let reporting = null;
+function report() {
+  if (reporting) return reporting;
+  let sealed = load(KEY.sealed, null);
+  if (!sealed) {
+    const open = load(KEY.report, null);
+    if (!open || !open.decisions) return Promise.resolve();
+    const id = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    sealed = { id, delta: open };
+    save(KEY.sealed, sealed);
+    localStorage.removeItem(KEY.report);
+  }
+  reporting = (async () => {
+    try {
+      const r = await fetch(`${cfg.endpoint}/v1/browser-decisions`, {
+        method: 'POST', keepalive: true, credentials: 'include',
+        headers: { 'content-type': 'application/json' }, body: JSON.stringify(sealed),
+      });
+      if (r.status === 202 || r.status === 400) {
+        if (r.status === 400) console.warn('edgerec: report rejected', await r.text());
+        else stats.reported += sealed.delta.decisions;
+        localStorage.removeItem(KEY.sealed);
+      }
+    } catch { /* the next successful flush retries */ } finally {
+      reporting = null;
+    }
+  })();
+  return reporting;
+}
 
 // --- the local engine (lazy) ----------------------------------------------------------
 
@@ -172,6 +222,7 @@ async function decideLocally(slot, limit) {
   const d = eng.decide(state, box.length ? JSON.stringify({ events: box }) : '', JSON.stringify(context), Date.now(), limit, 'browser');
   const decision = JSON.parse(d.json);
   if (d.state) save(KEY.state, b64.encode(d.state));
+  countLocal(decision.delta);
   const items = decision.items.map((i) => ({ ...i, ...JSON.parse(eng.describe(i.id) || '{}') }));
   stats.local += 1;
   return { items, tier: decision.tier, variant: decision.variant, rule_hits: decision.rule_hits, features: decision.features };
@@ -271,6 +322,6 @@ function start() {
   schedule(0);
 }
 
-globalThis.edgerec = { track, flush, refresh, recommend, stats, config: cfg };
+globalThis.edgerec = { track, flush, refresh, recommend, report, stats, config: cfg };
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
 else start();

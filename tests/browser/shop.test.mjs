@@ -92,7 +92,16 @@ test('a slow edge: the page decides locally within the budget', async () => {
   assert.ok(detail.ms < 600, `local list after ${detail.ms} ms (budget 150 ms)`);
 });
 
-test('the edge stops: recommendations still show (tier browser); it restarts: buffered events arrive exactly once', async () => {
+const summary = async () => (await fetch(`${stack.collector}/v1/summary`)).json();
+const noReports = () => page.waitForFunction(async () => {
+  await globalThis.edgerec.report();
+  return !localStorage.getItem('edgerec_report') && !localStorage.getItem('edgerec_report_sealed');
+}, null, { timeout: 30_000, polling: 500 });
+
+test('the edge stops: recommendations still show (tier browser); it restarts: buffered events and the page\'s decisions arrive exactly once', async () => {
+  // Earlier local decisions (the slow-edge test) are reported before the outage.
+  await noReports();
+  const browserBefore = (await summary()).tiers.browser || 0;
   await stack.stopEdge();
   // The CDN fails open: the page comes from the origin, its slot empty, the API gone.
   await page.goto(`${cdn.url}/p/sku-0161`);
@@ -105,10 +114,10 @@ test('the edge stops: recommendations still show (tier browser); it restarts: bu
   // the three views of sku-0005 still fire the repeat-view rule.
   assert.ok(related('sku-0005').includes(items[0].id), JSON.stringify(items));
   assert.match(items[0].why, /rule:repeat-view-related/);
-  const local = await page.evaluate(() => globalThis.edgerec.recommend('debug', 4));
-  assert.equal(local.tier, 'browser');
-  assert.equal(local.features.last_item, 'sku-0161');
-  assert.deepEqual(local.features.most_viewed_item, ['sku-0005', 3]);
+  const debug = await page.evaluate(() => globalThis.edgerec.recommend('debug', 4));
+  assert.equal(debug.tier, 'browser');
+  assert.equal(debug.features.last_item, 'sku-0161');
+  assert.deepEqual(debug.features.most_viewed_item, ['sku-0005', 3]);
   const firstLocal = await page.evaluate(() => globalThis.edgerec.stats.firstLocalMs);
   metrics.pageLoadToFirstLocalMs = firstLocal;
   assert.ok(firstLocal != null && firstLocal < 3000, `first local list ${firstLocal} ms after navigation`);
@@ -119,6 +128,14 @@ test('the edge stops: recommendations still show (tier browser); it restarts: bu
   const buffered = await page.evaluate(() => JSON.parse(localStorage.getItem('edgerec_outbox')));
   const kinds = buffered.map((e) => e.type).filter((t) => t !== 'impression');
   assert.deepEqual(kinds, ['view', 'add_to_cart']);
+  // The page's own decisions wait in a sealed report (its send fails while the edge is away).
+  const { local, sealed } = await page.evaluate(async () => {
+    await globalThis.edgerec.report();
+    return { local: globalThis.edgerec.stats.local, sealed: JSON.parse(localStorage.getItem('edgerec_report_sealed')) };
+  });
+  assert.ok(local >= 3, `local decisions: ${local}`);
+  assert.equal(sealed.delta.decisions, local);
+  assert.deepEqual(sealed.delta.tiers, { browser: local });
 
   await stack.startEdge();
   await outboxEmpty();
@@ -147,6 +164,28 @@ test('the edge stops: recommendations still show (tier browser); it restarts: bu
     if (carts < 1) await new Promise((r) => setTimeout(r, 250));
   }
   assert.equal(carts, 1);
+  // The page's decisions reached the collector once, as tier `browser`; a resend of the same
+  // report (a lost answer) is acknowledged and not counted again.
+  await noReports();
+  let browserAfter = 0;
+  for (let i = 0; i < 40; i++) {
+    browserAfter = (await summary()).tiers.browser || 0;
+    if (browserAfter >= browserBefore + local) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal(browserAfter, browserBefore + local);
+  const resend = await page.evaluate(async (body) => (await fetch('/v1/browser-decisions', {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).status, sealed);
+  assert.equal(resend, 202);
+  assert.equal((await summary()).tiers.browser, browserBefore + local);
+  // A report that claims more than decisions is refused, naming the field.
+  const bad = await page.evaluate(async () => {
+    const r = await fetch('/v1/browser-decisions', { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'ab'.repeat(8), delta: { decisions: 1, tiers: { full: 5 } } }) });
+    return { status: r.status, body: await r.json() };
+  });
+  assert.equal(bad.status, 400);
+  assert.ok(bad.body.errors.some((e) => e.field === 'delta.tiers'));
 });
 
 test('the dashboard plots change after traffic', async () => {

@@ -141,6 +141,16 @@ pub async fn flush(s: Settings, source: String) {
     BUF.with(|b| b.borrow_mut().sending = false);
 }
 
+/// Sends one batch now (not buffered): the browser's decision reports, whose sender keeps the
+/// batch and its id until this answers 2xx. The collector's status, or why there is none.
+pub async fn relay(s: &Settings, batch: &AggregateBatch) -> Result<u16, String> {
+    let url = s.collector_url.clone().ok_or("no collector configured")?;
+    if !breaker::allow(Dep::Collector, now_ms()) {
+        return Err("collector breaker open".into());
+    }
+    post(&url, &s.collector_secret, &batch.encode()).await
+}
+
 /// Signature header value for a body sent at `ts`.
 pub fn signature(secret: &str, ts: u64, body: &[u8]) -> String {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {

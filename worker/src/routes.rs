@@ -8,6 +8,9 @@
 //!   snapshot (MessagePack) as published, for the browser fallback (ETag = content hash);
 //! - with `x-edgerec-want-state: 1`, event and recommendation answers also carry the session
 //!   blob (`state`, base64url) and id (`sid`), so the browser keeps its own copy;
+//! - `POST /v1/browser-decisions` `{"id","delta"}`: counters of decisions the browser made itself
+//!   (tier `browser`), relayed at once as their own batch (`b-<id>`) to the collector, which
+//!   drops a batch id it has seen: the browser resends the same id until it gets 202;
 //! - `GET /v1/health`, `GET /v1/stats`; `GET /edgerec/tracker.js`;
 //! - anything else: interception (proxy to the origin, fill slots in HTML).
 
@@ -151,6 +154,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<
         (Method::Post, "/v1/events") => events(&mut req, &env, &ctx, &s).await,
         (Method::Get, "/v1/recommendations") => recommendations(&req, &env, &ctx, &s).await,
         (Method::Get, "/v1/health") => health(&env, &s).await,
+        (Method::Post, "/v1/browser-decisions") => browser_decisions(&mut req, &s).await,
         (Method::Get, "/v1/model/bundle") => model(&req, &env, &s, false).await,
         (Method::Get, "/v1/model/catalog") => model(&req, &env, &s, true).await,
         (Method::Get, "/v1/health/kv") => kv_probe(&env).await,
@@ -277,6 +281,70 @@ async fn events(
     add_state(req, &mut body, &id, blob.as_deref());
     let resp = json_response(202, &body)?;
     with_cookies(resp, &id, blob.as_deref(), s)
+}
+
+/// A report of the browser's own decisions, relayed to the collector as one batch.
+async fn browser_decisions(req: &mut Request, s: &Settings) -> worker::Result<Response> {
+    let body = match read_body(req, s).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    #[derive(serde::Deserialize)]
+    struct Report {
+        id: String,
+        delta: edgerec::AggregateDelta,
+    }
+    let report: Report = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return errors(400, &[FieldError::new("body", e.to_string())]),
+    };
+    let mut errs = Vec::new();
+    if !(16..=64).contains(&report.id.len()) || !report.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        errs.push(FieldError::new("id", "16 to 64 hex digits"));
+    }
+    errs.extend(edgerec::aggregate::check_browser_report(&report.delta));
+    if !errs.is_empty() {
+        stats::inc("browser_reports_rejected");
+        return errors(400, &errs);
+    }
+    let decisions = report.delta.decisions;
+    let batch = edgerec::AggregateBatch::new(
+        format!("b-{}", report.id),
+        "browser",
+        now_ms(),
+        report.delta,
+    );
+    if s.collector_url.is_none() {
+        stats::add("browser_decisions_discarded_no_collector", decisions);
+        return json_response(202, &json!({"ok": true, "discarded": true}));
+    }
+    match flush::relay(s, &batch).await {
+        Ok(200..=299) => {
+            stats::inc("browser_reports_relayed");
+            stats::add("browser_decisions_relayed", decisions);
+            json_response(202, &json!({"ok": true}))
+        }
+        Ok(status) if (400..500).contains(&status) && status != 429 && status != 408 => {
+            stats::inc("browser_reports_rejected");
+            errors(
+                400,
+                &[FieldError::new(
+                    "delta",
+                    format!("collector refused the batch (HTTP {status})"),
+                )],
+            )
+        }
+        other => {
+            stats::inc("browser_report_relay_failures");
+            let why = match other {
+                Ok(status) => format!("collector answered HTTP {status}"),
+                Err(e) => e,
+            };
+            let mut r = errors(503, &[FieldError::new("collector", why)])?;
+            r.headers_mut().set("retry-after", "5")?;
+            Ok(r)
+        }
+    }
 }
 
 /// Adds the session blob and id for clients that keep a copy (the browser fallback).
