@@ -179,6 +179,14 @@ test('malformed requests never break the worker', async () => {
     [`${U}/v1/recommendations`, { headers: { cookie: 'edgerec_sid=' + 'A'.repeat(8000) } }],
     [`${U}/v1/recommendations`, { headers: { cookie: 'edgerec_sid=abcdefghijkl.x; edgerec_hot=' + 'B'.repeat(6000) + '.1.sig' } }],
     [`${U}/v1/recommendations`, { headers: { 'x-edgerec-session': '../../etc/passwd', 'user-agent': '\u00ff'.repeat(2000) } }],
+    [`${U}/v1/browser-decisions`, { method: 'POST', body: '{"id":' }],
+    [`${U}/v1/browser-decisions`, { method: 'POST', body: JSON.stringify({ id: 'z'.repeat(5000), delta: { decisions: -1 } }) }],
+    [`${U}/v1/browser-decisions`, { method: 'POST', body: JSON.stringify({ id: 'ab'.repeat(8), delta: { decisions: 1e300, tiers: { browser: 1e300 } } }) }],
+    [`${U}/v1/browser-decisions`, { method: 'POST', body: JSON.stringify({ id: 'ab'.repeat(8), delta: { decisions: 2, tiers: { browser: 2 }, items: { x: { views: 9 } } } }) }],
+    [`${U}/v1/browser-decisions`, { method: 'POST', body: '['.repeat(100000) }],
+    [`${U}/v1/model/catalog`, { headers: { 'if-none-match': '"'.repeat(4000) } }],
+    [`${U}/v1/model/bundle`, { method: 'POST', body: 'x' }],
+    [`${U}/v1/recommendations`, { headers: { 'x-edgerec-want-state': '1'.repeat(3000) } }],
     [`${U}/v1/nope`, { method: 'DELETE' }],
     [`${U}/v1/events`, { method: 'PUT', body: 'x' }],
   ];
@@ -194,4 +202,17 @@ test('malformed requests never break the worker', async () => {
   assert.ok((await r.json()).items.length > 0);
   const stats = (await (await mf.dispatchFetch(`${U}/v1/stats`)).json()).counters;
   assert.equal(stats.internal_errors || 0, 0);
+});
+
+test('browser decision reports are checked, naming the field', async () => {
+  const send = async (body) => {
+    const r = await mf.dispatchFetch(`${U}/v1/browser-decisions`, { method: 'POST', body: JSON.stringify(body) });
+    return { status: r.status, body: await r.json() };
+  };
+  const ok = await send({ id: 'cd'.repeat(8), delta: { decisions: 2, tiers: { browser: 2 }, rule_hits: { 'no-gift-cards': 2 } } });
+  // No collector configured in this worker: accepted and counted as discarded.
+  assert.deepEqual([ok.status, ok.body.discarded], [202, true]);
+  const bad = await send({ id: 'not-hex', delta: { decisions: 1, tiers: { browser: 1 }, rule_hits: { r: 5 } } });
+  assert.equal(bad.status, 400);
+  assert.deepEqual(bad.body.errors.map((e) => e.field), ['id', 'delta.rule_hits["r"]']);
 });
