@@ -43,11 +43,7 @@ enum Cmd {
         #[arg(long, default_value = "data/collector/records.jsonl")]
         file: PathBuf,
         #[command(flatten)]
-        run: RunArgs,
-        #[command(flatten)]
-        model: ModelArgs,
-        #[command(flatten)]
-        out: PublishArgs,
+        job: JobArgs,
     },
     /// Train from the collector's Kafka topics as a consumer group.
     Kafka {
@@ -64,11 +60,7 @@ enum Cmd {
         #[arg(long, default_value = "5s")]
         idle: String,
         #[command(flatten)]
-        run: RunArgs,
-        #[command(flatten)]
-        model: ModelArgs,
-        #[command(flatten)]
-        out: PublishArgs,
+        job: JobArgs,
     },
     /// Train on one click log, replay another through `decide`; HR@K and MRR@K with POP and
     /// session-POP baselines.
@@ -104,6 +96,17 @@ struct ModelArgs {
     /// Half-life of an observation (`0` = no decay), e.g. `7d`.
     #[arg(long, default_value = "7d")]
     half_life: String,
+}
+
+/// What a training run needs: where it keeps state, how it counts, where it publishes.
+#[derive(Args)]
+struct JobArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    out: PublishArgs,
 }
 
 #[derive(Args)]
@@ -221,7 +224,8 @@ impl PublishArgs {
     }
 }
 
-fn trainer(run: &RunArgs, model: &ModelArgs, out: &PublishArgs) -> Result<Trainer, CliError> {
+fn trainer(job: &JobArgs) -> Result<Trainer, CliError> {
+    let (run, model, out) = (&job.run, &job.model, &job.out);
     Ok(Trainer::open(
         model.config()?,
         &run.prefix,
@@ -273,20 +277,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 done.version, done.items, done.bytes, done.switched
             );
         }
-        Cmd::Records {
-            file,
-            run,
-            model,
-            out,
-        } => {
-            let every = Duration::from_millis(duration(&run.interval, "--interval")?);
-            let mut t = trainer(&run, &model, &out)?;
+        Cmd::Records { file, job } => {
+            let every = Duration::from_millis(duration(&job.run.interval, "--interval")?);
+            let mut t = trainer(&job)?;
             loop {
                 t.read_records_file(&file)?;
                 if t.dirty() || t.stats.published == 0 {
                     t.publish()?;
                 }
-                if !run.follow {
+                if !job.run.follow {
                     break;
                 }
                 std::thread::sleep(every);
@@ -297,19 +296,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
             group,
             session_timeout_ms,
             idle,
-            run,
-            model,
-            out,
+            job,
         } => {
-            let until = if run.follow {
+            let until = if job.run.follow {
                 Until::Forever(Duration::from_millis(duration(
-                    &run.interval,
+                    &job.run.interval,
                     "--interval",
                 )?))
             } else {
                 Until::Idle(Duration::from_millis(duration(&idle, "--idle")?))
             };
-            let mut t = trainer(&run, &model, &out)?;
+            let mut t = trainer(&job)?;
             let src = KafkaSource {
                 brokers,
                 group,
