@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test e2e www browser-test bench bench-worker eval clean
+.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test e2e www browser-test bench bench-worker eval clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
@@ -63,7 +63,11 @@ wasm-test: wasm-node cli
 worker:
 	scripts/build-worker.sh
 
-worker-test: worker wasm-node cli
+# The Miniflare tests run the test build: the production worker plus the conformance route.
+worker-test-build:
+	scripts/build-worker.sh --test
+
+worker-test: worker-test-build wasm-node cli
 	node --test --test-concurrency=1 worker/test/
 
 e2e: worker cli
@@ -98,4 +102,4 @@ eval:
 	  --bundle data/eval/default.json --bundle data/eval/return-aware.json
 
 clean:
-	rm -rf build target worker/build .wrangler www/pkg artifacts
+	rm -rf build target worker/build worker/build-test .wrangler www/pkg artifacts

@@ -30,8 +30,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use worker::{Context, Env, Fetch, Headers, Method, Request, Response};
 
-/// The tracker script served at `/edgerec/tracker.js`.
-const TRACKER_JS: &str = include_str!("../../www/tracker.js");
+/// The tracker script served at `/edgerec/tracker.js` (`www/tracker.js`, slimmed by build.rs).
+const TRACKER_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/tracker.js"));
 /// Where the tracker is served.
 const TRACKER_PATH: &str = "/edgerec/tracker.js";
 /// Items per slot: a page gets one decision (context.slot = "page") before it streams, and
@@ -163,6 +163,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<
             &json!({"counters": stats::snapshot(), "aggregates": flush::snapshot(),
                     "breakers": crate::breaker::snapshot()}),
         ),
+        #[cfg(feature = "conformance")]
         (Method::Post, "/v1/_conformance") if env.var("ENABLE_CONFORMANCE").is_ok() => {
             conformance(&mut req, &s).await
         }
@@ -604,6 +605,7 @@ async fn kv_probe(env: &Env) -> worker::Result<Response> {
     json_response(200, &json!({"ok": true, "pointer": found}))
 }
 
+#[cfg(feature = "conformance")]
 /// Runs one conformance case inside workerd (enabled only with `ENABLE_CONFORMANCE`, for the
 /// test suite): `{"case": "<json>", "bundle": "<json>", "catalog": "<json>"}` → the report.
 async fn conformance(req: &mut Request, s: &Settings) -> worker::Result<Response> {

@@ -42,6 +42,11 @@ test('HTML pages get slots filled and the tracker; everything else passes throug
   assert.deepEqual(await r.json(), { cookie: 'theme=dark' });
   r = await mf.dispatchFetch(`${U}/edgerec/tracker.js`);
   assert.match(r.headers.get('content-type'), /javascript/);
+  // The tracker as served: www/tracker.js without comments and indentation.
+  const served = await r.text();
+  const source = (await import('node:fs')).readFileSync(new URL('../../www/tracker.js', import.meta.url), 'utf8');
+  assert.ok(served.length < source.length * 0.8, `${served.length} vs ${source.length}`);
+  assert.ok(served.includes('globalThis.edgerec = {') && !served.includes('// '));
 });
 
 test('no session KV: decisions fall back to the cached tier, then the breaker stops calling it', async () => {

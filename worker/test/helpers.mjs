@@ -90,7 +90,7 @@ export async function startWorker(bindings = {}, { seed = true, kv = ['SESSIONS'
   const mf = new Miniflare({
     cf: false,
     modules: true,
-    scriptPath: path.join(root, 'worker/build/index.js'),
+    scriptPath: path.join(root, 'worker/build-test/index.js'),
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
     compatibilityDate: '2026-04-01',
     kvNamespaces: kv,
