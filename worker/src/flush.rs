@@ -16,8 +16,6 @@ use crate::budget::{now_ms, within};
 use crate::settings::Settings;
 use crate::stats;
 use edgerec::{AggregateBatch, AggregateDelta};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use worker::{Fetch, Headers, Method, Request, RequestInit};
@@ -151,30 +149,16 @@ pub async fn relay(s: &Settings, batch: &AggregateBatch) -> Result<u16, String> 
     post(&url, &s.collector_secret, &batch.encode()).await
 }
 
-/// Signature header value for a body sent at `ts`.
-pub fn signature(secret: &str, ts: u64, body: &[u8]) -> String {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(ts.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("v1={hex}")
-}
-
 async fn post(url: &str, secret: &str, body: &[u8]) -> Result<u16, String> {
     let ts = now_ms();
     let headers = Headers::new();
     let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| e.to_string());
     set("content-type", "application/msgpack")?;
     set("x-edgerec-timestamp", &ts.to_string())?;
-    set("x-edgerec-signature", &signature(secret, ts, body))?;
+    set(
+        "x-edgerec-signature",
+        &edgerec::aggregate::batch_signature(secret, ts, body),
+    )?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
