@@ -199,13 +199,10 @@ impl Trainer {
                     let topic = v["topic"].as_str().unwrap_or_default().to_string();
                     self.take(&key, at, &topic, Encoded::Json(&v["value"]));
                 }
-                Err(e) => {
-                    self.bad(&RecordError::Schema {
-                        topic: "(file line)".into(),
-                        detail: e.to_string(),
-                    });
-                    self.state.positions.insert(key.clone(), at + len);
-                }
+                Err(e) => self.bad(&RecordError::Schema {
+                    topic: "(file line)".into(),
+                    detail: e.to_string(),
+                }),
             }
             // Positions here are byte offsets: the next line starts after this one.
             self.state.positions.insert(key.clone(), at + len);

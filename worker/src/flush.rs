@@ -116,9 +116,7 @@ pub async fn flush(s: Settings, source: String) {
                 breaker::success(Dep::Collector);
                 BUF.with(|b| b.borrow_mut().unacked.retain(|x| x.id != id));
             }
-            Ok(status) if (400..500).contains(&status) && status != 429 && status != 408 => {
-                // The collector refused this batch for good (it dead-letters what it can
-                // authenticate); retrying would only repeat the refusal.
+            Ok(status) if refused_for_good(status) => {
                 stats::inc("batches_rejected");
                 worker::console_warn!("edgerec: collector refused batch {id}: HTTP {status}");
                 BUF.with(|b| b.borrow_mut().unacked.retain(|x| x.id != id));
@@ -137,6 +135,12 @@ pub async fn flush(s: Settings, source: String) {
         }
     }
     BUF.with(|b| b.borrow_mut().sending = false);
+}
+
+/// Whether a collector status refuses a batch for good: a 4xx other than 408/429 (it
+/// dead-letters what it can authenticate), so retrying would only repeat the refusal.
+pub fn refused_for_good(status: u16) -> bool {
+    (400..500).contains(&status) && status != 429 && status != 408
 }
 
 /// Sends one batch now (not buffered): the browser's decision reports, whose sender keeps the

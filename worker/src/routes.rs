@@ -274,7 +274,7 @@ async fn events(
     stats::add("events_accepted", u64::from(d.accepted));
     stats::add("events_duplicate", u64::from(d.duplicates));
     flush::record(&d.delta, now);
-    let blob = d.state.clone();
+    let blob = d.state;
     if let (Some(b), true, Some(kv)) = (&blob, d.state_changed, &sessions) {
         store::save(ctx, kv, &id.sid, b.clone(), s);
     }
@@ -325,7 +325,7 @@ async fn browser_decisions(req: &mut Request, s: &Settings) -> worker::Result<Re
             stats::add("browser_decisions_relayed", decisions);
             json_response(202, &json!({"ok": true}))
         }
-        Ok(status) if (400..500).contains(&status) && status != 429 && status != 408 => {
+        Ok(status) if flush::refused_for_good(status) => {
             stats::inc("browser_reports_rejected");
             errors(
                 400,

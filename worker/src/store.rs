@@ -77,11 +77,17 @@ pub async fn load(
     hot: Option<(Vec<u8>, u64)>,
     s: &Settings,
 ) -> Loaded {
-    let isolate = LATEST.with(|l| l.borrow().get(sid).map(|x| (x.blob.clone(), x.written_ms)));
-    let newest = match (hot, isolate) {
-        (Some(h), Some(i)) if i.1 > h.1 => Some((i.0, Source::Isolate)),
-        (Some(h), _) => Some((h.0, Source::Cookie)),
-        (None, Some(i)) => Some((i.0, Source::Isolate)),
+    // Copy the isolate's blob only when it beats the cookie's.
+    let hot_ms = hot.as_ref().map(|h| h.1);
+    let isolate = LATEST.with(|l| {
+        l.borrow()
+            .get(sid)
+            .filter(|x| hot_ms.is_none_or(|h| x.written_ms > h))
+            .map(|x| x.blob.clone())
+    });
+    let newest = match (isolate, hot) {
+        (Some(i), _) => Some((i, Source::Isolate)),
+        (None, Some(h)) => Some((h.0, Source::Cookie)),
         (None, None) => None,
     };
     if let Some((blob, source)) = newest {
