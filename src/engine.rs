@@ -17,6 +17,20 @@ use serde::{Deserialize, Serialize};
 /// Most items one decision returns.
 pub const MAX_LIMIT: usize = 100;
 
+/// Largest step a client sequence number may take above the session's highest: a larger
+/// jump would make every later event of that session look like a redelivery, so the batch is
+/// refused (`events[i].seq`) instead.
+pub const MAX_SEQ_JUMP: u64 = 10_000;
+
+/// Most one session adds to one item's counter of one kind in the aggregates the edge ships
+/// (views of an item, clicks on it, ...): a client repeating an item cannot move the model.
+/// The session's own state still counts everything (its rules see the real behaviour).
+pub const MAX_SHIPPED_PER_ITEM: u32 = 10;
+
+/// Most transitions into one item one session ships (counted while the session's
+/// interactions with that item are at most this many).
+pub const MAX_SHIPPED_TRANSITIONS_TO: u32 = 3;
+
 /// Engine settings (hosts may load them from their environment).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -80,6 +94,12 @@ pub struct Decision {
     pub accepted: u32,
     /// Events ignored as redeliveries.
     pub duplicates: u32,
+    /// Events stored but left out of the aggregates by the per-session caps
+    /// ([`MAX_SHIPPED_PER_ITEM`]).
+    pub capped: u32,
+    /// Why the batch of events was refused as a whole (nothing ingested, no state written):
+    /// a field error per offending event, e.g. `events[0].seq`.
+    pub rejected: Vec<crate::FieldError>,
     /// Counters for the aggregates.
     pub delta: AggregateDelta,
     /// Features the rules saw (for explanations and the debug drawer).
@@ -204,7 +224,25 @@ impl Engine {
                 }
             }
         }
-        let (accepted, duplicates) = self.ingest(&mut state, req.events, &ctx, &mut delta);
+        let rejected = seq_jumps(&state, req.events, cfg.idle_ms);
+        if !rejected.is_empty() {
+            return Decision {
+                items: Vec::new(),
+                tier,
+                variant: ctx.variant.clone(),
+                rule_hits: Vec::new(),
+                state: None,
+                state_changed: false,
+                state_error: state_error.map(|e| e.to_string()),
+                accepted: 0,
+                duplicates: 0,
+                capped: 0,
+                rejected,
+                delta,
+                features: Features::compute(&state, ctx, req.now_ms, cfg),
+            };
+        }
+        let (accepted, duplicates, capped) = self.ingest(&mut state, req.events, &ctx, &mut delta);
         let mut out_state = None;
         let mut state_changed = false;
         if stateful {
@@ -256,9 +294,40 @@ impl Engine {
             state_error: state_error.map(|e| e.to_string()),
             accepted,
             duplicates,
+            capped,
+            rejected: Vec::new(),
             delta,
             features,
         }
+    }
+
+    /// Checks a report of decisions the browser made itself: its shape
+    /// ([`crate::aggregate::check_browser_report`]) and that every rule id and variant it
+    /// names belongs to this engine's bundle, so a page cannot invent counters.
+    pub fn check_browser_report(&self, d: &AggregateDelta) -> Vec<crate::FieldError> {
+        let mut errs = crate::aggregate::check_browser_report(d);
+        for k in d.rule_hits.keys() {
+            if !self.bundle.rules.iter().any(|r| *r.id == **k) {
+                errs.push(crate::FieldError::new(
+                    format!("delta.rule_hits[{k:?}]"),
+                    "not a rule of the live bundle",
+                ));
+            }
+        }
+        for k in d.variants.keys() {
+            let known = self
+                .bundle
+                .experiment
+                .as_ref()
+                .is_some_and(|e| e.variants.iter().any(|v| self.variant_key(&v.name) == *k));
+            if !known {
+                errs.push(crate::FieldError::new(
+                    format!("delta.variants[{k:?}]"),
+                    "not a variant of the live experiment",
+                ));
+            }
+        }
+        errs
     }
 
     /// Adds events to the state in time order and counts them (interactions, transitions,
@@ -269,11 +338,11 @@ impl Engine {
         events: &[Event],
         ctx: &Context,
         delta: &mut AggregateDelta,
-    ) -> (u32, u32) {
+    ) -> (u32, u32, u32) {
         let cfg = &self.config.session;
         let mut order: Vec<&Event> = events.iter().collect();
         order.sort_by_key(|e| (e.ts, e.seq));
-        let (mut accepted, mut duplicates) = (0u32, 0u32);
+        let (mut accepted, mut duplicates, mut capped) = (0u32, 0u32, 0u32);
         for ev in order {
             let known = self
                 .catalog
@@ -291,8 +360,13 @@ impl Engine {
                 Ingested::Duplicate => duplicates += 1,
                 Ingested::Stored => {
                     accepted += 1;
+                    let (this_kind, all_kinds) = shipped_counts(state, ev, cfg.bucket_ms);
+                    if this_kind > MAX_SHIPPED_PER_ITEM {
+                        capped += 1;
+                        continue;
+                    }
                     delta.count_event(&ev.item, ev.kind);
-                    if ev.kind.is_interaction() {
+                    if ev.kind.is_interaction() && all_kinds <= MAX_SHIPPED_TRANSITIONS_TO {
                         if let Some(p) = prev.filter(|p| *p != ev.item) {
                             if state.last_item.map(|i| state.item_id(i)) == Some(ev.item.as_str()) {
                                 delta.count_transition(&p, &ev.item);
@@ -313,8 +387,48 @@ impl Engine {
         }
         delta.events = u64::from(accepted);
         delta.duplicates = u64::from(duplicates);
-        (accepted, duplicates)
+        (accepted, duplicates, capped)
     }
+}
+
+/// The session's counts of an event's item after storing it: of the event's kind, and of
+/// every interaction kind (for the shipping caps). Impressions are not kept per item: 0.
+fn shipped_counts(state: &SessionState, ev: &Event, bucket_ms: u64) -> (u32, u32) {
+    let Some(idx) = state
+        .item_index(&ev.item)
+        .filter(|_| ev.kind.is_interaction())
+    else {
+        return (0, 0);
+    };
+    let all = crate::session::window::Window::sliding(u64::MAX);
+    let count = |k| state.count_item(idx, k, all, ev.ts, bucket_ms);
+    let total = EventKind::ALL
+        .iter()
+        .filter(|k| k.is_interaction())
+        .map(|&k| count(k))
+        .fold(0u32, u32::saturating_add);
+    (count(ev.kind), total)
+}
+
+/// Field errors for events whose sequence number jumps more than [`MAX_SEQ_JUMP`] above the
+/// session's highest (events that will start a fresh session after the idle timeout are not
+/// held to the old one's numbers).
+fn seq_jumps(state: &SessionState, events: &[Event], idle_ms: u64) -> Vec<crate::FieldError> {
+    let Some(max) = state.max_seq else {
+        return Vec::new();
+    };
+    events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| idle_ms == 0 || e.ts <= state.last_ms.saturating_add(idle_ms))
+        .filter(|(_, e)| e.seq.is_some_and(|s| s > max.saturating_add(MAX_SEQ_JUMP)))
+        .map(|(i, _)| {
+            crate::FieldError::new(
+                format!("events[{i}].seq"),
+                format!("jumps more than {MAX_SEQ_JUMP} above the session's last ({max})"),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -349,5 +463,89 @@ mod tests {
             (v.exposures, v.impressions, v.clicks, v.conversions),
             (1, 2, 1, 1)
         );
+    }
+    fn demo_engine() -> Engine {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo/");
+        let bundle = std::fs::read_to_string(format!("{dir}rules.json")).unwrap();
+        let catalog = std::fs::read(format!("{dir}catalog.json")).unwrap();
+        Engine::from_json(EngineConfig::default(), &bundle, &catalog).unwrap()
+    }
+
+    #[test]
+    fn one_session_ships_at_most_the_cap_per_item_and_kind() {
+        let engine = demo_engine();
+        let t = 1_764_201_600_000;
+        // 30 views of one item, alternating with another: a client trying to move the model.
+        let events: Vec<Event> = (0..60)
+            .map(|i| {
+                let item = if i % 2 == 0 { "sku-0005" } else { "sku-0163" };
+                Event::new(EventKind::View, item, t + i)
+            })
+            .collect();
+        let d = engine.decide(&DecideRequest {
+            events: &events,
+            now_ms: t + 100,
+            ..Default::default()
+        });
+        assert_eq!(d.accepted, 60, "the session itself stores every event");
+        let views = |id: &str| d.delta.items.get(id).map_or(0, |c| c.views);
+        assert_eq!(views("sku-0005"), u64::from(MAX_SHIPPED_PER_ITEM));
+        assert_eq!(views("sku-0163"), u64::from(MAX_SHIPPED_PER_ITEM));
+        assert_eq!(d.capped, 40);
+        let to = |a: &str, b: &str| {
+            d.delta
+                .transitions
+                .get(a)
+                .and_then(|m| m.get(b))
+                .copied()
+                .unwrap_or(0)
+        };
+        // Transitions into an item count while the session has at most 3 interactions with it.
+        assert_eq!(to("sku-0005", "sku-0163"), 3);
+        assert_eq!(
+            to("sku-0163", "sku-0005"),
+            2,
+            "sku-0005's first view has no predecessor"
+        );
+    }
+
+    #[test]
+    fn a_seq_jump_is_refused_whole_and_stores_nothing() {
+        let engine = demo_engine();
+        let t = 1_764_201_600_000;
+        let mut first = Event::new(EventKind::View, "sku-0005", t);
+        first.seq = Some(7);
+        let d = engine.decide(&DecideRequest {
+            events: &[first],
+            now_ms: t + 1,
+            ..Default::default()
+        });
+        let blob = d.state.unwrap();
+        let mut ok = Event::new(EventKind::View, "sku-0006", t + 2);
+        ok.seq = Some(8);
+        let mut far = Event::new(EventKind::Purchase, "sku-0006", t + 3);
+        far.seq = Some(7 + MAX_SEQ_JUMP + 1);
+        let d = engine.decide(&DecideRequest {
+            state: Some(&blob),
+            events: &[ok.clone(), far.clone()],
+            now_ms: t + 4,
+            ..Default::default()
+        });
+        let fields: Vec<&str> = d.rejected.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["events[1].seq"]);
+        assert_eq!(
+            (d.accepted, d.state.is_none(), d.delta.is_empty()),
+            (0, true, true)
+        );
+        // Exactly at the bound is accepted.
+        far.seq = Some(7 + MAX_SEQ_JUMP);
+        let d = engine.decide(&DecideRequest {
+            state: Some(&blob),
+            events: &[ok, far],
+            now_ms: t + 4,
+            ..Default::default()
+        });
+        assert!(d.rejected.is_empty());
+        assert_eq!(d.accepted, 2);
     }
 }

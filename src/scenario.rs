@@ -19,6 +19,9 @@ use serde_json::Value;
 pub struct Case {
     /// What the case shows.
     pub name: String,
+    /// How the expectations were derived by hand (for readers; not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derivation: Option<String>,
     /// Rule bundle fixture file name (under tests/conformance/fixtures/).
     pub bundle: String,
     /// Catalog fixture file name.
@@ -194,6 +197,10 @@ fn run_step(engine: &Engine, case: &Case, step: &Step, blob: &mut Option<Vec<u8>
         limit: step.limit,
         tier: step.tier,
     });
+    if !d.rejected.is_empty() {
+        out.error_fields = d.rejected.into_iter().map(|f| f.field).collect();
+        return out;
+    }
     if let Some(s) = d.state {
         out.state_bytes = s.len();
         *blob = Some(s);

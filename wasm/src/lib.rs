@@ -129,6 +129,9 @@ impl Engine {
             limit: limit as usize,
             tier: Some(tier),
         });
+        if !d.rejected.is_empty() {
+            return Err(error_json(&d.rejected));
+        }
         Ok(Decision {
             json: serde_json::to_string(&d).unwrap_or_default(),
             state: d.state,
