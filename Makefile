@@ -19,12 +19,12 @@ dev: tools cli worker www
 	scripts/seed-kv.sh data/demo/rules.json data/demo/catalog.json --persist-to $(DEV_STATE)
 	@echo "edge: http://127.0.0.1:8787  origin: http://127.0.0.1:8788  collector: http://127.0.0.1:8789/metrics  (Ctrl-C stops all)"
 	@node www/origin/server.mjs 8788 & origin=$$!; \
-	  COLLECTOR_ADDR=127.0.0.1:8789 target/release/edgerec-collector & collector=$$!; \
+	  COLLECTOR_ADDR=127.0.0.1:8789 COLLECTOR_SECRET=dev-collector-secret target/release/edgerec-collector & collector=$$!; \
 	  target/release/edgerec-trainer records --follow --interval 20s --base-catalog data/demo/catalog.json \
 	    --kv local --persist-to $(DEV_STATE) & trainer=$$!; \
 	  trap "kill $$origin $$collector $$trainer" EXIT; \
 	  npx wrangler dev --local --ip 127.0.0.1 --port 8787 --persist-to $(DEV_STATE) --show-interactive-dev-session=false \
-	    --var COLLECTOR_URL:http://127.0.0.1:8789/v1/aggregates
+	    --var EDGEREC_DEV:1 --var COLLECTOR_URL:http://127.0.0.1:8789/v1/aggregates
 
 ## demo-cli: the decision core alone, explaining each decision of a scripted shopper
 demo-cli: tools

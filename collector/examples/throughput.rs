@@ -190,6 +190,10 @@ async fn main() {
         topic_prefix: "col".into(),
         output_file: "/dev/null".into(),
         kafka: Some(kafka("col")),
+        dedup_claim_max_ms: 60_000,
+        header_timeout_ms: 5_000,
+        body_timeout_ms: 10_000,
+        max_connections: 1024,
     };
     let sink = KafkaSink::connect(settings.kafka.clone().unwrap())
         .await

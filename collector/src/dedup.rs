@@ -5,7 +5,9 @@
 //! record carries its batch id in a header, so consumers can dedupe further.
 //!
 //! An id is "in flight" while its records are being written; a concurrent delivery of the same
-//! id gets 503 + Retry-After rather than a second write.
+//! id gets 503 + Retry-After rather than a second write. The write runs in its own task, so a
+//! client that disconnects cannot leave a claim behind; as a second guard, a claim older than
+//! `max_claim_ms` is taken over by the next delivery.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -25,6 +27,7 @@ pub enum Seen {
 pub struct Window {
     max_ids: usize,
     max_age_ms: u64,
+    max_claim_ms: u64,
     done: HashMap<String, u64>,
     order: VecDeque<(String, u64)>,
     in_flight: HashMap<String, u64>,
@@ -32,10 +35,11 @@ pub struct Window {
 
 impl Window {
     /// An empty window.
-    pub fn new(max_ids: usize, max_age_ms: u64) -> Window {
+    pub fn new(max_ids: usize, max_age_ms: u64, max_claim_ms: u64) -> Window {
         Window {
             max_ids: max_ids.max(1),
             max_age_ms,
+            max_claim_ms,
             done: HashMap::new(),
             order: VecDeque::new(),
             in_flight: HashMap::new(),
@@ -58,9 +62,10 @@ impl Window {
     /// Claims an id for writing, or says why not.
     pub fn begin(&mut self, id: &str, now_ms: u64) -> Seen {
         self.expire(now_ms);
+        let fresh_claim = |at: &u64| now_ms.saturating_sub(*at) < self.max_claim_ms;
         if self.done.contains_key(id) {
             Seen::Done
-        } else if self.in_flight.contains_key(id) {
+        } else if self.in_flight.get(id).is_some_and(fresh_claim) {
             Seen::InFlight
         } else {
             self.in_flight.insert(id.to_string(), now_ms);
@@ -98,7 +103,7 @@ mod tests {
 
     #[test]
     fn remembers_within_bounds() {
-        let mut w = Window::new(2, 1000);
+        let mut w = Window::new(2, 1000, 60_000);
         assert_eq!(w.begin("a", 0), Seen::New);
         assert_eq!(w.begin("a", 1), Seen::InFlight);
         w.abort("a");
@@ -112,5 +117,15 @@ mod tests {
         assert_eq!(w.begin("a", 5), Seen::New, "evicted by count");
         w.abort("a");
         assert_eq!(w.begin("b", 2000), Seen::New, "evicted by age");
+    }
+
+    #[test]
+    fn an_abandoned_claim_is_taken_over() {
+        let mut w = Window::new(10, 1000, 500);
+        assert_eq!(w.begin("a", 0), Seen::New);
+        assert_eq!(w.begin("a", 499), Seen::InFlight);
+        assert_eq!(w.begin("a", 500), Seen::New, "claim older than the limit");
+        w.commit("a", 600);
+        assert_eq!(w.begin("a", 700), Seen::Done);
     }
 }

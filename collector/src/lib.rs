@@ -12,6 +12,7 @@
 //! | Prometheus metrics | [`metrics`] |
 //! | running totals for the dashboard (`/v1/summary`) | [`summary`] |
 //! | HTTP routes, the one place a batch is acknowledged | [`routes`] |
+//! | connections: header timeout, connection cap, graceful shutdown | [`serve`] |
 
 pub mod auth;
 pub mod dedup;
@@ -19,6 +20,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod records;
 pub mod routes;
+pub mod serve;
 pub mod settings;
 pub mod sink;
 pub mod summary;

@@ -52,24 +52,25 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(addr = %settings.addr, sink = sink.kind(), "collector listening");
+    let limits = edgerec_collector::serve::Limits {
+        header_timeout: std::time::Duration::from_millis(settings.header_timeout_ms),
+        max_connections: settings.max_connections,
+    };
     let app = App::new(settings, sink);
-    let served = axum::serve(listener, router(Arc::clone(&app)))
-        .with_graceful_shutdown(shutdown())
-        .await;
+    edgerec_collector::serve::serve(
+        listener,
+        router(Arc::clone(&app)),
+        limits,
+        app.metrics.connections.clone(),
+        shutdown(),
+    )
+    .await;
     if let edgerec_collector::sink::Sink::Kafka(k) = &app.sink {
         // Acknowledged batches are already delivered; this only drains stragglers.
         k.flush(std::time::Duration::from_secs(5));
     }
-    match served {
-        Ok(()) => {
-            tracing::info!("collector stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "server failed");
-            ExitCode::FAILURE
-        }
-    }
+    tracing::info!("collector stopped");
+    ExitCode::SUCCESS
 }
 
 async fn shutdown() {
@@ -95,24 +96,19 @@ async fn shutdown() {
     }
 }
 
-/// `edgerec-collector tally TOPIC EXPECT [TIMEOUT_S]` with `KAFKA_BROKERS` set: per-item totals
-/// of an interaction topic as JSON on stdout.
+/// `edgerec-collector tally TOPIC [TIMEOUT_S]` with `KAFKA_BROKERS` set: reads the topic to
+/// its end; per-item totals (each batch counted once), records and doubles as JSON on stdout.
 fn tally(args: &[String]) -> ExitCode {
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let (Some(topic), Some(expect)) = (args.first(), args.get(1).and_then(|a| a.parse().ok()))
-    else {
-        eprintln!("usage: edgerec-collector tally TOPIC EXPECTED_TOTAL [TIMEOUT_S]");
+    let Some(topic) = args.first() else {
+        eprintln!("usage: edgerec-collector tally TOPIC [TIMEOUT_S]");
         return ExitCode::FAILURE;
     };
-    let timeout = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(30);
-    match edgerec_collector::tally::tally(
-        &brokers,
-        topic,
-        expect,
-        std::time::Duration::from_secs(timeout),
-    ) {
-        Ok(v) => {
-            println!("{v}");
+    let timeout = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(60);
+    match edgerec_collector::tally::tally(&brokers, topic, std::time::Duration::from_secs(timeout))
+    {
+        Ok(t) => {
+            println!("{}", serde_json::to_string(&t).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Err(e) => {

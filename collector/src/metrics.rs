@@ -39,6 +39,8 @@ pub struct Metrics {
     pub sink_latency: Histogram,
     /// Records being written right now.
     pub in_flight: Gauge,
+    /// Open client connections.
+    pub connections: Gauge,
 }
 
 impl Metrics {
@@ -55,6 +57,7 @@ impl Metrics {
         ];
         let sink_latency = Histogram::new(buckets);
         let in_flight = Gauge::default();
+        let connections = Gauge::default();
         registry.register("batches", "Batches written", batches.clone());
         registry.register(
             "duplicates",
@@ -70,6 +73,11 @@ impl Metrics {
             sink_latency.clone(),
         );
         registry.register("queue_depth", "Records being written", in_flight.clone());
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
         Metrics {
             registry,
             batches,
@@ -79,6 +87,7 @@ impl Metrics {
             bytes,
             sink_latency,
             in_flight,
+            connections,
         }
     }
 

@@ -36,7 +36,11 @@ pub struct App {
 impl App {
     /// Builds the state.
     pub fn new(settings: Settings, sink: Sink) -> Arc<App> {
-        let dedup = Window::new(settings.dedup_max_ids, settings.dedup_max_age_ms);
+        let dedup = Window::new(
+            settings.dedup_max_ids,
+            settings.dedup_max_age_ms,
+            settings.dedup_claim_max_ms,
+        );
         Arc::new(App {
             settings,
             sink,
@@ -79,18 +83,65 @@ fn retry_later(message: &str) -> Response {
     r
 }
 
+/// Why a request body could not be read.
+enum BodyError {
+    TooLarge,
+    Aborted,
+    Timeout,
+}
+
+/// Reads the body within the size limit and `BODY_TIMEOUT_MS`.
+async fn read_body(body: Body, s: &Settings) -> Result<axum::body::Bytes, BodyError> {
+    let read = to_bytes(body, s.max_body_bytes);
+    match tokio::time::timeout(std::time::Duration::from_millis(s.body_timeout_ms), read).await {
+        Err(_) => Err(BodyError::Timeout),
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|c| c.is::<http_body_util::LengthLimitError>())
+                || e.into_inner().is::<http_body_util::LengthLimitError>();
+            Err(if too_large {
+                BodyError::TooLarge
+            } else {
+                BodyError::Aborted
+            })
+        }
+    }
+}
+
 async fn aggregates(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let s = &app.settings;
     let m = &app.metrics;
-    let Ok(body) = to_bytes(body, s.max_body_bytes).await else {
-        m.reject("too_large");
-        return refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &[FieldError::new(
-                "body",
-                format!("larger than {} bytes", s.max_body_bytes),
-            )],
-        );
+    let body = match read_body(body, s).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            m.reject("too_large");
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &[FieldError::new(
+                    "body",
+                    format!("larger than {} bytes", s.max_body_bytes),
+                )],
+            );
+        }
+        Err(BodyError::Aborted) => {
+            // The client went away mid-body; nobody reads this answer.
+            m.reject("aborted");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &[FieldError::new("body", "the body ended early")],
+            );
+        }
+        Err(BodyError::Timeout) => {
+            m.reject("timeout");
+            return refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                &[FieldError::new(
+                    "body",
+                    format!("not received within {} ms", s.body_timeout_ms),
+                )],
+            );
+        }
     };
     let now = now_ms();
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -116,23 +167,7 @@ async fn aggregates(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
     }
     let batch = match AggregateBatch::decode(&body) {
         Ok(b) => b,
-        Err(e) => {
-            // Authenticated but unusable: keep it in the dead-letter topic with the reason.
-            let fields = e.fields();
-            let reason = match e {
-                edgerec::aggregate::BatchError::Decode(_) => "undecodable",
-                edgerec::aggregate::BatchError::Invalid(_) => "invalid",
-            };
-            m.reject(reason);
-            let dl = records::dead_letter(&s.topic_prefix, reason, &fields, &body, now);
-            if let Err(e) = app.sink.write(std::slice::from_ref(&dl)).await {
-                tracing::error!(error = %e, "dead letter not written");
-                return retry_later("dead-letter write failed; retry");
-            }
-            m.records.get_or_create(&Topic { topic: dl.topic }).inc();
-            tracing::warn!(reason, "dead-lettered an authenticated batch");
-            return refuse(StatusCode::BAD_REQUEST, &fields);
-        }
+        Err(e) => return dead_letter(&app, e, &body, now).await,
     };
     let claim = app
         .dedup
@@ -148,6 +183,30 @@ async fn aggregates(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
         Ok(Seen::InFlight) => return retry_later("the same batch is being written"),
         Err(_) => return retry_later("dedup window unavailable"),
     }
+    // The write, and the commit or abort of the claim, run in their own task: a client that
+    // disconnects drops this handler, never the claim.
+    let id = batch.id.clone();
+    let task = tokio::spawn(write_batch(Arc::clone(&app), batch, body.len()));
+    match task.await {
+        Ok(Ok(records)) => {
+            Json(json!({"ok": true, "duplicate": false, "id": id, "records": records}))
+                .into_response()
+        }
+        Ok(Err(e)) => retry_later(&e.to_string()),
+        Err(e) => {
+            tracing::error!(batch = %id, error = %e, "write task failed");
+            retry_later("write task failed")
+        }
+    }
+}
+
+/// Writes a claimed batch's records, then commits (or, on failure, releases) the claim.
+async fn write_batch(
+    app: Arc<App>,
+    batch: AggregateBatch,
+    body_len: usize,
+) -> Result<usize, crate::sink::SinkError> {
+    let (s, m) = (&app.settings, &app.metrics);
     let recs = records::from_batch(&batch, &s.topic_prefix);
     m.in_flight.inc_by(recs.len() as i64);
     let started = Instant::now();
@@ -160,7 +219,7 @@ async fn aggregates(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
                 w.commit(&batch.id, now_ms());
             }
             m.batches.inc();
-            m.bytes.inc_by(body.len() as u64);
+            m.bytes.inc_by(body_len as u64);
             if let Ok(mut sum) = app.summary.lock() {
                 sum.add(&batch.delta);
             }
@@ -172,8 +231,7 @@ async fn aggregates(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
                     .inc();
             }
             tracing::info!(batch = %batch.id, source = %batch.source, records = recs.len(), events = batch.delta.events, "batch written");
-            Json(json!({"ok": true, "duplicate": false, "id": batch.id, "records": recs.len()}))
-                .into_response()
+            Ok(recs.len())
         }
         Err(e) => {
             if let Ok(mut w) = app.dedup.lock() {
@@ -181,9 +239,35 @@ async fn aggregates(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
             }
             m.reject("sink_unavailable");
             tracing::error!(batch = %batch.id, error = %e, "batch not written");
-            retry_later(&e.to_string())
+            Err(e)
         }
     }
+}
+
+/// An authenticated but unusable batch: kept in the dead-letter topic with the reason.
+async fn dead_letter(
+    app: &App,
+    e: edgerec::aggregate::BatchError,
+    body: &[u8],
+    now: u64,
+) -> Response {
+    let fields = e.fields();
+    let reason = match e {
+        edgerec::aggregate::BatchError::Decode(_) => "undecodable",
+        edgerec::aggregate::BatchError::Invalid(_) => "invalid",
+    };
+    app.metrics.reject(reason);
+    let dl = records::dead_letter(&app.settings.topic_prefix, reason, &fields, body, now);
+    if let Err(e) = app.sink.write(std::slice::from_ref(&dl)).await {
+        tracing::error!(error = %e, "dead letter not written");
+        return retry_later("dead-letter write failed; retry");
+    }
+    app.metrics
+        .records
+        .get_or_create(&Topic { topic: dl.topic })
+        .inc();
+    tracing::warn!(reason, "dead-lettered an authenticated batch");
+    refuse(StatusCode::BAD_REQUEST, &fields)
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {

@@ -24,7 +24,21 @@ pub struct Settings {
     pub kafka: Option<crate::kafka::KafkaSettings>,
     /// Records file for the embedded mode (`OUTPUT_FILE`, default `data/collector/records.jsonl`).
     pub output_file: PathBuf,
+    /// A batch id claimed longer ago than this is taken over by a retry, ms
+    /// (`DEDUP_CLAIM_MAX_MS`, default 60 s; writes finish or fail well before).
+    pub dedup_claim_max_ms: u64,
+    /// A client must send its request headers within this time, ms (`HEADER_TIMEOUT_MS`,
+    /// default 5 s); also the longest an idle keep-alive connection is held.
+    pub header_timeout_ms: u64,
+    /// ... and its body within this time, ms (`BODY_TIMEOUT_MS`, default 10 s).
+    pub body_timeout_ms: u64,
+    /// Most client connections open at once (`MAX_CONNECTIONS`, default 1024); more wait in
+    /// the listen backlog.
+    pub max_connections: usize,
 }
+
+/// Shortest accepted `COLLECTOR_SECRET`, bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -38,11 +52,19 @@ impl Settings {
     /// Reads the environment.
     pub fn from_env() -> Result<Settings, String> {
         let addr = var("COLLECTOR_ADDR").unwrap_or_else(|| "127.0.0.1:8789".into());
+        // No default secret: a collector anyone can sign for would take anyone's counters.
+        let secret = var("COLLECTOR_SECRET")
+            .ok_or("COLLECTOR_SECRET is not set (the HMAC key shared with the edge)")?;
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "COLLECTOR_SECRET is shorter than {MIN_SECRET_BYTES} bytes"
+            ));
+        }
         Ok(Settings {
             addr: addr
                 .parse()
                 .map_err(|e| format!("COLLECTOR_ADDR {addr:?}: {e}"))?,
-            secret: var("COLLECTOR_SECRET").unwrap_or_else(|| "dev-collector-secret".into()),
+            secret,
             max_skew_ms: num("MAX_SKEW_MS", 300_000),
             max_body_bytes: num("MAX_BODY_BYTES", 1 << 20),
             dedup_max_ids: num("DEDUP_MAX_IDS", 100_000),
@@ -58,6 +80,10 @@ impl Settings {
             output_file: var("OUTPUT_FILE")
                 .unwrap_or_else(|| "data/collector/records.jsonl".into())
                 .into(),
+            dedup_claim_max_ms: num("DEDUP_CLAIM_MAX_MS", 60_000),
+            header_timeout_ms: num("HEADER_TIMEOUT_MS", 5_000),
+            body_timeout_ms: num("BODY_TIMEOUT_MS", 10_000),
+            max_connections: num("MAX_CONNECTIONS", 1024usize).max(1),
         })
     }
 }

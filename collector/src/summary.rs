@@ -2,13 +2,43 @@
 //! decisions by tier, rule hits, experiment variants (exposures, impressions, clicks,
 //! conversions) and the most interacted-with items. In memory, per collector instance, since
 //! start; bounded: past `MAX_ITEMS` items the least active half is dropped (a top list stays
-//! right for items that keep being active). Transitions are left to Kafka consumers.
+//! right for items that keep being active), and rule ids, tiers and variants are kept to
+//! `MAX_NAMES` each, the smallest folded into `(other)`, so signed batches full of invented
+//! names cannot grow the dashboard's answer. Transitions are left to Kafka consumers.
 
 use edgerec::aggregate::AggregateDelta;
 use serde_json::{json, Value};
 
 /// Items kept before pruning.
 const MAX_ITEMS: usize = 20_000;
+/// Rule ids, tiers and variants kept each (the rest is summed under [`OTHER`]).
+pub const MAX_NAMES: usize = 64;
+/// Where names past [`MAX_NAMES`] are counted.
+pub const OTHER: &str = "(other)";
+
+/// Keeps the `MAX_NAMES - 1` largest entries by `size` and merges the rest into `(other)`.
+fn bound<V: Default>(
+    map: &mut std::collections::BTreeMap<String, V>,
+    size: impl Fn(&V) -> u64,
+    fold: impl Fn(&mut V, &V),
+) {
+    if map.len() <= MAX_NAMES {
+        return;
+    }
+    let mut by: Vec<(u64, String)> = map
+        .iter()
+        .filter(|(k, _)| k.as_str() != OTHER)
+        .map(|(k, v)| (size(v), k.clone()))
+        .collect();
+    by.sort_unstable_by(|a, b| b.cmp(a));
+    let mut other = map.remove(OTHER).unwrap_or_default();
+    for (_, k) in by.into_iter().skip(MAX_NAMES - 1) {
+        if let Some(v) = map.remove(&k) {
+            fold(&mut other, &v);
+        }
+    }
+    map.insert(OTHER.to_string(), other);
+}
 
 /// The running total.
 #[derive(Debug, Default)]
@@ -28,6 +58,19 @@ impl Summary {
         self.total.merge(delta);
         self.total.transitions.clear();
         self.batches += 1;
+        let add = |a: &mut u64, b: &u64| *a = a.saturating_add(*b);
+        bound(&mut self.total.rule_hits, |v| *v, add);
+        bound(&mut self.total.tiers, |v| *v, add);
+        bound(
+            &mut self.total.variants,
+            |v| v.exposures,
+            |a, b| {
+                a.exposures = a.exposures.saturating_add(b.exposures);
+                a.conversions = a.conversions.saturating_add(b.conversions);
+                a.impressions = a.impressions.saturating_add(b.impressions);
+                a.clicks = a.clicks.saturating_add(b.clicks);
+            },
+        );
         if self.total.items.len() > MAX_ITEMS {
             let mut by: Vec<(u64, String)> = self
                 .total
@@ -101,5 +144,40 @@ mod tests {
         assert_eq!(v["top_items"].as_array().unwrap().len(), 1);
         assert_eq!(v["top_items"][0]["id"], "hot");
         assert_eq!(v["top_items"][0]["views"], 6);
+    }
+
+    #[test]
+    fn invented_names_are_bounded_and_still_summed() {
+        let mut s = Summary::default();
+        for b in 0..50 {
+            let mut d = AggregateDelta::default();
+            for k in 0..1000 {
+                d.count_rule(&format!("r{b}-{k}"));
+                d.count_tier(&format!("t{b}-{k}"));
+                d.count_variant(
+                    &format!("e/v{b}-{k}"),
+                    edgerec::aggregate::VariantEvent::Exposure,
+                );
+            }
+            s.add(&d);
+        }
+        let t = &s.total;
+        assert_eq!(
+            (t.rule_hits.len(), t.tiers.len(), t.variants.len()),
+            (MAX_NAMES, MAX_NAMES, MAX_NAMES)
+        );
+        assert_eq!(
+            t.rule_hits.values().sum::<u64>(),
+            50_000,
+            "nothing lost, only folded"
+        );
+        assert_eq!(
+            t.variants.values().map(|v| v.exposures).sum::<u64>(),
+            50_000
+        );
+        assert!(
+            s.view(10).to_string().len() < 20_000,
+            "the dashboard's answer stays small"
+        );
     }
 }

@@ -1,53 +1,114 @@
-//! `edgerec-collector tally`: reads interaction records back from Kafka and prints per-item
-//! totals — the check an operator (or the end-to-end test) runs to reconcile what the edge saw
-//! with what landed, deduplicating by batch id as consumers should.
+//! `edgerec-collector tally`: reads an interaction topic back from Kafka to its end and prints
+//! per-item totals — the check an operator (or the end-to-end test) runs to reconcile what the
+//! edge saw with what landed. Records are counted once per (batch id, item), as consumers
+//! should; copies of a record (written by two collector instances, say) are counted as
+//! `doubles`, so a reconciliation shows them instead of hiding them.
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-/// Consumes `topic` from the earliest offset until `expect` counts are seen or `timeout`
-/// passes; returns per-item totals (each batch id counted once per item) as JSON.
-pub fn tally(
-    brokers: &str,
-    topic: &str,
-    expect: u64,
-    timeout: Duration,
-) -> Result<serde_json::Value, String> {
+/// What a topic holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    /// The topic read.
+    pub topic: String,
+    /// Per-item totals, each (batch id, item) counted once.
+    pub items: BTreeMap<String, u64>,
+    /// Records read.
+    pub records: u64,
+    /// Records that repeated an earlier (batch id, item).
+    pub doubles: u64,
+    /// Distinct batch ids.
+    pub batches: usize,
+    /// Partitions each item's records were on.
+    pub partitions: BTreeMap<String, BTreeSet<i32>>,
+}
+
+/// Quiet time, once every partition reported its end, that ends the read.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+/// Consumes `topic` from the earliest offset to the end of every partition (or until
+/// `timeout`; then `Err` says how far it got).
+pub fn tally(brokers: &str, topic: &str, timeout: Duration) -> Result<Tally, String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("edgerec-tally-{}", std::process::id()))
+        .set(
+            "group.id",
+            format!("edgerec-tally-{}-{}", std::process::id(), unique()),
+        )
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "2000")
         .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
         .create()
         .map_err(|e| e.to_string())?;
     consumer.subscribe(&[topic]).map_err(|e| e.to_string())?;
-    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut t = Tally {
+        topic: topic.to_string(),
+        ..Tally::default()
+    };
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut batches: BTreeSet<String> = BTreeSet::new();
+    let mut at_end: BTreeSet<i32> = BTreeSet::new();
+    let mut last_news = Instant::now();
     let deadline = Instant::now() + timeout;
-    while totals.values().sum::<u64>() < expect && Instant::now() < deadline {
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let Some(payload) = m.payload() else { continue };
-        let Ok(v) = rmp_serde::from_slice::<serde_json::Value>(payload) else {
-            continue;
-        };
-        let (Some(item), Some(count)) = (v["item"].as_str(), v["count"].as_u64()) else {
-            continue;
-        };
-        let batch = m
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "edgerec-batch-id"))
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
-        if seen.insert((batch, item.to_string())) {
-            *totals.entry(item.to_string()).or_insert(0) += count;
+    loop {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(m)) => {
+                last_news = Instant::now();
+                at_end.remove(&m.partition());
+                t.records += 1;
+                let v = m
+                    .payload()
+                    .and_then(|p| rmp_serde::from_slice::<serde_json::Value>(p).ok())
+                    .unwrap_or_default();
+                let (Some(item), Some(count)) = (v["item"].as_str(), v["count"].as_u64()) else {
+                    continue;
+                };
+                let batch = m
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == "edgerec-batch-id"))
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                t.partitions
+                    .entry(item.to_string())
+                    .or_default()
+                    .insert(m.partition());
+                batches.insert(batch.clone());
+                if seen.insert((batch, item.to_string())) {
+                    *t.items.entry(item.to_string()).or_insert(0) += count;
+                } else {
+                    t.doubles += 1;
+                }
+            }
+            None => {}
+        }
+        let assigned = consumer.assignment().map_or(0, |a| a.count());
+        if assigned > 0 && at_end.len() >= assigned && last_news.elapsed() >= SETTLE {
+            t.batches = batches.len();
+            return Ok(t);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "not at the end of {topic} after {timeout:?} ({} records read, {} of {assigned} partitions at their end)",
+                t.records,
+                at_end.len()
+            ));
         }
     }
-    Ok(serde_json::json!({ "topic": topic, "items": totals }))
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }

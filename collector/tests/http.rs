@@ -27,6 +27,10 @@ fn settings(file: &Path) -> Settings {
         topic_prefix: "edgerec".into(),
         output_file: file.to_path_buf(),
         kafka: None,
+        dedup_claim_max_ms: 60_000,
+        header_timeout_ms: 5_000,
+        body_timeout_ms: 10_000,
+        max_connections: 1024,
     }
 }
 

@@ -49,6 +49,10 @@ fn settings(prefix: &str, brokers: &str) -> Settings {
             timeout_ms: 3000,
             queue_max: 10_000,
         }),
+        dedup_claim_max_ms: 60_000,
+        header_timeout_ms: 5_000,
+        body_timeout_ms: 10_000,
+        max_connections: 1024,
     }
 }
 

@@ -45,6 +45,7 @@ export async function startStack(vars = {}, { collectorEnv = {} } = {}) {
     stdio: 'ignore', env: { ...process.env, COLLECTOR_URL: `http://127.0.0.1:${collectorPort}` },
   });
   const varArgs = Object.entries({
+    EDGEREC_DEV: '1',
     ORIGIN_URL: `http://127.0.0.1:${originPort}`,
     COLLECTOR_URL: `http://127.0.0.1:${collectorPort}/v1/aggregates`,
     ...vars,

@@ -290,6 +290,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 std::thread::sleep(every);
             }
+            println!("{}", t.stats.json());
         }
         Cmd::Kafka {
             brokers,
@@ -314,9 +315,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
             };
             kafka::run(&src, &mut t, until)?;
             println!(
-                "applied {} records ({} already counted, {} bad), published {}",
-                t.stats.applied, t.stats.skipped_seen, t.stats.bad, t.stats.published
+                "applied {} records ({} already counted, {} copies, {} bad), published {}",
+                t.stats.applied,
+                t.stats.skipped_seen,
+                t.stats.copies,
+                t.stats.bad,
+                t.stats.published
             );
+            println!("{}", t.stats.json());
         }
         Cmd::Eval {
             train,

@@ -40,6 +40,8 @@ pub enum RecordError {
 #[derive(Deserialize)]
 struct Interaction {
     v: u8,
+    #[serde(default)]
+    batch: String,
     ts: u64,
     item: String,
     count: u64,
@@ -48,6 +50,8 @@ struct Interaction {
 #[derive(Deserialize)]
 struct Transition {
     v: u8,
+    #[serde(default)]
+    batch: String,
     ts: u64,
     from: String,
     to: String,
@@ -81,18 +85,48 @@ impl Encoded<'_> {
     }
 }
 
-/// Applies one record to the model. Records of topics the trainer does not read are
-/// ignored (`Ok(false)`).
+/// What [`apply`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Counted: the topic suffix and the record's count.
+    Counted(&'static str, u64),
+    /// A copy of a record already counted (same batch, topic and item): skipped.
+    Copy,
+    /// A topic the trainer does not read.
+    Ignored,
+}
+
+/// A record's identity: its batch, topic and item (or item pair). One batch has one record per
+/// topic and item, so two records with one identity are copies of one record.
+fn identity(suffix: &str, batch: &str, a: &str, b: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [suffix, batch, a, b] {
+        h.update((part.len() as u32).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    let d = h.finalize();
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// Applies one record to the model, unless `first_time` says its identity was counted
+/// already. Records of topics the trainer does not read are ignored.
 pub fn apply(
     model: &mut Model,
     cfg: &ModelConfig,
     prefix: &str,
     topic: &str,
     value: Encoded,
-) -> Result<bool, RecordError> {
+    mut first_time: impl FnMut(u64) -> bool,
+) -> Result<Applied, RecordError> {
     let Some(kind) = topic_kind(prefix, topic) else {
-        return Ok(false);
+        return Ok(Applied::Ignored);
     };
+    let suffix = topic
+        .strip_prefix(prefix)
+        .and_then(|t| t.strip_prefix('.'))
+        .and_then(|t| TOPICS.iter().find(|x| x.0 == t))
+        .map_or("", |t| t.0);
     let version = |v: u8| {
         if v == 1 {
             Ok(())
@@ -107,15 +141,22 @@ pub fn apply(
         Some(kind) => {
             let r: Interaction = value.decode(topic)?;
             version(r.v)?;
+            if !first_time(identity(suffix, &r.batch, &r.item, "")) {
+                return Ok(Applied::Copy);
+            }
             model.observe_interaction(cfg, &r.item, kind, r.count, r.ts);
+            Ok(Applied::Counted(suffix, r.count))
         }
         None => {
             let r: Transition = value.decode(topic)?;
             version(r.v)?;
+            if !first_time(identity(suffix, &r.batch, &r.from, &r.to)) {
+                return Ok(Applied::Copy);
+            }
             model.observe_transition(cfg, &r.from, &r.to, r.count, r.ts);
+            Ok(Applied::Counted(suffix, r.count))
         }
     }
-    Ok(true)
 }
 
 #[cfg(test)]
@@ -130,23 +171,56 @@ mod tests {
         };
         let mut m = Model::new();
         let t = serde_json::json!({"v":1,"batch":"b","source":"edge","ts":5,"from":"a","to":"b","count":3});
-        assert!(apply(&mut m, &cfg, "e", "e.transitions", Encoded::Json(&t)).unwrap());
+        let fresh = |_| true;
+        assert_eq!(
+            apply(&mut m, &cfg, "e", "e.transitions", Encoded::Json(&t), fresh).unwrap(),
+            Applied::Counted("transitions", 3)
+        );
         let bytes = rmp_serde::to_vec_named(
             &serde_json::json!({"v":1,"batch":"b","source":"edge","ts":5,"item":"a","count":2}),
         )
         .unwrap();
-        assert!(apply(&mut m, &cfg, "e", "e.purchases", Encoded::MsgPack(&bytes)).unwrap());
+        let mut seen = std::collections::HashSet::new();
+        let mut once = |id| seen.insert(id);
+        assert_eq!(
+            apply(
+                &mut m,
+                &cfg,
+                "e",
+                "e.purchases",
+                Encoded::MsgPack(&bytes),
+                &mut once
+            )
+            .unwrap(),
+            Applied::Counted("purchases", 2)
+        );
+        assert_eq!(
+            apply(
+                &mut m,
+                &cfg,
+                "e",
+                "e.purchases",
+                Encoded::MsgPack(&bytes),
+                &mut once
+            )
+            .unwrap(),
+            Applied::Copy,
+            "a copy of the same record (batch, topic, item) counts once"
+        );
         assert_eq!(m.popularity(&cfg, "a"), 8.0);
         assert_eq!(m.related(&cfg, "a"), vec![("b".to_string(), 1.0)]);
-        assert!(!apply(&mut m, &cfg, "e", "e.decisions", Encoded::Json(&t)).unwrap());
+        assert_eq!(
+            apply(&mut m, &cfg, "e", "e.decisions", Encoded::Json(&t), fresh).unwrap(),
+            Applied::Ignored
+        );
         let bad = serde_json::json!({"v":1,"item":"a"});
         assert!(matches!(
-            apply(&mut m, &cfg, "e", "e.views", Encoded::Json(&bad)),
+            apply(&mut m, &cfg, "e", "e.views", Encoded::Json(&bad), fresh),
             Err(RecordError::Schema { .. })
         ));
         let v2 = serde_json::json!({"v":2,"ts":1,"item":"a","count":1});
         assert!(matches!(
-            apply(&mut m, &cfg, "e", "e.views", Encoded::Json(&v2)),
+            apply(&mut m, &cfg, "e", "e.views", Encoded::Json(&v2), fresh),
             Err(RecordError::Version { v: 2, .. })
         ));
     }

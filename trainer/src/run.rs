@@ -5,9 +5,10 @@
 
 use crate::model::ModelConfig;
 use crate::publish::{publish, Kv, PublishError, Published};
-use crate::records::{apply, Encoded, RecordError};
-use crate::state::{high_water, merged, StateDir, StateError, TrainerState};
+use crate::records::{apply, Applied, Encoded, RecordError};
+use crate::state::{high_water, merged, StateDir, StateError, TrainerState, SEEN_MAX};
 use edgerec::catalog::CatalogDoc;
+use std::collections::BTreeMap;
 use std::io::{BufRead, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -41,10 +42,29 @@ pub struct RunStats {
     pub applied: u64,
     /// Records below a saved position (already counted before a restart).
     pub skipped_seen: u64,
+    /// Copies of records already counted (same batch, topic and item), skipped.
+    pub copies: u64,
     /// Records that did not decode (logged, skipped).
     pub bad: u64,
     /// Snapshots published.
     pub published: u64,
+    /// Sum of the counts applied, per topic suffix (`views`, `transitions`, ...).
+    pub totals: BTreeMap<String, u64>,
+}
+
+impl RunStats {
+    /// The counters as one JSON line (what `kafka` and `records` print when they stop).
+    pub fn json(&self) -> String {
+        serde_json::json!({
+            "applied": self.applied,
+            "skipped_seen": self.skipped_seen,
+            "copies": self.copies,
+            "bad": self.bad,
+            "published": self.published,
+            "totals": self.totals,
+        })
+        .to_string()
+    }
 }
 
 /// A trainer instance: parameters, its state directory, and where it publishes.
@@ -109,12 +129,25 @@ impl Trainer {
             self.stats.skipped_seen += 1;
             return;
         }
-        match apply(&mut self.state.model, &self.cfg, &self.prefix, topic, value) {
-            Ok(true) => {
+        let (seen, others) = (&mut self.state.seen, &self.others);
+        // A partition that moved here from another instance brings that instance's memory.
+        let first_time =
+            |id| !others.iter().any(|o| o.seen.contains(id)) && seen.insert(id, SEEN_MAX);
+        match apply(
+            &mut self.state.model,
+            &self.cfg,
+            &self.prefix,
+            topic,
+            value,
+            first_time,
+        ) {
+            Ok(Applied::Counted(suffix, count)) => {
                 self.stats.applied += 1;
+                *self.stats.totals.entry(suffix.to_string()).or_insert(0) += count;
                 self.dirty = true;
             }
-            Ok(false) => {}
+            Ok(Applied::Copy) => self.stats.copies += 1,
+            Ok(Applied::Ignored) => {}
             Err(e) => self.bad(&e),
         }
         self.state.positions.insert(key.to_string(), offset + 1);
@@ -135,9 +168,10 @@ impl Trainer {
         if self.last_progress.elapsed() >= Duration::from_secs(5) {
             self.last_progress = Instant::now();
             eprintln!(
-                "{{\"level\":\"info\",\"applied\":{},\"skipped_seen\":{},\"bad\":{},\"items\":{},\"pairs\":{}}}",
+                "{{\"level\":\"info\",\"applied\":{},\"skipped_seen\":{},\"copies\":{},\"bad\":{},\"items\":{},\"pairs\":{}}}",
                 self.stats.applied,
                 self.stats.skipped_seen,
+                self.stats.copies,
                 self.stats.bad,
                 self.state.model.items(),
                 self.state.model.pairs()

@@ -10,7 +10,7 @@
 
 use crate::model::{Model, ModelConfig};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -55,6 +55,65 @@ pub struct TrainerState {
     pub model: Model,
     /// Source position → next unread offset.
     pub positions: BTreeMap<String, u64>,
+    /// Records already counted, by identity: copies of one record (the same batch written by
+    /// two collector instances, or by one after its dedup window forgot the id) count once.
+    #[serde(default)]
+    pub seen: SeenWindow,
+}
+
+/// Most record identities a [`SeenWindow`] keeps by default (8 bytes each on disk; a copy
+/// further back than this many records is not recognised).
+pub const SEEN_MAX: usize = 1_000_000;
+
+/// The identities of the most recently counted records, oldest first; bounded by count and
+/// saved with the positions, so a restart remembers what it counted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SeenWindow {
+    order: VecDeque<u64>,
+    #[serde(skip)]
+    set: HashSet<u64>,
+}
+
+impl PartialEq for SeenWindow {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order
+    }
+}
+
+impl SeenWindow {
+    /// Rebuilds the lookup set after loading.
+    fn reindex(&mut self) {
+        self.set = self.order.iter().copied().collect();
+    }
+
+    /// Whether an identity was counted.
+    pub fn contains(&self, id: u64) -> bool {
+        self.set.contains(&id)
+    }
+
+    /// Remembers an identity; false if it was already there. Forgets the oldest past `max`.
+    pub fn insert(&mut self, id: u64, max: usize) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        while self.order.len() > max.max(1) {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Identities kept.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether none are kept.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
 }
 
 /// A state directory seen by one instance.
@@ -103,6 +162,7 @@ impl StateDir {
             });
         }
         st.model.reindex();
+        st.seen.reindex();
         Ok(st)
     }
 
@@ -211,5 +271,25 @@ mod tests {
         ));
         std::fs::write(dir.path().join("a.state"), b"junk").unwrap();
         assert!(matches!(a.load(&cfg), Err(StateError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn the_seen_window_is_bounded_and_survives_a_restart() {
+        let mut w = SeenWindow::default();
+        assert!(w.insert(1, 3) && w.insert(2, 3) && w.insert(3, 3));
+        assert!(!w.insert(2, 3), "a copy");
+        assert!(w.insert(4, 3));
+        assert_eq!(w.len(), 3);
+        assert!(!w.contains(1), "the oldest is forgotten past the bound");
+        let st = TrainerState {
+            v: VERSION,
+            seen: w,
+            ..TrainerState::default()
+        };
+        let mut back: TrainerState =
+            rmp_serde::from_slice(&rmp_serde::to_vec_named(&st).unwrap()).unwrap();
+        back.seen.reindex();
+        assert!(back.seen.contains(4) && back.seen.contains(2) && !back.seen.contains(1));
+        assert!(!back.seen.insert(3, 3));
     }
 }

@@ -1,7 +1,7 @@
 //! Session identity and the hot copy, both carried in HMAC-signed cookies.
 //!
 //! - `edgerec_sid=<id>.<sig>`: the session id. Missing, malformed or forged → a new session
-//!   and a fresh cookie. Server-to-server clients send `x-edgerec-session: <id>` instead.
+//!   and a fresh cookie. Server-to-server clients are named in [`crate::identity`].
 //! - `edgerec_hot=<blob>.<written_ms>.<sig>`: the newest session blob (base64url) with the time
 //!   it was written, signed together with the session id. KV allows one write per second per
 //!   key and is eventually consistent; the hot copy gives a shopper read-your-writes anyway:
@@ -61,11 +61,26 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// A new random session id.
-pub fn new_id() -> String {
+/// A new random session id (16 bytes from the runtime's CSPRNG; no fallback).
+pub fn new_id() -> Result<String, crate::random::NoRandomness> {
     let mut bytes = [0u8; 16];
-    crate::random::fill(&mut bytes);
-    B64.encode(bytes)
+    crate::random::fill(&mut bytes)?;
+    Ok(B64.encode(bytes))
+}
+
+/// The experiment unit of a session key: a keyed hash, stable per session, that reveals
+/// nothing about the id (16 hex digits).
+pub fn unit(secret: &str, key: &str) -> String {
+    let mac = sign(secret, &[b"unit", key.as_bytes()]);
+    let bytes = B64.decode(mac).unwrap_or_default();
+    bytes.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `given` equals `expected`, compared as HMACs so the time taken says nothing about
+/// how much of it matched.
+pub fn same_secret(secret: &str, expected: &str, given: &str) -> bool {
+    let want = sign(secret, &[b"key", expected.as_bytes()]);
+    verify(secret, &[b"key", given.as_bytes()], &want)
 }
 
 /// The signed cookie value for a session id.
@@ -79,7 +94,8 @@ pub fn parse_sid(secret: &str, value: &str) -> Option<String> {
     (valid_id(id) && verify(secret, &[b"sid", id.as_bytes()], sig)).then(|| id.to_string())
 }
 
-/// The signed hot-copy cookie value.
+/// The signed hot-copy cookie value: the blob with the time it was written. A replayed older
+/// copy is recognised by that time (see [`crate::store::load`]).
 pub fn hot_value(secret: &str, sid: &str, blob: &[u8], written_ms: u64) -> String {
     let at = written_ms.to_string();
     let sig = sign(secret, &[b"hot", sid.as_bytes(), blob, at.as_bytes()]);
@@ -128,6 +144,17 @@ mod tests {
         );
         assert_eq!(parse_hot("k", "sid-bbbbbbbb", &v), None);
         assert_eq!(parse_hot("k", "sid-aaaaaaaa", "a.b"), None);
+    }
+
+    #[test]
+    fn units_and_keys() {
+        let u = unit("k", "s:abcdefgh");
+        assert_eq!(u.len(), 16);
+        assert_ne!(u, unit("k", "h:abcdefgh"), "key spaces differ");
+        assert_ne!(u, unit("k2", "s:abcdefgh"));
+        assert!(same_secret("k", "api-key-1", "api-key-1"));
+        assert!(!same_secret("k", "api-key-1", "api-key-2"));
+        assert!(!same_secret("k", "api-key-1", ""));
     }
 
     #[test]

@@ -1,125 +1,87 @@
-//! Aggregate flush: the per-isolate buffer of counters from decisions, sealed into batches and
-//! shipped to the collector with `ctx.wait_until` when large or old enough.
-//!
-//! A batch gets a random id when sealed and keeps it across retries, so the collector drops
-//! duplicates. Up to `MAX_UNACKED_BATCHES` unacknowledged batches are retried on later
-//! flushes; past that the oldest is dropped and counted (`batches_dropped`,
-//! `events_dropped`). Requests are signed: `x-edgerec-timestamp: <unix ms>` and
+//! Aggregate flush: the isolate's [`Outbox`] of counters from decisions, shipped to the
+//! collector with `ctx.wait_until` when due (see [`crate::outbox`] for when batches are sealed
+//! and how an outage is absorbed). Requests are signed: `x-edgerec-timestamp: <unix ms>` and
 //! `x-edgerec-signature: v1=<hex HMAC-SHA256(COLLECTOR_SECRET, "<timestamp>." ++ body)>`.
 //!
-//! Loss window, honestly: counters live in isolate memory until acknowledged. If the isolate
-//! is evicted first (Cloudflare may do so at any time), what it held is lost: at most one
-//! flush interval of counters plus the unacknowledged batches.
+//! Loss window, in one sentence: counters live in isolate memory until acknowledged, so what
+//! an isolate holds when the platform evicts it (at most its open buffer and sealed batches)
+//! is lost; nothing else is — an outage of any length only merges counters.
 
 use crate::breaker::{self, Dep};
 use crate::budget::{now_ms, within};
+use crate::outbox::{Limits, Outbox, Recorded};
 use crate::settings::Settings;
 use crate::stats;
 use edgerec::{AggregateBatch, AggregateDelta};
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 
 /// Time budget of one POST to the collector, ms.
 const POST_BUDGET_MS: u64 = 5_000;
 
-struct Sealed {
-    id: String,
-    body: Vec<u8>,
-    events: u64,
-}
-
-#[derive(Default)]
-struct Buffer {
-    delta: AggregateDelta,
-    since_ms: u64,
-    unacked: VecDeque<Sealed>,
-    sending: bool,
-}
-
 thread_local! {
-    static BUF: RefCell<Buffer> = RefCell::new(Buffer::default());
+    static OUTBOX: RefCell<Outbox> = RefCell::new(Outbox::default());
 }
 
-/// Adds a decision's counters to the buffer.
-pub fn record(delta: &AggregateDelta, now: u64) {
-    if delta.is_empty() {
-        return;
+fn limits(s: &Settings) -> Limits {
+    Limits {
+        seal_keys: s.flush_max_keys,
+        max_age_ms: s.flush_max_age_ms,
+        max_sealed: s.max_unacked_batches,
     }
-    BUF.with(|b| {
-        let mut b = b.borrow_mut();
-        if b.delta.is_empty() {
-            b.since_ms = now;
-        }
-        b.delta.merge(delta);
-    });
+}
+
+/// Adds a decision's counters to the outbox.
+pub fn record(s: &Settings, delta: &AggregateDelta, now: u64) {
+    let r = OUTBOX.with(|o| o.borrow_mut().record(delta, now, &limits(s)));
+    if let Recorded::Dropped { events } = r {
+        stats::inc("deltas_dropped_outbox_full");
+        stats::add("events_dropped", events);
+    }
 }
 
 /// Whether a flush should be started now.
 pub fn due(s: &Settings, now: u64) -> bool {
-    BUF.with(|b| {
-        let b = b.borrow();
-        if b.sending {
-            return false;
-        }
-        let full = b.delta.key_count() >= s.flush_max_keys;
-        let old = !b.delta.is_empty() && now.saturating_sub(b.since_ms) >= s.flush_max_age_ms;
-        full || old || !b.unacked.is_empty()
-    })
+    OUTBOX.with(|o| o.borrow().due(now, &limits(s))) && breaker::allow(Dep::Collector, now)
 }
 
-/// Seals the buffer into a batch (if non-empty) and posts every unacknowledged batch.
+/// Seals what may be sealed and posts every waiting batch, oldest first, until one fails.
 pub async fn flush(s: Settings, source: String) {
     let Some(url) = s.collector_url.clone() else {
         // No collector configured: counters were visible in /v1/stats until now; say how
         // many events' counters are discarded rather than let them vanish silently.
-        BUF.with(|b| {
-            let old = std::mem::take(&mut b.borrow_mut().delta);
-            stats::add("events_discarded_no_collector", old.events);
-        });
+        let old = OUTBOX.with(|o| o.borrow_mut().take_open());
+        stats::add("events_discarded_no_collector", old.events);
         return;
     };
     let now = now_ms();
-    let batches: Vec<(String, Vec<u8>)> = BUF.with(|b| {
-        let mut b = b.borrow_mut();
-        if !b.delta.is_empty() {
-            let delta = std::mem::take(&mut b.delta);
-            let events = delta.events;
-            let batch = AggregateBatch::new(crate::random::hex_id(16), source, now, delta);
-            b.unacked.push_back(Sealed {
-                id: batch.id.clone(),
-                body: batch.encode(),
-                events,
-            });
-            stats::inc("batches_sealed");
-            while b.unacked.len() > s.max_unacked_batches.max(1) {
-                if let Some(old) = b.unacked.pop_front() {
-                    stats::inc("batches_dropped");
-                    stats::add("events_dropped", old.events);
-                }
+    let batches = OUTBOX.with(|o| {
+        o.borrow_mut().begin(now, &limits(&s), &source, || {
+            let id = crate::random::hex_id(16);
+            if id.is_err() {
+                stats::inc("batch_ids_unavailable");
             }
-        }
-        b.sending = true;
-        b.unacked
-            .iter()
-            .map(|x| (x.id.clone(), x.body.clone()))
-            .collect()
+            id.ok()
+        })
     });
     for (id, body) in batches {
         if !breaker::allow(Dep::Collector, now_ms()) {
             stats::inc("batches_deferred_breaker");
+            OUTBOX.with(|o| o.borrow_mut().failed(now_ms()));
             break;
         }
         match post(&url, &s.collector_secret, &body).await {
             Ok(200..=299) => {
                 stats::inc("batches_acked");
                 breaker::success(Dep::Collector);
-                BUF.with(|b| b.borrow_mut().unacked.retain(|x| x.id != id));
+                OUTBOX.with(|o| o.borrow_mut().done(&id));
             }
             Ok(status) if refused_for_good(status) => {
                 stats::inc("batches_rejected");
                 worker::console_warn!("edgerec: collector refused batch {id}: HTTP {status}");
-                BUF.with(|b| b.borrow_mut().unacked.retain(|x| x.id != id));
+                if let Some(b) = OUTBOX.with(|o| o.borrow_mut().done(&id)) {
+                    stats::add("events_rejected_by_collector", b.events);
+                }
             }
             other => {
                 stats::inc("batch_send_failures");
@@ -130,11 +92,12 @@ pub async fn flush(s: Settings, source: String) {
                     s.breaker_threshold,
                     s.breaker_cooldown_ms,
                 );
+                OUTBOX.with(|o| o.borrow_mut().failed(now_ms()));
                 break;
             }
         }
     }
-    BUF.with(|b| b.borrow_mut().sending = false);
+    OUTBOX.with(|o| o.borrow_mut().finish());
 }
 
 /// Whether a collector status refuses a batch for good: a 4xx other than 408/429 (it
@@ -175,15 +138,17 @@ async fn post(url: &str, secret: &str, body: &[u8]) -> Result<u16, String> {
     }
 }
 
-/// Buffer state for /v1/stats.
+/// Outbox state for /v1/stats.
 pub fn snapshot() -> serde_json::Value {
-    BUF.with(|b| {
-        let b = b.borrow();
+    OUTBOX.with(|o| {
+        let o = o.borrow();
         serde_json::json!({
-            "buffered_keys": b.delta.key_count(),
-            "buffered_events": b.delta.events,
-            "unacked_batches": b.unacked.len(),
-            "delta": b.delta,
+            "buffered_keys": o.open().key_count(),
+            "buffered_events": o.open().events,
+            "unacked_batches": o.sealed(),
+            "unacked_keys": o.sealed_keys(),
+            "unacked_events": o.sealed_events(),
+            "delta": o.open(),
         })
     })
 }

@@ -3,11 +3,13 @@
 //! | concern | module |
 //! | --- | --- |
 //! | routes and the HTTP contract | [`routes`] |
-//! | session identity and the hot copy (signed cookies) | [`cookie`] |
+//! | who is asking: cookie sessions, credentialed server sessions | [`identity`] |
+//! | signed cookies: session id and the hot copy | [`cookie`] |
+//! | rate limits (the Workers rate-limiting binding) | [`limits`] |
 //! | session blobs: read order, coalesced KV writes | [`store`] |
 //! | rules and catalog from KV, cached per isolate | [`config`] |
 //! | request interception and HTML slot filling | [`intercept`] |
-//! | aggregate buffer and signed flush to the collector | [`flush`] |
+//! | aggregate outbox (a plain state machine) and signed flush | [`outbox`], [`flush`] |
 //! | deadlines and circuit breakers | [`budget`], [`breaker`] |
 //! | settings from the environment; isolate counters | [`settings`], [`stats`] |
 //!
@@ -20,7 +22,10 @@ pub mod budget;
 pub mod config;
 pub mod cookie;
 pub mod flush;
+pub mod identity;
 pub mod intercept;
+pub mod limits;
+pub mod outbox;
 pub mod random;
 pub mod routes;
 pub mod settings;

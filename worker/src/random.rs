@@ -1,4 +1,6 @@
-//! Randomness from the runtime's `crypto.getRandomValues` (session and batch ids).
+//! Randomness from the runtime's CSPRNG, `crypto.getRandomValues` (session and batch ids).
+//! There is no fallback: an id that could be predicted would let one client guess another's
+//! session, so when the runtime refuses, the caller fails (503) instead.
 
 use wasm_bindgen::prelude::*;
 
@@ -8,25 +10,24 @@ extern "C" {
     fn get_random_values(buf: &mut [u8]) -> Result<JsValue, JsValue>;
 }
 
-/// Fills `buf` with random bytes. Falls back to the clock mixed by a hash when the runtime
-/// refuses (never expected in workerd; ids then stay unique, not unpredictable).
-pub fn fill(buf: &mut [u8]) {
+/// The runtime gave no random bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no random bytes from crypto.getRandomValues")]
+pub struct NoRandomness;
+
+/// Fills `buf` with random bytes from the runtime's CSPRNG.
+pub fn fill(buf: &mut [u8]) -> Result<(), NoRandomness> {
     #[cfg(target_arch = "wasm32")]
     if get_random_values(buf).is_ok() {
-        return;
+        return Ok(());
     }
-    let mut x = crate::budget::now_ms() ^ 0x9e37_79b9_7f4a_7c15 ^ (buf.as_ptr() as u64);
-    for b in buf.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
+    let _ = buf;
+    Err(NoRandomness)
 }
 
 /// A random hex id of `n` bytes.
-pub fn hex_id(n: usize) -> String {
+pub fn hex_id(n: usize) -> Result<String, NoRandomness> {
     let mut bytes = vec![0u8; n];
-    fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -16,9 +16,11 @@
 
 use crate::budget::now_ms;
 use crate::config;
-use crate::cookie::{self, HOT_COOKIE, SID_COOKIE, SID_HEADER};
+use crate::cookie::{self, HOT_COOKIE, SID_COOKIE};
 use crate::flush;
+use crate::identity::{self, Identity, IdentityError, Kind};
 use crate::intercept::{self, SlotFill};
+use crate::limits::{self, Limit};
 use crate::settings::Settings;
 use crate::stats;
 use crate::store::{self, Source};
@@ -37,56 +39,6 @@ const TRACKER_PATH: &str = "/edgerec/tracker.js";
 /// Items per slot: a page gets one decision (context.slot = "page") before it streams, and
 /// every slot on it shows that list.
 const SLOT_ITEMS: usize = 4;
-
-/// Who is asking: session id, whether the cookie must be (re)set, and the hot copy.
-struct Identity {
-    sid: String,
-    set_cookie: bool,
-    hot: Option<(Vec<u8>, u64)>,
-    secure: bool,
-}
-
-fn identity(req: &Request, s: &Settings) -> Identity {
-    let h = req.headers();
-    let secure = req.url().map(|u| u.scheme() == "https").unwrap_or(false);
-    if let Some(id) = h
-        .get(SID_HEADER)
-        .ok()
-        .flatten()
-        .filter(|id| cookie::valid_id(id))
-    {
-        return Identity {
-            sid: id,
-            set_cookie: false,
-            hot: None,
-            secure,
-        };
-    }
-    let cookies = h.get("cookie").ok().flatten().unwrap_or_default();
-    match cookie::find(&cookies, SID_COOKIE).and_then(|v| cookie::parse_sid(&s.session_secret, v)) {
-        Some(sid) => {
-            let hot = cookie::find(&cookies, HOT_COOKIE)
-                .and_then(|v| cookie::parse_hot(&s.session_secret, &sid, v));
-            Identity {
-                sid,
-                set_cookie: false,
-                hot,
-                secure,
-            }
-        }
-        None => {
-            if cookie::find(&cookies, SID_COOKIE).is_some() {
-                stats::inc("bad_session_cookies");
-            }
-            Identity {
-                sid: cookie::new_id(),
-                set_cookie: true,
-                hot: None,
-                secure,
-            }
-        }
-    }
-}
 
 fn json_response(status: u16, body: &serde_json::Value) -> worker::Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))
@@ -114,7 +66,8 @@ fn context_of(req: &Request, id: &Identity, slot: Option<String>, path: String) 
         device: Some(edgerec::features::device_class(&ua).to_string()),
         path: Some(path),
         slot,
-        session_id: Some(id.sid.clone()),
+        // Experiments bucket by the unit (a keyed hash), the value the browser also gets.
+        session_id: Some(id.unit.clone()),
         variant: None,
     }
 }
@@ -126,17 +79,19 @@ fn with_cookies(
     blob: Option<&[u8]>,
     s: &Settings,
 ) -> worker::Result<Response> {
+    if id.kind != Kind::Cookie {
+        // Server-to-server clients (header identity) do not keep cookies.
+        return Ok(resp);
+    }
     let h = resp.headers_mut();
-    if id.set_cookie {
+    if id.minted {
         let v = cookie::sid_value(&s.session_secret, &id.sid);
         h.append(
             "set-cookie",
             &cookie::set_cookie(SID_COOKIE, &v, 30 * 86_400, id.secure),
         )?;
     }
-    // Server-to-server clients (header identity) do not keep cookies.
-    let cookie_client = id.set_cookie || id.hot.is_some() || blob.is_some();
-    if let (Some(blob), true) = (blob, cookie_client) {
+    if let Some(blob) = blob {
         let v = cookie::hot_value(&s.session_secret, &id.sid, blob, now_ms());
         h.append(
             "set-cookie",
@@ -150,11 +105,14 @@ fn with_cookies(
 pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let s = Settings::from_env(&env);
     let path = req.path();
+    if let Some(why) = &s.refusal {
+        return refuse_to_serve(req, &s, why).await;
+    }
     let resp = match (req.method(), path.as_str()) {
         (Method::Post, "/v1/events") => events(&mut req, &env, &ctx, &s).await,
         (Method::Get, "/v1/recommendations") => recommendations(&req, &env, &ctx, &s).await,
         (Method::Get, "/v1/health") => health(&env, &s).await,
-        (Method::Post, "/v1/browser-decisions") => browser_decisions(&mut req, &s).await,
+        (Method::Post, "/v1/browser-decisions") => browser_decisions(&mut req, &env, &s).await,
         (Method::Get, "/v1/model/bundle") => model(&req, &env, &s, false).await,
         (Method::Get, "/v1/model/catalog") => model(&req, &env, &s, true).await,
         (Method::Get, "/v1/health/kv") => kv_probe(&env).await,
@@ -185,6 +143,38 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<
         ctx.wait_until(flush::flush(s.clone(), source));
     }
     resp
+}
+
+/// Unsafe secrets outside development: the API answers 503 naming the setting, `/v1/health`
+/// says why, and pages pass through to the origin untouched (the shop stays up, without
+/// personalization).
+async fn refuse_to_serve(req: Request, s: &Settings, why: &str) -> worker::Result<Response> {
+    stats::inc("refused_unsafe_config");
+    let path = req.path();
+    if path == "/v1/health" {
+        return json_response(503, &json!({"ok": false, "refusing": why}));
+    }
+    if path.starts_with("/v1/") || path.starts_with("/edgerec/") {
+        return errors(503, &[FieldError::new("config", why)]);
+    }
+    proxy(req, s).await
+}
+
+/// 429 for a request over a rate limit.
+fn throttled(limit: Limit) -> worker::Result<Response> {
+    let mut r = errors(
+        429,
+        &[FieldError::new(
+            limit.field(),
+            "rate limit exceeded; retry later",
+        )],
+    )?;
+    r.headers_mut().set("retry-after", "10")?;
+    Ok(r)
+}
+
+fn identity_error(e: &IdentityError) -> worker::Result<Response> {
+    errors(e.status(), &[FieldError::new(e.field(), e.to_string())])
 }
 
 async fn read_body(req: &mut Request, s: &Settings) -> Result<Vec<u8>, worker::Result<Response>> {
@@ -250,7 +240,21 @@ async fn events(
             return errors(400, &e.errors);
         }
     };
-    let id = identity(req, s);
+    let id = match identity::identify(req, s) {
+        Ok(id) => id,
+        Err(e) => return identity_error(&e),
+    };
+    let client = identity::client(req);
+    let mut checks = vec![
+        (Limit::Client, client.as_str()),
+        (Limit::Session, id.key.as_str()),
+    ];
+    if id.minted {
+        checks.push((Limit::NewSession, client.as_str()));
+    }
+    if let Some(limit) = limits::exceeded(env, &checks).await {
+        return throttled(limit);
+    }
     let Some(engine) = engine else {
         // Without rules and catalog nothing can be decided, but nothing is lost either: the
         // client keeps the events (the tracker retries) and learns why.
@@ -261,7 +265,7 @@ async fn events(
         );
     };
     let sessions = env.kv("SESSIONS").ok();
-    let loaded = store::load(sessions.as_ref(), &id.sid, id.hot.clone(), s).await;
+    let loaded = store::load(sessions.as_ref(), &id.key, id.hot.clone(), s).await;
     let context = context_of(req, &id, None, "/v1/events".into());
     let d = engine.decide(&DecideRequest {
         state: loaded.blob.as_deref(),
@@ -271,12 +275,17 @@ async fn events(
         limit: 0,
         tier: Some(Tier::Full),
     });
+    if !d.rejected.is_empty() {
+        stats::inc("events_rejected_invalid");
+        return errors(400, &d.rejected);
+    }
     stats::add("events_accepted", u64::from(d.accepted));
     stats::add("events_duplicate", u64::from(d.duplicates));
-    flush::record(&d.delta, now);
+    stats::add("events_capped", u64::from(d.capped));
+    flush::record(s, &d.delta, now);
     let blob = d.state;
     if let (Some(b), true, Some(kv)) = (&blob, d.state_changed, &sessions) {
-        store::save(ctx, kv, &id.sid, b.clone(), s);
+        store::save(ctx, kv, &id.key, b.clone(), s);
     }
     let mut body = json!({"accepted": d.accepted, "duplicates": d.duplicates, "session": source_name(loaded.source)});
     add_state(req, &mut body, &id, blob.as_deref());
@@ -284,8 +293,32 @@ async fn events(
     with_cookies(resp, &id, blob.as_deref(), s)
 }
 
-/// A report of the browser's own decisions, relayed to the collector as one batch.
-async fn browser_decisions(req: &mut Request, s: &Settings) -> worker::Result<Response> {
+/// A report of the browser's own decisions, relayed to the collector as one batch. Only from
+/// an existing cookie session, within the rate limits, naming only the live bundle's rules and
+/// variants.
+async fn browser_decisions(req: &mut Request, env: &Env, s: &Settings) -> worker::Result<Response> {
+    let id = match identity::identify(req, s) {
+        Ok(id) if id.kind == Kind::Cookie && !id.minted => id,
+        Ok(_) => {
+            stats::inc("browser_reports_rejected");
+            return errors(
+                401,
+                &[FieldError::new(
+                    "cookie",
+                    "reports come from an existing edgerec_sid session",
+                )],
+            );
+        }
+        Err(e) => return identity_error(&e),
+    };
+    let client = identity::client(req);
+    let checks = [
+        (Limit::Client, client.as_str()),
+        (Limit::Session, id.key.as_str()),
+    ];
+    if let Some(limit) = limits::exceeded(env, &checks).await {
+        return throttled(limit);
+    }
     let body = match read_body(req, s).await {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -303,14 +336,24 @@ async fn browser_decisions(req: &mut Request, s: &Settings) -> worker::Result<Re
     if !(16..=64).contains(&report.id.len()) || !report.id.bytes().all(|b| b.is_ascii_hexdigit()) {
         errs.push(FieldError::new("id", "16 to 64 hex digits"));
     }
-    errs.extend(edgerec::aggregate::check_browser_report(&report.delta));
+    match config::engine(&env.kv("CONFIG")?, s, now_ms()).await {
+        Some(engine) => errs.extend(engine.check_browser_report(&report.delta)),
+        None => {
+            return errors(
+                503,
+                &[FieldError::new("config", "no rules/catalog loaded yet")],
+            )
+        }
+    }
     if !errs.is_empty() {
         stats::inc("browser_reports_rejected");
         return errors(400, &errs);
     }
     let decisions = report.delta.decisions;
+    // The id is the page's; the session key in it keeps one session's ids from colliding
+    // with another's at the collector.
     let batch = edgerec::AggregateBatch::new(
-        format!("b-{}", report.id),
+        format!("b-{}-{}", id.unit, report.id),
         "browser",
         now_ms(),
         report.delta,
@@ -348,12 +391,13 @@ async fn browser_decisions(req: &mut Request, s: &Settings) -> worker::Result<Re
     }
 }
 
-/// Adds the session blob and id for clients that keep a copy (the browser fallback).
+/// Adds the session blob and experiment unit for clients that keep a copy (the browser
+/// fallback). Never the session id: only the signed cookie names a session.
 fn add_state(req: &Request, body: &mut serde_json::Value, id: &Identity, blob: Option<&[u8]>) {
     let wants = req.headers().get("x-edgerec-want-state").ok().flatten();
     if wants.as_deref() == Some("1") {
         use base64::Engine as _;
-        body["sid"] = json!(id.sid);
+        body["unit"] = json!(id.unit);
         body["state"] =
             json!(blob.map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)));
     }
@@ -496,7 +540,7 @@ async fn decide_for(
 ) -> worker::Result<(Rc<Decision>, Option<Vec<u8>>)> {
     let now = now_ms();
     let sessions = env.kv("SESSIONS").ok();
-    let loaded = store::load(sessions.as_ref(), &id.sid, id.hot.clone(), s).await;
+    let loaded = store::load(sessions.as_ref(), &id.key, id.hot.clone(), s).await;
     let d = if loaded.source == Source::Unavailable {
         stats::inc("fallback_cached");
         cached_decision(engine, context, limit, now, s.segment_ttl_ms)
@@ -515,7 +559,7 @@ async fn decide_for(
             &sessions,
         ) {
             // Pruning changed the stored blob (time passed): keep KV in step, coalesced.
-            store::save(ctx, kv, &id.sid, b.clone(), s);
+            store::save(ctx, kv, &id.key, b.clone(), s);
         }
         Rc::new(d)
     };
@@ -525,7 +569,7 @@ async fn decide_for(
         Tier::Static => "decisions_static",
         Tier::Browser => "decisions_browser",
     });
-    flush::record(&d.delta, now);
+    flush::record(s, &d.delta, now);
     let blob = d.state.clone();
     Ok((d, blob))
 }
@@ -543,10 +587,29 @@ async fn recommendations(
             return errors(400, &e);
         }
     };
-    let id = identity(req, s);
     let now = now_ms();
     let engine = config::engine(&env.kv("CONFIG")?, s, now).await;
-    let Some(engine) = engine else {
+    let id = match identity::identify(req, s) {
+        Ok(id) => Some(id),
+        Err(e @ (IdentityError::Credential | IdentityError::BadId)) => return identity_error(&e),
+        // No session can be named (no random id): popularity for everyone, no cookie.
+        Err(IdentityError::NoRandomness(_)) => None,
+    };
+    let (Some(engine), Some(id)) = (engine.clone(), id) else {
+        if let Some(engine) = &engine {
+            let d = engine.decide(&DecideRequest {
+                now_ms: now,
+                limit: q.limit,
+                tier: Some(Tier::Static),
+                ..Default::default()
+            });
+            let mut r = json_response(
+                200,
+                &json!({"items": described(engine, &d), "tier": "static", "variant": null}),
+            )?;
+            r.headers_mut().set("x-edgerec-tier", "static")?;
+            return Ok(r);
+        }
         // Nothing loaded at all (cold isolate and config KV down): the last rung of the
         // ladder is an empty static answer, still a 200.
         stats::inc("decisions_static_empty");
@@ -570,7 +633,7 @@ async fn recommendations(
                 tier: Some(Tier::Static),
                 ..Default::default()
             });
-            flush::record(&d.delta, now);
+            flush::record(s, &d.delta, now);
             (Rc::new(d), None)
         }
     };
@@ -692,17 +755,14 @@ fn render(engine: &Engine, d: &Decision, item_url: &str) -> Vec<String> {
         .collect()
 }
 
-async fn intercept_request(
-    req: Request,
-    env: &Env,
-    ctx: &Context,
-    s: &Settings,
-) -> worker::Result<Response> {
+/// Forwards a request to the origin; the origin never sees edgerec's own cookies or
+/// hop-by-hop headers. `Err` is the answer to give instead (no origin, origin unreachable).
+async fn forward(req: &Request, s: &Settings) -> worker::Result<Result<Response, Response>> {
     let Some(origin) = s.origin_url.clone() else {
-        return errors(
+        return Ok(Err(errors(
             404,
             &[FieldError::new("path", "no origin configured (ORIGIN_URL)")],
-        );
+        )?));
     };
     let url = req.url()?;
     let target = format!(
@@ -711,10 +771,8 @@ async fn intercept_request(
         url.path(),
         url.query().map(|q| format!("?{q}")).unwrap_or_default()
     );
-    let id = identity(&req, s);
     let headers = Headers::new();
     for (k, v) in req.headers().entries() {
-        // The origin never sees edgerec's own cookies or hop-by-hop headers.
         if k == "host" || k == "connection" {
             continue;
         }
@@ -739,20 +797,46 @@ async fn intercept_request(
             js_sys::Uint8Array::from(req.bytes().await?.as_slice()).into(),
         ));
     }
-    let upstream = match Fetch::Request(Request::new_with_init(&target, &init)?)
+    match Fetch::Request(Request::new_with_init(&target, &init)?)
         .send()
         .await
     {
-        Ok(r) => r,
+        Ok(r) => Ok(Ok(r)),
         Err(e) => {
             stats::inc("origin_errors");
-            return errors(502, &[FieldError::new("origin", e.to_string())]);
+            Ok(Err(errors(
+                502,
+                &[FieldError::new("origin", e.to_string())],
+            )?))
         }
+    }
+}
+
+/// The origin's answer, untouched.
+async fn proxy(req: Request, s: &Settings) -> worker::Result<Response> {
+    Ok(forward(&req, s).await?.unwrap_or_else(|answer| answer))
+}
+
+async fn intercept_request(
+    req: Request,
+    env: &Env,
+    ctx: &Context,
+    s: &Settings,
+) -> worker::Result<Response> {
+    let upstream = match forward(&req, s).await? {
+        Ok(r) => r,
+        Err(answer) => return Ok(answer),
     };
+    let url = req.url()?;
     let raw: web_sys::Response = upstream.into();
     if !intercept::is_html(&raw) || req.method() != Method::Get {
         return Ok(raw.into());
     }
+    // A page is never refused for its session: without a usable identity it goes out as the
+    // origin sent it.
+    let Ok(id) = identity::identify(&req, s) else {
+        return Ok(raw.into());
+    };
     let now = now_ms();
     let engine = config::engine(&env.kv("CONFIG")?, s, now).await;
     let mut fill: Option<SlotFill> = None;

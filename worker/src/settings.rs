@@ -1,5 +1,10 @@
 //! Settings: every knob the worker reads from its environment (wrangler.toml `[vars]` and
 //! secrets), with defaults, parsed once per request (cheap: a handful of env lookups).
+//!
+//! Secrets have no defaults outside development: without `SESSION_SECRET` (and, when a
+//! collector is configured, `COLLECTOR_SECRET`) of at least 16 bytes, or with the dev values
+//! committed in this repository, the worker refuses to serve its API ([`Settings::refusal`])
+//! unless `EDGEREC_DEV=1` (set by `make dev` and the tests) says this is a development run.
 
 use worker::Env;
 
@@ -10,6 +15,13 @@ pub struct Settings {
     pub session_secret: String,
     /// HMAC key for aggregate batches (secret `COLLECTOR_SECRET`).
     pub collector_secret: String,
+    /// Key server-to-server clients present to name their own sessions (secret
+    /// `SERVER_API_KEY`; unset = header sessions are refused).
+    pub server_api_key: Option<String>,
+    /// A development run (`EDGEREC_DEV=1`): the dev secrets are allowed.
+    pub dev: bool,
+    /// Why the worker must not serve (unsafe secrets outside development).
+    pub refusal: Option<String>,
     /// Where interception proxies to (`ORIGIN_URL`).
     pub origin_url: Option<String>,
     /// Where aggregate batches go (`COLLECTOR_URL`; unset = aggregates are only counted).
@@ -56,16 +68,60 @@ fn num<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// The development secrets (`make dev`); refused unless `EDGEREC_DEV=1`.
+pub const DEV_SESSION_SECRET: &str = "dev-session-secret";
+/// See [`DEV_SESSION_SECRET`].
+pub const DEV_COLLECTOR_SECRET: &str = "dev-collector-secret";
+/// Shortest secret accepted outside development, bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// Why a secret may not be used outside development, if it may not.
+fn unsafe_secret(name: &str, value: Option<&str>, dev_value: &str) -> Option<String> {
+    match value {
+        None => Some(format!("{name} is not set (wrangler secret put {name})")),
+        Some(v) if v == dev_value => Some(format!(
+            "{name} is the development value committed in the repository"
+        )),
+        Some(v) if v.len() < MIN_SECRET_BYTES => {
+            Some(format!("{name} is shorter than {MIN_SECRET_BYTES} bytes"))
+        }
+        Some(_) => None,
+    }
+}
+
 impl Settings {
     /// Reads the environment.
     pub fn from_env(env: &Env) -> Settings {
+        let dev = var(env, "EDGEREC_DEV").as_deref() == Some("1");
+        let session_secret = var(env, "SESSION_SECRET");
+        let collector_secret = var(env, "COLLECTOR_SECRET");
+        let collector_url = var(env, "COLLECTOR_URL");
+        let refusal = if dev {
+            None
+        } else {
+            unsafe_secret(
+                "SESSION_SECRET",
+                session_secret.as_deref(),
+                DEV_SESSION_SECRET,
+            )
+            .or_else(|| {
+                collector_url.as_ref().and_then(|_| {
+                    unsafe_secret(
+                        "COLLECTOR_SECRET",
+                        collector_secret.as_deref(),
+                        DEV_COLLECTOR_SECRET,
+                    )
+                })
+            })
+        };
         Settings {
-            session_secret: var(env, "SESSION_SECRET")
-                .unwrap_or_else(|| "dev-session-secret".into()),
-            collector_secret: var(env, "COLLECTOR_SECRET")
-                .unwrap_or_else(|| "dev-collector-secret".into()),
+            session_secret: session_secret.unwrap_or_else(|| DEV_SESSION_SECRET.into()),
+            collector_secret: collector_secret.unwrap_or_else(|| DEV_COLLECTOR_SECRET.into()),
+            server_api_key: var(env, "SERVER_API_KEY").filter(|k| k.len() >= MIN_SECRET_BYTES),
+            dev,
+            refusal,
             origin_url: var(env, "ORIGIN_URL"),
-            collector_url: var(env, "COLLECTOR_URL"),
+            collector_url,
             kv_budget_ms: num(env, "KV_BUDGET_MS", 50),
             config_budget_ms: num(env, "CONFIG_BUDGET_MS", 200),
             config_ttl_ms: num(env, "CONFIG_TTL_MS", 30_000),

@@ -1,7 +1,12 @@
 //! Session store: where a session blob is read from and how writes reach KV.
 //!
-//! Reads, freshest first: the hot-copy cookie or this isolate's latest copy (whichever was
-//! written later), and only when neither exists, KV under a time budget and a circuit breaker.
+//! Every copy carries the time it was written: the hot-copy cookie (signed with it), this
+//! isolate's copy, and KV (as the value's metadata `{"w": ms}`). Reads take the newest copy,
+//! so an older one never replaces newer state: a replayed old hot cookie loses to the
+//! isolate's copy or, in a fresh isolate, to KV — read once per session and isolate, then
+//! kept in memory. Only when KV is down or has not yet seen the newer write (a put is
+//! coalesced for up to `KV_WRITE_INTERVAL_MS`; KV may take 60 s to reach other locations)
+//! does a cookie stand unchecked.
 //!
 //! Writes are coalesced: KV accepts one write per second per key, so a burst of events on one
 //! session updates the isolate's copy at once and reaches KV in at most one put per
@@ -65,40 +70,86 @@ const LATEST_KEEP_MS: u64 = 60_000;
 /// Most isolate copies kept.
 const LATEST_MAX: usize = 10_000;
 
-fn key(sid: &str) -> String {
-    format!("s:{sid}")
+/// What KV keeps next to a blob: when it was written.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Written {
+    w: u64,
 }
 
-/// Loads a session's blob. `kv` is the SESSIONS binding (an unusable binding counts as a KV
-/// failure, like an error or a blown budget).
+fn remember(key: &str, blob: &[u8], written_ms: u64) {
+    LATEST.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.len() < LATEST_MAX || l.contains_key(key) {
+            l.insert(
+                key.to_string(),
+                Latest {
+                    blob: blob.to_vec(),
+                    written_ms,
+                },
+            );
+        }
+    });
+}
+
+/// Loads a session's blob (`key` is the session's KV key, `s:<id>` or `h:<id>`). `kv` is the
+/// SESSIONS binding (an unusable binding counts as a KV failure, like an error or a blown
+/// budget).
 pub async fn load(
     kv: Option<&KvStore>,
-    sid: &str,
+    key: &str,
     hot: Option<(Vec<u8>, u64)>,
     s: &Settings,
 ) -> Loaded {
-    // Copy the isolate's blob only when it beats the cookie's.
     let hot_ms = hot.as_ref().map(|h| h.1);
+    // The isolate's copy wins unless the cookie's is newer (another isolate wrote it).
     let isolate = LATEST.with(|l| {
         l.borrow()
-            .get(sid)
-            .filter(|x| hot_ms.is_none_or(|h| x.written_ms > h))
-            .map(|x| x.blob.clone())
+            .get(key)
+            .map(|x| (x.written_ms, hot_ms.is_none_or(|h| x.written_ms >= h)))
     });
-    let newest = match (isolate, hot) {
-        (Some(i), _) => Some((i, Source::Isolate)),
-        (None, Some(h)) => Some((h.0, Source::Cookie)),
-        (None, None) => None,
-    };
-    if let Some((blob, source)) = newest {
-        return Loaded {
-            blob: Some(blob),
-            source,
-        };
+    match (isolate, hot) {
+        (Some((_, true)), _) => {
+            let blob = LATEST.with(|l| l.borrow().get(key).map(|x| x.blob.clone()));
+            if hot_ms.is_some_and(|h| isolate.is_some_and(|i| i.0 > h)) {
+                stats::inc("hot_copies_stale");
+            }
+            Loaded {
+                blob,
+                source: Source::Isolate,
+            }
+        }
+        (Some((_, false)), Some((blob, at))) => {
+            remember(key, &blob, at);
+            Loaded {
+                blob: Some(blob),
+                source: Source::Cookie,
+            }
+        }
+        (_, hot) => load_kv(kv, key, hot, s).await,
     }
+}
+
+/// No isolate copy: KV decides, compared with the cookie's copy when there is one.
+async fn load_kv(
+    kv: Option<&KvStore>,
+    key: &str,
+    hot: Option<(Vec<u8>, u64)>,
+    s: &Settings,
+) -> Loaded {
     let now = now_ms();
     // Every way KV can fail counts against its breaker and leaves the state unknown.
-    let unavailable = |counter: &'static str| {
+    // Without KV a cookie's copy is served unchecked; without either the state is unknown.
+    let unknown = |hot: Option<(Vec<u8>, u64)>| match hot {
+        Some((blob, _)) => Loaded {
+            blob: Some(blob),
+            source: Source::Cookie,
+        },
+        None => Loaded {
+            blob: None,
+            source: Source::Unavailable,
+        },
+    };
+    let unavailable = |counter: &'static str, hot| {
         stats::inc(counter);
         breaker::failure(
             Dep::SessionKv,
@@ -106,42 +157,52 @@ pub async fn load(
             s.breaker_threshold,
             s.breaker_cooldown_ms,
         );
-        Loaded {
-            blob: None,
-            source: Source::Unavailable,
-        }
+        unknown(hot)
     };
     if !breaker::allow(Dep::SessionKv, now) {
         stats::inc("kv_reads_skipped_breaker");
-        return Loaded {
-            blob: None,
-            source: Source::Unavailable,
-        };
+        return unknown(hot);
     }
     let Some(kv) = kv else {
-        return unavailable("kv_binding_errors");
+        return unavailable("kv_binding_errors", hot);
     };
     stats::inc("kv_reads");
-    match within(s.kv_budget_ms, kv.get(&key(sid)).bytes()).await {
-        Some(Ok(blob)) => {
+    match within(s.kv_budget_ms, kv.get(key).bytes_with_metadata::<Written>()).await {
+        Some(Ok((stored, meta))) => {
             breaker::success(Dep::SessionKv);
-            let source = if blob.is_some() {
-                Source::Kv
-            } else {
-                Source::New
+            let kv_ms = meta.map_or(0, |m| m.w);
+            let (blob, at, source) = match (stored, hot) {
+                (Some(b), Some(h)) if kv_ms > h.1 => {
+                    // A replayed older hot copy: KV holds newer state.
+                    stats::inc("hot_copies_stale");
+                    (b, kv_ms, Source::Kv)
+                }
+                (_, Some(h)) => (h.0, h.1, Source::Cookie),
+                (Some(b), None) => (b, kv_ms, Source::Kv),
+                (None, None) => {
+                    return Loaded {
+                        blob: None,
+                        source: Source::New,
+                    }
+                }
             };
-            Loaded { blob, source }
+            remember(key, &blob, at);
+            Loaded {
+                blob: Some(blob),
+                source,
+            }
         }
         Some(Err(e)) => {
             worker::console_warn!("edgerec: session KV read failed: {e}");
-            unavailable("kv_read_errors")
+            unavailable("kv_read_errors", hot)
         }
-        None => unavailable("kv_read_timeouts"),
+        None => unavailable("kv_read_timeouts", hot),
     }
 }
 
-/// Stores a session's new blob: in isolate memory at once, in KV coalesced.
-pub fn save(ctx: &Context, kv: &KvStore, sid: &str, blob: Vec<u8>, s: &Settings) {
+/// Stores a session's new blob (written now) under its KV key: in isolate memory at once, in
+/// KV coalesced.
+pub fn save(ctx: &Context, kv: &KvStore, key: &str, blob: Vec<u8>, s: &Settings) {
     let now = now_ms();
     LATEST.with(|l| {
         let mut l = l.borrow_mut();
@@ -149,7 +210,7 @@ pub fn save(ctx: &Context, kv: &KvStore, sid: &str, blob: Vec<u8>, s: &Settings)
             l.retain(|_, x| now.saturating_sub(x.written_ms) < LATEST_KEEP_MS);
         }
         l.insert(
-            sid.to_string(),
+            key.to_string(),
             Latest {
                 blob,
                 written_ms: now,
@@ -159,7 +220,7 @@ pub fn save(ctx: &Context, kv: &KvStore, sid: &str, blob: Vec<u8>, s: &Settings)
     let interval = s.kv_write_interval_ms;
     let delay_ms = WRITES.with(|w| {
         let mut w = w.borrow_mut();
-        let st = w.entry(sid.to_string()).or_default();
+        let st = w.entry(key.to_string()).or_default();
         if st.scheduled {
             stats::inc("kv_writes_coalesced");
             return None;
@@ -170,27 +231,32 @@ pub fn save(ctx: &Context, kv: &KvStore, sid: &str, blob: Vec<u8>, s: &Settings)
     let Some(delay_ms) = delay_ms else {
         return;
     };
-    let (kv, sid, ttl) = (kv.clone(), sid.to_string(), s.session_ttl_s);
+    let (kv, key, ttl) = (kv.clone(), key.to_string(), s.session_ttl_s);
     let (threshold, cooldown) = (s.breaker_threshold, s.breaker_cooldown_ms);
     ctx.wait_until(async move {
         if delay_ms > 0 {
             worker::Delay::from(Duration::from_millis(delay_ms)).await;
         }
         // Take the newest blob at the moment of writing: everything since is folded in.
-        let blob = LATEST.with(|l| l.borrow().get(&sid).map(|x| x.blob.clone()));
+        let newest = LATEST.with(|l| l.borrow().get(&key).map(|x| (x.blob.clone(), x.written_ms)));
         let put_at = now_ms();
         WRITES.with(|w| {
-            if let Some(st) = w.borrow_mut().get_mut(&sid) {
+            if let Some(st) = w.borrow_mut().get_mut(&key) {
                 st.scheduled = false;
                 st.last_put_ms = put_at;
             }
         });
-        let Some(blob) = blob else { return };
+        let Some((blob, written_ms)) = newest else {
+            return;
+        };
         if !breaker::allow(Dep::SessionKv, put_at) {
             stats::inc("kv_puts_skipped_breaker");
             return;
         }
-        let put = match kv.put_bytes(&key(&sid), &blob) {
+        let put = match kv
+            .put_bytes(&key, &blob)
+            .and_then(|p| p.metadata(Written { w: written_ms }))
+        {
             Ok(p) => p.expiration_ttl(ttl).execute().await,
             Err(e) => Err(e),
         };
