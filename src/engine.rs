@@ -27,9 +27,10 @@ pub const MAX_SEQ_JUMP: u64 = 10_000;
 /// The session's own state still counts everything (its rules see the real behaviour).
 pub const MAX_SHIPPED_PER_ITEM: u32 = 10;
 
-/// Most transitions into one item one session ships (counted while the session's
-/// interactions with that item are at most this many).
-pub const MAX_SHIPPED_TRANSITIONS_TO: u32 = 3;
+/// Most transitions into one item one session ships: only the session's first arrival at an
+/// item counts (co-visitation counted once per session, as session-based recommenders do), so
+/// going back and forth between two items cannot pile up a relation.
+pub const MAX_SHIPPED_TRANSITIONS_TO: u32 = 1;
 
 /// Engine settings (hosts may load them from their environment).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,9 +307,10 @@ impl Engine {
     /// names belongs to this engine's bundle, so a page cannot invent counters.
     pub fn check_browser_report(&self, d: &AggregateDelta) -> Vec<crate::FieldError> {
         let mut errs = crate::aggregate::check_browser_report(d);
+        let mut unknown = Vec::new();
         for k in d.rule_hits.keys() {
             if !self.bundle.rules.iter().any(|r| *r.id == **k) {
-                errs.push(crate::FieldError::new(
+                unknown.push((
                     format!("delta.rule_hits[{k:?}]"),
                     "not a rule of the live bundle",
                 ));
@@ -321,10 +323,16 @@ impl Engine {
                 .as_ref()
                 .is_some_and(|e| e.variants.iter().any(|v| self.variant_key(&v.name) == *k));
             if !known {
-                errs.push(crate::FieldError::new(
+                unknown.push((
                     format!("delta.variants[{k:?}]"),
                     "not a variant of the live experiment",
                 ));
+            }
+        }
+        // One error per field: a name already refused for its shape is not listed twice.
+        for (field, message) in unknown {
+            if !errs.iter().any(|e| e.field == field) {
+                errs.push(crate::FieldError::new(field, message));
             }
         }
         errs
@@ -500,12 +508,12 @@ mod tests {
                 .copied()
                 .unwrap_or(0)
         };
-        // Transitions into an item count while the session has at most 3 interactions with it.
-        assert_eq!(to("sku-0005", "sku-0163"), 3);
+        // Only the first arrival at an item ships a transition.
+        assert_eq!(to("sku-0005", "sku-0163"), 1);
         assert_eq!(
             to("sku-0163", "sku-0005"),
-            2,
-            "sku-0005's first view has no predecessor"
+            0,
+            "sku-0005 was reached first, with no predecessor"
         );
     }
 

@@ -297,6 +297,11 @@ async fn events(
 /// an existing cookie session, within the rate limits, naming only the live bundle's rules and
 /// variants.
 async fn browser_decisions(req: &mut Request, env: &Env, s: &Settings) -> worker::Result<Response> {
+    // The body is read first, whatever the answer: a client must not see its upload cut.
+    let body = match read_body(req, s).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
     let id = match identity::identify(req, s) {
         Ok(id) if id.kind == Kind::Cookie && !id.minted => id,
         Ok(_) => {
@@ -319,10 +324,6 @@ async fn browser_decisions(req: &mut Request, env: &Env, s: &Settings) -> worker
     if let Some(limit) = limits::exceeded(env, &checks).await {
         return throttled(limit);
     }
-    let body = match read_body(req, s).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
     #[derive(serde::Deserialize)]
     struct Report {
         id: String,

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { encode } from '@msgpack/msgpack';
-import { startWorker, Jar, sleep, root } from './helpers.mjs';
+import { startWorker, Jar, sleep, root, serverSession } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 const wasm = require(path.join(root, 'build/wasm-node/edgerec_wasm.js'));
@@ -72,7 +72,8 @@ test('the browser fallback gets the live model and, when it asks, the session bl
   const jar = new Jar();
   const r = await post(jar, [{ type: 'view', item: 'sku-0163', ts: Date.now() }], { 'x-edgerec-want-state': '1' });
   const body = await r.json();
-  assert.match(body.sid, /^[A-Za-z0-9_-]{8,64}$/);
+  assert.equal(body.sid, undefined, 'answers never carry the session id');
+  assert.match(body.unit, /^[0-9a-f]{16}$/, 'only the experiment unit, a keyed hash');
   const blob = Buffer.from(body.state, 'base64url');
   assert.equal(JSON.parse(wasm.inspectSession(blob)).items.length, 1);
   const b = await mf.dispatchFetch(`${U}/v1/model/bundle`);
@@ -152,7 +153,7 @@ test('a burst of 20 events in a second causes at most one KV put per second, and
     const r = await mf.dispatchFetch(`${U}/v1/events`, {
       method: 'POST',
       body: JSON.stringify({ events: [{ type: 'view', item: `sku-00${10 + i}`, ts: start + i }] }),
-      headers: { 'content-type': 'application/json', 'x-edgerec-session': sid },
+      headers: { 'content-type': 'application/json', ...serverSession(sid) },
     });
     assert.equal(r.status, 202);
   }
@@ -163,7 +164,7 @@ test('a burst of 20 events in a second causes at most one KV put per second, and
   const allowed = 1 + Math.ceil((burstMs + 1500) / 1000);
   assert.ok(puts >= 1 && puts <= Math.min(allowed, 3), `puts=${puts} over ${burstMs} ms`);
   assert.ok((stats.kv_writes_coalesced || 0) - (statsBefore.kv_writes_coalesced || 0) >= 15);
-  const blob = await (await mf.getKVNamespace('SESSIONS')).get(`s:${sid}`, 'arrayBuffer');
+  const blob = await (await mf.getKVNamespace('SESSIONS')).get(`h:${sid}`, 'arrayBuffer');
   const state = JSON.parse(wasm.inspectSession(new Uint8Array(blob)));
   assert.equal(state.totals[0], 20, 'the last put carries all 20 views');
 });
@@ -205,14 +206,25 @@ test('malformed requests never break the worker', async () => {
 });
 
 test('browser decision reports are checked, naming the field', async () => {
-  const send = async (body) => {
-    const r = await mf.dispatchFetch(`${U}/v1/browser-decisions`, { method: 'POST', body: JSON.stringify(body) });
+  const jar = new Jar();
+  await post(jar, [{ type: 'view', item: 'sku-0001', ts: Date.now() }]);
+  const send = async (body, cookie = jar.header()) => {
+    const r = await mf.dispatchFetch(`${U}/v1/browser-decisions`, { method: 'POST', body: JSON.stringify(body), headers: { cookie } });
     return { status: r.status, body: await r.json() };
   };
+  // Only from an existing cookie session: none, or a forged one, is refused before the body.
+  for (const cookie of ['', 'edgerec_sid=abcdefghijklmnop.forged']) {
+    const r = await send({ id: 'ab'.repeat(8), delta: { decisions: 1, tiers: { browser: 1 } } }, cookie);
+    assert.deepEqual([r.status, r.body.errors[0].field], [401, 'cookie'], cookie);
+  }
   const ok = await send({ id: 'cd'.repeat(8), delta: { decisions: 2, tiers: { browser: 2 }, rule_hits: { 'no-gift-cards': 2 } } });
   // No collector configured in this worker: accepted and counted as discarded.
   assert.deepEqual([ok.status, ok.body.discarded], [202, true]);
   const bad = await send({ id: 'not-hex', delta: { decisions: 1, tiers: { browser: 1 }, rule_hits: { r: 5 } } });
   assert.equal(bad.status, 400);
   assert.deepEqual(bad.body.errors.map((e) => e.field), ['id', 'delta.rule_hits["r"]']);
+  // Rule ids and variants must be the live bundle's.
+  const invented = await send({ id: 'ef'.repeat(8), delta: { decisions: 3, tiers: { browser: 3 }, rule_hits: { 'made-up': 1 }, variants: { 'related-boost/evil': { exposures: 3 } } } });
+  assert.equal(invented.status, 400);
+  assert.deepEqual(invented.body.errors.map((e) => e.field), ['delta.rule_hits["made-up"]', 'delta.variants["related-boost/evil"]']);
 });

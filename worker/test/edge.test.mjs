@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { startWorker, demoOrigin, recordingCollector, Jar, sleep, root } from './helpers.mjs';
+import { startWorker, demoOrigin, recordingCollector, Jar, sleep, root, serverSession } from './helpers.mjs';
 
 const U = 'http://localhost';
 const cleanups = [];
@@ -54,7 +54,7 @@ test('no session KV: decisions fall back to the cached tier, then the breaker st
   const mf = await worker({ SESSIONS: 'not-a-namespace', BREAKER_THRESHOLD: '2', BREAKER_COOLDOWN_MS: '60000' }, { kv: ['CONFIG'] });
   const tiers = [];
   for (let i = 0; i < 5; i++) {
-    const r = await mf.dispatchFetch(`${U}/v1/recommendations?limit=4`, { headers: { 'x-edgerec-session': 'fallback-session-1', 'x-edgerec-country': 'AT' } });
+    const r = await mf.dispatchFetch(`${U}/v1/recommendations?limit=4`, { headers: { ...serverSession('fallback-session-1'), 'x-edgerec-country': 'AT' } });
     assert.equal(r.status, 200);
     tiers.push(r.headers.get('x-edgerec-tier'));
     const body = await r.json();
@@ -96,8 +96,9 @@ test('aggregates reach the collector signed, and a failed batch is retried with 
     sent += 2;
     await sleep(50);
   }
-  for (let i = 0; i < 20 && collector.batches.reduce((n, b) => n + b.delta.events, 0) < sent; i++) {
-    await (await mf.dispatchFetch(`${U}/v1/health`)).arrayBuffer(); // later requests drive retries
+  // Later requests drive retries, which back off 1 s, then 2 s.
+  for (let i = 0; i < 80 && collector.batches.reduce((n, b) => n + b.delta.events, 0) < sent; i++) {
+    await (await mf.dispatchFetch(`${U}/v1/health`)).arrayBuffer();
     await sleep(100);
   }
   assert.ok(collector.attempts.every((a) => a.signed), 'every request is signed');

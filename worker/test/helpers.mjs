@@ -12,6 +12,10 @@ import { decode } from '@msgpack/msgpack';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const COLLECTOR_SECRET = 'test-collector-secret';
+/** The key server-to-server clients present (`authorization: Bearer …`). */
+export const SERVER_API_KEY = 'test-server-api-key-0123';
+/** Headers naming a server-to-server session. */
+export const serverSession = (id) => ({ 'x-edgerec-session': id, authorization: `Bearer ${SERVER_API_KEY}` });
 
 /** The release `edgerec publish` prepares for the demo bundle and catalog: [{key, bytes}]. */
 export function publishEntries() {
@@ -86,22 +90,25 @@ export async function demoOrigin() {
   return origin;
 }
 
-export async function startWorker(bindings = {}, { seed = true, kv = ['SESSIONS', 'CONFIG'] } = {}) {
+export async function startWorker(bindings = {}, { seed = true, kv = ['SESSIONS', 'CONFIG'], options = {} } = {}) {
   const mf = new Miniflare({
+    ...options,
     cf: false,
     modules: true,
     scriptPath: path.join(root, 'worker/build-test/index.js'),
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
     compatibilityDate: '2026-04-01',
     kvNamespaces: kv,
-    bindings: {
+    // A binding given as `undefined` is left out (a worker without that setting).
+    bindings: Object.fromEntries(Object.entries({
       SESSION_SECRET: 'test-session-secret',
       COLLECTOR_SECRET,
+      SERVER_API_KEY,
       KV_BUDGET_MS: '1000',
       CONFIG_BUDGET_MS: '2000',
       FLUSH_MAX_AGE_MS: '600000',
       ...bindings,
-    },
+    }).filter(([, v]) => v !== undefined)),
   });
   if (seed) await seedConfig(await mf.getKVNamespace('CONFIG'));
   return mf;
