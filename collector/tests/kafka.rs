@@ -12,10 +12,8 @@ use edgerec_collector::kafka::{KafkaSettings, KafkaSink};
 use edgerec_collector::routes::{router, App};
 use edgerec_collector::settings::Settings;
 use edgerec_collector::sink::Sink;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::ClientConfig;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
@@ -95,41 +93,20 @@ async fn post_full(app: &axum::Router, body: Vec<u8>) -> (StatusCode, String) {
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Per-item totals, distinct batch ids, partitions used per item.
-type Consumed = (
-    BTreeMap<String, u64>,
-    BTreeSet<String>,
-    BTreeMap<String, BTreeSet<i32>>,
-);
-
-/// Consumes `topic` from the start until `want` views are seen (or 30 s pass): per-item
-/// totals, distinct batch ids from headers, and partitions used per item.
-fn consume(port: u16, topic: &str, want: u64) -> Consumed {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", format!("127.0.0.1:{port}"))
-        .set("group.id", format!("g-{topic}-{}", now()))
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "2000")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut totals = BTreeMap::new();
-    let mut batches = BTreeSet::new();
-    let mut partitions: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while totals.values().sum::<u64>() < want && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
-            let v: serde_json::Value = rmp_serde::from_slice(m.payload().unwrap()).unwrap();
-            let item = v["item"].as_str().unwrap().to_string();
-            *totals.entry(item.clone()).or_insert(0) += v["count"].as_u64().unwrap();
-            partitions.entry(item).or_default().insert(m.partition());
-            let h = m.headers().unwrap();
-            let id = h.iter().find(|h| h.key == "edgerec-batch-id").unwrap();
-            batches.insert(String::from_utf8(id.value.unwrap().to_vec()).unwrap());
-        }
-    }
-    (totals, batches, partitions)
+/// Reads `topic` to its end (the collector's own `tally`: each batch counted once per item,
+/// copies counted as doubles).
+async fn consume(port: u16, topic: &str) -> edgerec_collector::tally::Tally {
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        edgerec_collector::tally::tally(
+            &format!("127.0.0.1:{port}"),
+            &topic,
+            Duration::from_secs(60),
+        )
+    })
+    .await
+    .unwrap()
+    .expect("read to the end")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,21 +132,20 @@ async fn batches_round_trip_through_kafka_exactly_once() {
         *sent.entry("hot-item".to_string()).or_insert(0) += 3;
         *sent.entry(format!("item-{}", i % 4)).or_insert(0) += 1;
     }
-    let want: u64 = sent.values().sum();
-    let topic = format!("{prefix}.views");
-    let (totals, batches, partitions) =
-        tokio::task::spawn_blocking(move || consume(port, &topic, want))
-            .await
-            .unwrap();
+    let t = consume(port, &format!("{prefix}.views")).await;
     assert_eq!(
-        totals, sent,
+        t.items, sent,
         "consumed totals equal posted totals; duplicates counted once"
     );
-    assert_eq!(batches.len(), 24);
+    assert_eq!(
+        t.doubles, 0,
+        "a resent batch is acknowledged without a second write"
+    );
+    assert_eq!(t.batches, 24);
     assert!(
-        partitions["hot-item"].len() >= 3,
+        t.partitions["hot-item"].len() >= 3,
         "hot item spread over partitions: {:?}",
-        partitions["hot-item"]
+        t.partitions["hot-item"]
     );
 }
 
@@ -211,15 +187,99 @@ async fn a_broker_outage_acknowledges_nothing_and_retries_land_once() {
             "and again: a duplicate"
         );
     }
-    let topic = format!("{prefix}.views");
-    let (totals, batches, _) = tokio::task::spawn_blocking(move || consume(port, &topic, 6))
-        .await
-        .unwrap();
+    let t = consume(port, &format!("{prefix}.views")).await;
     // The restarted (in-memory) broker holds only what was written after it came back.
     assert_eq!(
-        totals.get("y"),
+        t.items.get("y"),
         Some(&6),
-        "3 batches × 2 views, none lost, none doubled: {totals:?}"
+        "3 batches × 2 views, none lost, none doubled: {t:?}"
     );
-    assert_eq!(batches.len(), 3);
+    assert_eq!((t.batches, t.doubles), (3, 0));
+}
+
+/// Posts a signed batch over a real socket and gives up after `wait` without an answer (a
+/// client that disconnects halfway); the status if one came.
+async fn post_and_hang_up(addr: std::net::SocketAddr, body: &[u8], wait: Duration) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ts = now();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/aggregates HTTP/1.1\r\nhost: x\r\ncontent-type: application/msgpack\r\nx-edgerec-timestamp: {ts}\r\nx-edgerec-signature: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        sign(SECRET, ts, body),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    match tokio::time::timeout(wait, s.read_to_end(&mut out)).await {
+        Ok(_) => String::from_utf8_lossy(&out)
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok()),
+        Err(_) => None, // dropped here: the client is gone
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_during_a_stalled_write_leaves_no_stuck_batch() {
+    let port = free_port();
+    let broker = Broker::start(port);
+    let prefix = format!("t{}c", std::process::id());
+    let s = settings(&prefix, &format!("127.0.0.1:{port}"));
+    let sink = KafkaSink::connect(s.kafka.clone().unwrap())
+        .await
+        .expect("connect");
+    let app = App::new(s, Sink::Kafka(sink));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = edgerec_collector::serve::Limits {
+        header_timeout: Duration::from_secs(5),
+        max_connections: 64,
+    };
+    let gauge = app.metrics.connections.clone();
+    tokio::spawn(edgerec_collector::serve::serve(
+        listener,
+        router(Arc::clone(&app)),
+        limits,
+        gauge,
+        std::future::pending(),
+    ));
+    let warm = batch("warm", &[("w", 1)]);
+    assert_eq!(
+        post_and_hang_up(addr, &warm, Duration::from_secs(10)).await,
+        Some(200)
+    );
+    // The broker stalls; the client waits 1 s for its answer, then hangs up.
+    broker.signal("STOP");
+    let stuck = batch("stuck", &[("s", 3)]);
+    assert_eq!(
+        post_and_hang_up(addr, &stuck, Duration::from_secs(1)).await,
+        None
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    broker.signal("CONT");
+    // The edge resends the same id until it gets a 200: it must, within seconds, and the
+    // batch must be in Kafka once.
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    loop {
+        let status = post_and_hang_up(addr, &stuck, Duration::from_secs(10)).await;
+        answers.push(status);
+        if status == Some(200) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still refused: {answers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "resends after the hang-up: {answers:?} in {:?}",
+        started.elapsed()
+    );
+    let t = consume(port, &format!("{prefix}.views")).await;
+    assert_eq!(t.items.get("s"), Some(&3), "{t:?}");
+    assert_eq!(t.doubles, 0, "written once");
+    assert_eq!(t.records, 2, "warm + stuck, nothing else");
 }

@@ -8,7 +8,7 @@
 //! by key count — `(max_sealed + 1) × seal_keys` — never by how long the outage lasts. Only
 //! when every sealed slot is taken *and* the open buffer is full is a new delta refused, and
 //! its events are counted as dropped. A sealed batch keeps its id for every retry, so the
-//! collector drops the copies it already wrote. Retries back off (1 s doubling to 30 s).
+//! collector drops the copies it already wrote. Retries back off (1 s doubling to 10 s).
 
 use edgerec::{AggregateBatch, AggregateDelta};
 use std::collections::VecDeque;
@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 /// First retry delay after a failed send, ms.
 pub const BACKOFF_MIN_MS: u64 = 1_000;
 /// Longest retry delay, ms.
-pub const BACKOFF_MAX_MS: u64 = 30_000;
+pub const BACKOFF_MAX_MS: u64 = 10_000;
 /// A send still marked in progress after this long was cut off (the platform ends
 /// `waitUntil` work after 30 s); the outbox takes sends again.
 pub const SEND_ABANDONED_MS: u64 = 60_000;
@@ -232,7 +232,7 @@ mod tests {
         }
         assert_eq!(o.sealed(), 1, "no new batch while one waits");
         assert_eq!(o.open().events, 10_000);
-        // Retried with the same id, still failing: still one batch, delays grow to 30 s.
+        // Retried with the same id, still failing: still one batch, delays grow to 10 s.
         let again = o.begin(11_000, &L, "edge", &mut next);
         assert_eq!(again[0].0, "b1");
         o.failed(11_000);

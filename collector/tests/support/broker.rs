@@ -44,6 +44,16 @@ impl Broker {
         Broker { child }
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the broker: a stalled, not a dead, broker.
+    #[allow(dead_code)]
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig}");
+    }
+
     /// Kills the broker (its in-memory data goes with it).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
