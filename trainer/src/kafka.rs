@@ -30,6 +30,9 @@ pub enum Until {
     Forever(Duration),
 }
 
+/// Longest wait for a partition assignment in a run that stops when idle.
+const JOIN_LIMIT: Duration = Duration::from_secs(60);
+
 fn position_key(topic: &str, partition: i32) -> String {
     format!("kafka:{topic}/{partition}")
 }
@@ -54,6 +57,7 @@ pub fn run(src: &KafkaSource, trainer: &mut Trainer, until: Until) -> Result<(),
     let mut last_record = Instant::now();
     let mut last_publish = Instant::now();
     let mut assigned = false;
+    let started = Instant::now();
     loop {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
@@ -73,6 +77,13 @@ pub fn run(src: &KafkaSource, trainer: &mut Trainer, until: Until) -> Result<(),
         }
         if !assigned {
             assigned = consumer.assignment().is_ok_and(|a| a.count() > 0);
+            // A run that should end must not wait forever for a group that never forms.
+            if !assigned && matches!(until, Until::Idle(_)) && started.elapsed() > JOIN_LIMIT {
+                return Err(RunError::Kafka(format!(
+                    "no partitions assigned to group {} within {JOIN_LIMIT:?}",
+                    src.group
+                )));
+            }
         }
         let (due, stop) = match until {
             Until::Idle(idle) => {
