@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test e2e www browser-test bench bench-worker eval clean
+.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e www browser-test bench bench-worker eval clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
@@ -33,7 +33,7 @@ demo-cli: tools
 ## test: every test (lint; native unit/property/conformance; wasm conformance; the worker in
 ## workerd via Miniflare; end to end through wrangler dev; the storefront and the conformance
 ## corpus in Chromium)
-test: tools lint unit wasm-test worker-test e2e browser-test
+test: tools lint unit wasm-test worker-test deploy-check e2e browser-test
 
 tools:
 	@scripts/ensure-tools.sh
@@ -62,6 +62,11 @@ wasm-test: wasm-node cli
 
 worker:
 	scripts/build-worker.sh
+
+## deploy-check: `wrangler deploy --dry-run` builds the deploy bundle, under the size limit, with
+## no secret shipped as a plain var
+deploy-check: worker
+	scripts/deploy-check.sh
 
 # The Miniflare tests run the test build: the production worker plus the conformance route.
 worker-test-build:

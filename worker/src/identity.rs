@@ -79,7 +79,7 @@ fn header(req: &Request, name: &str) -> Option<String> {
 
 /// The request's session: a credentialed header, else the signed cookie, else a new one.
 pub fn identify(req: &Request, s: &Settings) -> Result<Identity, IdentityError> {
-    let secure = req.url().map(|u| u.scheme() == "https").unwrap_or(false);
+    let secure = crate::target::Target::of(req).https;
     let secret = &s.session_secret;
     if let Some(id) = header(req, SID_HEADER) {
         let given = header(req, "authorization");

@@ -12,6 +12,7 @@
 //! | aggregate outbox (a plain state machine) and signed flush | [`outbox`], [`flush`] |
 //! | deadlines and circuit breakers | [`budget`], [`breaker`] |
 //! | settings from the environment; isolate counters | [`settings`], [`stats`] |
+//! | the request URL in parts (without the `url` crate) | [`target`] |
 //!
 //! No code path here may panic: a panic leaves the wasm instance broken for every later
 //! request on the isolate. Fallible calls return errors; the entry point turns an unexpected
@@ -31,6 +32,7 @@ pub mod routes;
 pub mod settings;
 pub mod stats;
 pub mod store;
+pub mod target;
 
 use worker::{event, Context, Env, Request, Response};
 

@@ -24,6 +24,7 @@ use crate::limits::{self, Limit};
 use crate::settings::Settings;
 use crate::stats;
 use crate::store::{self, Source};
+use crate::target::Target;
 use edgerec::event::{parse_events_json, parse_events_msgpack};
 use edgerec::{Context as Ctx, DecideRequest, Decision, Engine, Event, FieldError, Tier};
 use serde_json::json;
@@ -104,7 +105,7 @@ fn with_cookies(
 /// Entry point.
 pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let s = Settings::from_env(&env);
-    let path = req.path();
+    let path = Target::of(&req).path;
     if let Some(why) = &s.refusal {
         return refuse_to_serve(req, &s, why).await;
     }
@@ -150,7 +151,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<
 /// personalization).
 async fn refuse_to_serve(req: Request, s: &Settings, why: &str) -> worker::Result<Response> {
     stats::inc("refused_unsafe_config");
-    let path = req.path();
+    let path = Target::of(&req).path;
     if path == "/v1/health" {
         return json_response(503, &json!({"ok": false, "refusing": why}));
     }
@@ -453,9 +454,7 @@ struct RecQuery {
 }
 
 fn rec_query(req: &Request) -> Result<RecQuery, Vec<FieldError>> {
-    let url = req
-        .url()
-        .map_err(|e| vec![FieldError::new("url", e.to_string())])?;
+    let url = Target::of(req);
     let mut q = RecQuery {
         limit: 10,
         slot: None,
@@ -621,7 +620,7 @@ async fn recommendations(
         r.headers_mut().set("x-edgerec-tier", "static")?;
         return Ok(r);
     };
-    let context = context_of(req, &id, q.slot.clone(), req.path());
+    let context = context_of(req, &id, q.slot.clone(), Target::of(req).path);
     let (d, blob) = match decide_for(&engine, env, ctx, s, &id, context.clone(), q.limit).await {
         Ok(x) => x,
         Err(e) => {
@@ -765,12 +764,12 @@ async fn forward(req: &Request, s: &Settings) -> worker::Result<Result<Response,
             &[FieldError::new("path", "no origin configured (ORIGIN_URL)")],
         )?));
     };
-    let url = req.url()?;
+    let url = Target::of(req);
     let target = format!(
         "{}{}{}",
         origin.trim_end_matches('/'),
-        url.path(),
-        url.query().map(|q| format!("?{q}")).unwrap_or_default()
+        url.path,
+        url.query.map(|q| format!("?{q}")).unwrap_or_default()
     );
     let headers = Headers::new();
     for (k, v) in req.headers().entries() {
@@ -828,7 +827,7 @@ async fn intercept_request(
         Ok(r) => r,
         Err(answer) => return Ok(answer),
     };
-    let url = req.url()?;
+    let url = Target::of(&req);
     let raw: web_sys::Response = upstream.into();
     if !intercept::is_html(&raw) || req.method() != Method::Get {
         return Ok(raw.into());
@@ -843,7 +842,7 @@ async fn intercept_request(
     let mut fill: Option<SlotFill> = None;
     let mut blob = None;
     if let Some(engine) = &engine {
-        let context = context_of(&req, &id, Some("page".into()), url.path().to_string());
+        let context = context_of(&req, &id, Some("page".into()), url.path.clone());
         if let Ok((d, b)) = decide_for(engine, env, ctx, s, &id, context, SLOT_ITEMS).await {
             stats::inc("pages_filled");
             let item_url = env
