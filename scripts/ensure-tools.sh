@@ -46,6 +46,19 @@ if [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+# Property-based API tests from the OpenAPI documents (PyPI schemathesis, pinned), in a venv
+# under build/ so the system Python stays untouched.
+ST_VERSION=4.32.5
+if ! build/venv/bin/st --version 2>/dev/null | grep -q "$ST_VERSION"; then
+  echo "ensure-tools: installing schemathesis $ST_VERSION (PyPI, into build/venv)"
+  if ! python3 -m venv build/venv >/dev/null 2>&1; then
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv build/venv
+  fi
+  build/venv/bin/pip install -q "schemathesis==$ST_VERSION"
+fi
+
 # JS tooling pinned in package-lock.json (wrangler/workerd, miniflare, wasm-opt, esbuild).
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

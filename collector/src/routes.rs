@@ -51,14 +51,32 @@ impl App {
     }
 }
 
+/// The collector's OpenAPI 3.1 document (`schema/collector.openapi.json`).
+pub const OPENAPI_JSON: &str = include_str!("../../schema/collector.openapi.json");
+
+/// Every (method, path) the router serves; `schema/collector.openapi.json` documents exactly
+/// these (a test compares them, another requests each).
+pub const ROUTES: [(&str, &str); 6] = [
+    ("POST", "/v1/aggregates"),
+    ("GET", "/v1/summary"),
+    ("GET", "/metrics"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/openapi.json"),
+];
+
 /// The router.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/aggregates", post(aggregates))
-        .route("/metrics", get(metrics))
         .route("/v1/summary", get(summary))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
         .route("/readyz", get(readyz))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
+        )
         .layer(DefaultBodyLimit::disable())
         .with_state(app)
 }

@@ -303,3 +303,49 @@ async fn the_grafana_dashboard_only_uses_exported_metrics() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_and_each_is_served() {
+    use edgerec_collector::routes::{OPENAPI_JSON, ROUTES};
+    let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(|m| (m.to_uppercase(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut listed: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    documented.sort();
+    listed.sort();
+    assert_eq!(documented, listed);
+    let file = tmp("openapi");
+    let (app, _) = app_for(&file).await;
+    for (method, path) in ROUTES {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let status = app.clone().oneshot(req).await.unwrap().status();
+        let ops = &doc["paths"][path][method.to_lowercase()]["responses"];
+        assert!(
+            ops.get(status.as_str()).is_some(),
+            "{method} {path} answered {status}, not a documented status"
+        );
+    }
+    let unknown = Request::get("/v1/nope").body(Body::empty()).unwrap();
+    assert_eq!(
+        app.clone().oneshot(unknown).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}

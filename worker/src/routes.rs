@@ -37,6 +37,64 @@ use worker::{Context, Env, Fetch, Headers, Method, Request, Response};
 const TRACKER_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/tracker.js"));
 /// Where the tracker is served.
 const TRACKER_PATH: &str = "/edgerec/tracker.js";
+/// The API's OpenAPI 3.1 document (`schema/edge.openapi.json`, minified by build.rs).
+const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
+
+/// The API's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST /v1/events`.
+    Events,
+    /// `GET /v1/recommendations`.
+    Recommendations,
+    /// `POST /v1/browser-decisions`.
+    BrowserDecisions,
+    /// `GET /v1/model/bundle`.
+    ModelBundle,
+    /// `GET /v1/model/catalog`.
+    ModelCatalog,
+    /// `GET /v1/health`.
+    Health,
+    /// `GET /v1/health/kv`.
+    HealthKv,
+    /// `GET /v1/stats`.
+    Stats,
+    /// `GET /v1/openapi.json`.
+    OpenApi,
+    /// `GET /edgerec/tracker.js`.
+    Tracker,
+}
+
+/// The dispatch table: (method, path) → operation. `schema/edge.openapi.json` documents exactly
+/// these (a test compares them); anything else under `/v1/` is a 404, the rest goes to the
+/// origin.
+pub const API_ROUTES: [(&str, &str, Api); 10] = [
+    ("POST", "/v1/events", Api::Events),
+    ("GET", "/v1/recommendations", Api::Recommendations),
+    ("POST", "/v1/browser-decisions", Api::BrowserDecisions),
+    ("GET", "/v1/model/bundle", Api::ModelBundle),
+    ("GET", "/v1/model/catalog", Api::ModelCatalog),
+    ("GET", "/v1/health", Api::Health),
+    ("GET", "/v1/health/kv", Api::HealthKv),
+    ("GET", "/v1/stats", Api::Stats),
+    ("GET", "/v1/openapi.json", Api::OpenApi),
+    ("GET", TRACKER_PATH, Api::Tracker),
+];
+
+/// The operation a request names, if any.
+pub fn api_route(method: &str, path: &str) -> Option<Api> {
+    API_ROUTES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map(|r| r.2)
+}
+
+fn text(body: &str, content_type: &str, cache: &str) -> worker::Result<Response> {
+    let mut r = Response::ok(body)?;
+    r.headers_mut().set("content-type", content_type)?;
+    r.headers_mut().set("cache-control", cache)?;
+    Ok(r)
+}
 /// Items per slot: a page gets one decision (context.slot = "page") before it streams, and
 /// every slot on it shows that list.
 const SLOT_ITEMS: usize = 4;
@@ -109,35 +167,36 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<
     if let Some(why) = &s.refusal {
         return refuse_to_serve(req, &s, why).await;
     }
-    let resp = match (req.method(), path.as_str()) {
-        (Method::Post, "/v1/events") => events(&mut req, &env, &ctx, &s).await,
-        (Method::Get, "/v1/recommendations") => recommendations(&req, &env, &ctx, &s).await,
-        (Method::Get, "/v1/health") => health(&env, &s).await,
-        (Method::Post, "/v1/browser-decisions") => browser_decisions(&mut req, &env, &s).await,
-        (Method::Get, "/v1/model/bundle") => model(&req, &env, &s, false).await,
-        (Method::Get, "/v1/model/catalog") => model(&req, &env, &s, true).await,
-        (Method::Get, "/v1/health/kv") => kv_probe(&env).await,
-        (Method::Get, "/v1/stats") => json_response(
+    let resp = match api_route(req.method().as_ref(), &path) {
+        Some(Api::Events) => events(&mut req, &env, &ctx, &s).await,
+        Some(Api::Recommendations) => recommendations(&req, &env, &ctx, &s).await,
+        Some(Api::Health) => health(&env, &s).await,
+        Some(Api::BrowserDecisions) => browser_decisions(&mut req, &env, &s).await,
+        Some(Api::ModelBundle) => model(&req, &env, &s, false).await,
+        Some(Api::ModelCatalog) => model(&req, &env, &s, true).await,
+        Some(Api::HealthKv) => kv_probe(&env).await,
+        Some(Api::Stats) => json_response(
             200,
             &json!({"counters": stats::snapshot(), "aggregates": flush::snapshot(),
                     "breakers": crate::breaker::snapshot()}),
         ),
+        Some(Api::OpenApi) => text(OPENAPI_JSON, "application/json", "public, max-age=300"),
+        Some(Api::Tracker) => text(
+            TRACKER_JS,
+            "text/javascript; charset=utf-8",
+            "public, max-age=300",
+        ),
         #[cfg(feature = "conformance")]
-        (Method::Post, "/v1/_conformance") if env.var("ENABLE_CONFORMANCE").is_ok() => {
+        None if path == "/v1/_conformance"
+            && req.method() == Method::Post
+            && env.var("ENABLE_CONFORMANCE").is_ok() =>
+        {
             conformance(&mut req, &s).await
         }
-        (Method::Get, TRACKER_PATH) => {
-            let mut r = Response::ok(TRACKER_JS)?;
-            r.headers_mut()
-                .set("content-type", "text/javascript; charset=utf-8")?;
-            r.headers_mut()
-                .set("cache-control", "public, max-age=300")?;
-            Ok(r)
+        None if path.starts_with("/v1/") => {
+            errors(404, &[FieldError::new("path", format!("no route {path}"))])
         }
-        (_, p) if p.starts_with("/v1/") => {
-            errors(404, &[FieldError::new("path", format!("no route {p}"))])
-        }
-        _ => intercept_request(req, &env, &ctx, &s).await,
+        None => intercept_request(req, &env, &ctx, &s).await,
     };
     if flush::due(&s, now_ms()) {
         let source = "edge".to_string();
@@ -874,4 +933,36 @@ async fn intercept_request(
     let resp = intercept::with_mutable_headers(rewritten)
         .map_err(|e| worker::Error::from(format!("response rebuild failed: {e:?}")))?;
     with_cookies(resp.into(), &id, blob.as_deref(), s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_dispatch_table() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../schema/edge.openapi.json")).unwrap();
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|m| (m.to_uppercase(), path.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut served: Vec<(String, String)> = API_ROUTES
+            .iter()
+            .map(|(m, p, _)| (m.to_string(), p.to_string()))
+            .collect();
+        documented.sort();
+        served.sort();
+        assert_eq!(documented, served);
+        assert_eq!(api_route("GET", "/v1/events"), None, "methods matter");
+        assert_eq!(api_route("POST", "/v1/events"), Some(Api::Events));
+    }
 }
