@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker eval clean
+.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker eval fuzz fuzz-smoke clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
@@ -33,7 +33,7 @@ demo-cli: tools
 ## test: every test (lint; native unit/property/conformance; wasm conformance; the worker in
 ## workerd via Miniflare; end to end through wrangler dev; the storefront and the conformance
 ## corpus in Chromium)
-test: tools lint unit wasm-test worker-test deploy-check e2e api-test browser-test
+test: tools lint unit fuzz-smoke wasm-test worker-test deploy-check e2e api-test browser-test
 
 tools:
 	@scripts/ensure-tools.sh
@@ -82,6 +82,17 @@ e2e: worker cli
 ## and schema/collector.openapi.json against wrangler dev and the collector (30 s each)
 api-test: worker cli
 	node --test --test-concurrency=1 tests/api/
+
+## fuzz: every cargo-fuzz target (fuzz/fuzz_targets: events JSON/MessagePack, session blob,
+## cookies and URLs, rule bundle, catalog/model snapshot, aggregate batch, collector request,
+## browser report, whole decisions) for FUZZ_SECONDS each from the seeds in fuzz/seeds/;
+## prints executions and crashes. `make test` runs a 3-second smoke of each.
+FUZZ_SECONDS ?= 60
+fuzz: tools
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-smoke: tools
+	scripts/fuzz.sh 3
 
 ## www: the browser build of the core (www/pkg: wasm-bindgen --target web, size-optimised)
 www:

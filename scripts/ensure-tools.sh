@@ -46,6 +46,17 @@ if [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+# Fuzzing: cargo-fuzz on the nightly toolchain of the machine image (toolchains cannot be
+# downloaded here, so a missing nightly is reported, not installed).
+if ! rustup toolchain list | grep -q '^nightly'; then
+  echo "ensure-tools: no nightly toolchain (cargo +nightly fuzz needs one)" >&2
+  exit 1
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "ensure-tools: installing cargo-fuzz (~2 min)"
+  cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+
 # Property-based API tests from the OpenAPI documents (PyPI schemathesis, pinned), in a venv
 # under build/ so the system Python stays untouched.
 ST_VERSION=4.32.5

@@ -173,14 +173,9 @@ async fn aggregates(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
     ) {
         m.reject(e.reason());
         tracing::warn!(reason = e.reason(), "refused unauthenticated batch");
-        let field = match e {
-            auth::AuthError::Skew { .. } => "x-edgerec-timestamp",
-            auth::AuthError::Malformed(f) => f,
-            auth::AuthError::BadSignature => "x-edgerec-signature",
-        };
         return refuse(
             StatusCode::UNAUTHORIZED,
-            &[FieldError::new(field, e.to_string())],
+            &[FieldError::new(e.field(), e.to_string())],
         );
     }
     let batch = match AggregateBatch::decode(&body) {

@@ -1,0 +1,8 @@
+//! `POST /v1/events` bodies as JSON: refused with field errors or parsed, never a panic.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let limits = edgerec::EngineConfig::default().time;
+    let _ = edgerec::event::parse_events_json(data, 1_764_201_600_000, limits);
+});
