@@ -113,6 +113,7 @@ bench: tools wasm-node worker cli www
 	@node tests/browser/bench.mjs
 	@cargo run -q --release --example workload_info
 	node worker/bench.mjs
+	node worker/bench-limits.mjs
 	cargo run -q --release -p edgerec-collector --example throughput
 
 ## eval: replay evaluation on the YOOCHOOSE sample (next-item HR/MRR@10,20 vs POP, session-POP)

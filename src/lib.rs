@@ -34,6 +34,7 @@
 //! ```
 
 pub mod aggregate;
+pub mod api;
 pub mod catalog;
 pub mod engine;
 pub mod error;

@@ -51,8 +51,8 @@ impl App {
     }
 }
 
-/// The collector's OpenAPI 3.1 document (`schema/collector.openapi.json`).
-pub const OPENAPI_JSON: &str = include_str!("../../schema/collector.openapi.json");
+/// The collector's OpenAPI 3.1 document (`schema/collector.openapi.json`, owned by the core).
+pub const OPENAPI_JSON: &str = edgerec::api::COLLECTOR_OPENAPI;
 
 /// Every (method, path) the router serves; `schema/collector.openapi.json` documents exactly
 /// these (a test compares them, another requests each).

@@ -8,13 +8,13 @@
 // The load balancer is a 40-line Node proxy standing in for the one in front of the collectors.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync, spawnSync } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import os from 'node:os';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { decode } from '@msgpack/msgpack';
-import { startStack, browser, freePort, root } from './stack.mjs';
+import { startStack, startTansu, browser, freePort, root } from './stack.mjs';
 
 const SECRET = 'dev-collector-secret';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -23,19 +23,13 @@ let brokers;
 const cleanups = [];
 
 before(async () => {
-  const port = await freePort();
-  brokers = `127.0.0.1:${port}`;
-  const url = `tcp://${brokers}`;
-  tansu = spawn('tansu', ['broker', '--listener-url', url, '--advertised-listener-url', url, '--storage-engine', 'memory://tansu/'], { stdio: 'ignore' });
-  for (let i = 0; i < 150; i++) {
-    if (spawnSync('tansu', ['topic', 'list', '--broker', url], { stdio: 'ignore' }).status === 0) break;
-    await sleep(200);
-  }
+  tansu = await startTansu();
+  brokers = tansu.brokers;
 });
 
 after(() => {
   for (const c of cleanups.reverse()) { try { c(); } catch { /* gone */ } }
-  if (tansu) tansu.kill('SIGTERM');
+  if (tansu) tansu.stop();
 });
 
 /** A collector process in Kafka mode on a fixed port (restartable on the same port). */

@@ -3,31 +3,25 @@
 // loop: shoppers' moves → Kafka → trainer → snapshot in the edge's KV → new recommendations.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import os from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { startStack, browser, freePort, root } from './stack.mjs';
+import { startStack, startTansu, browser, root } from './stack.mjs';
 
 let stack;
 let tansu;
 let brokers;
 
 before(async () => {
-  const port = await freePort();
-  brokers = `127.0.0.1:${port}`;
-  const url = `tcp://${brokers}`;
-  tansu = spawn('tansu', ['broker', '--listener-url', url, '--advertised-listener-url', url, '--storage-engine', 'memory://tansu/'], { stdio: 'ignore' });
-  for (let i = 0; i < 150; i++) {
-    if (spawnSync('tansu', ['topic', 'list', '--broker', url], { stdio: 'ignore' }).status === 0) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  tansu = await startTansu();
+  brokers = tansu.brokers;
   stack = await startStack({ FLUSH_MAX_AGE_MS: '0', CONFIG_TTL_MS: '1000' }, { collectorEnv: { KAFKA_BROKERS: brokers, TOPIC_PREFIX: 'e2e' } });
 });
 
 after(() => {
   if (stack) stack.stop();
-  if (tansu) tansu.kill('SIGTERM');
+  if (tansu) tansu.stop();
 });
 
 test('clicks at the edge are consumed back from Kafka with exact totals', async () => {

@@ -1,6 +1,6 @@
 // Starts the `make dev` stack on free loopback ports for tests and benchmarks: local KV seeded
 // by scripts/seed-kv.sh, the demo origin, and the worker under `wrangler dev` (workerd).
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -86,6 +86,19 @@ export async function startStack(vars = {}, { collectorEnv = {} } = {}) {
     /** Starts the edge again on the same port and state; resolves when it answers. */
     startEdge: async () => { startEdge(); await waitFor(`${base}/v1/health`, 90_000); },
   };
+}
+
+/** A tansu broker (Kafka protocol, in-memory) on a free port; resolves once it answers. */
+export async function startTansu() {
+  const port = await freePort();
+  const brokers = `127.0.0.1:${port}`;
+  const url = `tcp://${brokers}`;
+  const child = spawn('tansu', ['broker', '--listener-url', url, '--advertised-listener-url', url, '--storage-engine', 'memory://tansu/'], { stdio: 'ignore' });
+  for (let i = 0; i < 150; i++) {
+    if (spawnSync('tansu', ['topic', 'list', '--broker', url], { stdio: 'ignore' }).status === 0) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { brokers, stop: () => child.kill('SIGTERM') };
 }
 
 /** A tiny cookie jar over fetch. */

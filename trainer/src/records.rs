@@ -181,29 +181,13 @@ mod tests {
         )
         .unwrap();
         let mut seen = std::collections::HashSet::new();
-        let mut once = |id| seen.insert(id);
+        let mut purchase = |m: &mut Model| {
+            let once = |id| seen.insert(id);
+            apply(m, &cfg, "e", "e.purchases", Encoded::MsgPack(&bytes), once).unwrap()
+        };
+        assert_eq!(purchase(&mut m), Applied::Counted("purchases", 2));
         assert_eq!(
-            apply(
-                &mut m,
-                &cfg,
-                "e",
-                "e.purchases",
-                Encoded::MsgPack(&bytes),
-                &mut once
-            )
-            .unwrap(),
-            Applied::Counted("purchases", 2)
-        );
-        assert_eq!(
-            apply(
-                &mut m,
-                &cfg,
-                "e",
-                "e.purchases",
-                Encoded::MsgPack(&bytes),
-                &mut once
-            )
-            .unwrap(),
+            purchase(&mut m),
             Applied::Copy,
             "a copy of the same record (batch, topic, item) counts once"
         );
