@@ -26,7 +26,7 @@ const cfg = {
   maxOutbox: 500,
   ...(globalThis.edgerecConfig || {}),
 };
-const KEY = { outbox: 'edgerec_outbox', seq: 'edgerec_seq', state: 'edgerec_state', sid: 'edgerec_sid', report: 'edgerec_report', sealed: 'edgerec_report_sealed' };
+const KEY = { outbox: 'edgerec_outbox', seq: 'edgerec_seq', state: 'edgerec_state', unit: 'edgerec_unit', report: 'edgerec_report', sealed: 'edgerec_report_sealed' };
 const MODEL_CACHE = 'edgerec-model-v1';
 const stats = { sent: 0, acked: 0, duplicates: 0, rejected: 0, dropped: 0, local: 0, edge: 0, reported: 0, firstLocalMs: null, engineLoadMs: null };
 
@@ -57,7 +57,8 @@ function schedule(ms) {
 
 function keepState(j) {
   if (j && typeof j.state === 'string') save(KEY.state, j.state);
-  if (j && typeof j.sid === 'string') save(KEY.sid, j.sid);
+  // The experiment unit the edge buckets by (a keyed hash; the session id itself stays in its cookie).
+  if (j && typeof j.unit === 'string') save(KEY.unit, j.unit);
 }
 
 let sending = null;
@@ -216,7 +217,7 @@ async function decideLocally(slot, limit) {
   const { mod, eng } = await engine();
   const stored = load(KEY.state, null);
   const state = stored ? b64.decode(stored) : undefined;
-  const context = { slot, path: location.pathname, device: mod.deviceClass(navigator.userAgent), session_id: load(KEY.sid, null) };
+  const context = { slot, path: location.pathname, device: mod.deviceClass(navigator.userAgent), session_id: load(KEY.unit, null) };
   // Redelivered events (same seq) are ignored by the core, so the whole outbox can be passed.
   const box = load(KEY.outbox, []);
   const d = eng.decide(state, box.length ? JSON.stringify({ events: box }) : '', JSON.stringify(context), Date.now(), limit, 'browser');
