@@ -411,10 +411,11 @@ async fn browser_decisions(req: &mut Request, env: &Env, s: &Settings) -> worker
         return errors(400, &errs);
     }
     let decisions = report.delta.decisions;
-    // The id is the page's; the session key in it keeps one session's ids from colliding
-    // with another's at the collector.
+    // The id is the page's; the session's unit in front keeps one session's ids from
+    // colliding with another's at the collector (batch ids are at most 64 characters: the
+    // page's part is cut to 45, which leaves ~180 random bits).
     let batch = edgerec::AggregateBatch::new(
-        format!("b-{}-{}", id.unit, report.id),
+        format!("b-{}-{}", id.unit, &report.id[..report.id.len().min(45)]),
         "browser",
         now_ms(),
         report.delta,

@@ -228,3 +228,25 @@ test('a collector outage merges counters into one buffer: few batches, nothing d
   assert.equal(events2, sent, 'every event reaches the collector exactly once');
   assert.ok(collector.attempts.length < 30, `${collector.attempts.length} posts: retries back off`);
 });
+
+test('a browser report is relayed under a batch id that is the same on every resend and fits the collector', async () => {
+  const collector = await recordingCollector();
+  cleanups.push(collector.close);
+  const mf = await worker({ COLLECTOR_URL: `${collector.url}/v1/aggregates` });
+  const jar = new Jar();
+  await events(mf, jar, [{ type: 'view', item: 'sku-0001', ts: Date.now() }]);
+  const report = { id: 'ab'.repeat(32), delta: { decisions: 2, tiers: { browser: 2 }, rule_hits: { 'no-gift-cards': 1 } } };
+  for (let i = 0; i < 2; i++) {
+    const r = await mf.dispatchFetch(`${U}/v1/browser-decisions`, { method: 'POST', headers: { cookie: jar.header() }, body: JSON.stringify(report) });
+    assert.equal(r.status, 202);
+  }
+  const ids = collector.batches.map((b) => b.id);
+  assert.equal(ids.length, 2);
+  assert.equal(ids[0], ids[1], 'a resend keeps its id, so the collector counts it once');
+  assert.ok(ids[0].length <= 64 && ids[0].startsWith('b-'), ids[0]);
+  // Another session sending the same page id gets another batch id.
+  const other = new Jar();
+  await events(mf, other, [{ type: 'view', item: 'sku-0002', ts: Date.now() }]);
+  await mf.dispatchFetch(`${U}/v1/browser-decisions`, { method: 'POST', headers: { cookie: other.header() }, body: JSON.stringify(report) });
+  assert.notEqual(collector.batches[2].id, ids[0]);
+});
