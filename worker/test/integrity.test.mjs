@@ -31,6 +31,16 @@ const events = (mf, jar, evs, headers = {}) => mf.dispatchFetch(`${U}/v1/events`
 const debug = (mf, jar, headers = {}) => mf.dispatchFetch(`${U}/v1/recommendations?limit=4&debug=1`, { headers: { cookie: jar.header(), ...headers } })
   .then(async (r) => { jar.take(r); return { status: r.status, body: await r.json() }; });
 
+/**
+ * The binding counts in fixed windows aligned to the epoch (as Cloudflare's does, per
+ * location): a loop that straddles a window boundary may pass one more window's worth.
+ */
+function withinLimit(got, limit, periodS, what) {
+  const windows = Math.floor(got.end / (periodS * 1000)) - Math.floor(got.start / (periodS * 1000)) + 1;
+  assert.ok(got[202] >= limit && got[202] <= limit * windows, `${what}: ${got[202]} passed over ${windows} window(s)`);
+  assert.ok(got[429] > 0, `${what}: some refused`);
+}
+
 const sidOf = (jar) => jar.cookies.get('edgerec_sid').split('.')[0];
 
 test('another session id without its cookie reads and writes nothing of that session', async () => {
@@ -133,12 +143,13 @@ test('floods are throttled by the rate-limiting binding and one client cannot mo
   });
   const flood = Array.from({ length: 500 }, (_, i) => ({ type: 'view', item: i % 2 ? 'sku-0163' : 'sku-0005', ts: Date.now() - 1000 + i }));
   const tally = async (n, jarFor, ip) => {
-    const out = { 202: 0, 429: 0 };
+    const out = { 202: 0, 429: 0, start: Date.now() };
     for (let i = 0; i < n; i++) {
       const r = await events(mf, jarFor(i), flood, { 'cf-connecting-ip': ip });
       out[r.status] = (out[r.status] || 0) + 1;
       await r.arrayBuffer();
     }
+    out.end = Date.now();
     return out;
   };
   // 400 cookie-less requests of 500 views from one address: a new session each.
@@ -147,9 +158,8 @@ test('floods are throttled by the rate-limiting binding and one client cannot mo
   const one = new Jar();
   const same = await tally(400, () => one, '198.51.100.8');
   console.log(`# flood: cookie-less ${JSON.stringify(fresh)}, one session ${JSON.stringify(same)}`);
-  assert.equal(fresh[202], 20, 'new sessions per address per minute');
-  assert.equal(fresh[429], 380);
-  assert.equal(same[202], 30, 'requests per session per 10 s');
+  withinLimit(fresh, 20, 60, 'new sessions per address per minute');
+  withinLimit(same, 30, 10, 'requests per session per 10 s');
   // What the edge ships: at most 10 views of an item per session, one transition into it.
   const { aggregates } = await (await mf.dispatchFetch(`${U}/v1/stats`)).json();
   const sessions = fresh[202] + 1;
@@ -158,7 +168,7 @@ test('floods are throttled by the rate-limiting binding and one client cannot mo
   assert.ok(into <= sessions, `${into} transitions`);
   console.log(`# flood shipped: ${aggregates.delta.items['sku-0163'].views} views of sku-0163 and ${into} transitions into it out of ${(fresh[202] + same[202]) * 250} sent`);
   // Browser reports: same limits, per session.
-  const reports = { 202: 0, 429: 0 };
+  const reports = { 202: 0, 429: 0, start: Date.now() };
   const jar = new Jar();
   await events(mf, jar, [{ type: 'view', item: 'sku-0001', ts: Date.now() }], { 'cf-connecting-ip': '198.51.100.9' });
   for (let i = 0; i < 60; i++) {
@@ -169,7 +179,9 @@ test('floods are throttled by the rate-limiting binding and one client cannot mo
     reports[r.status] = (reports[r.status] || 0) + 1;
     await r.arrayBuffer();
   }
-  assert.deepEqual(reports, { 202: 29, 429: 31 }, 'the session already spent one request on its event');
+  reports.end = Date.now();
+  // The session already spent one request of its first window on its event.
+  withinLimit({ ...reports, 202: reports[202] + 1 }, 30, 10, 'reports per session per 10 s');
   // Other clients are not affected.
   const other = await events(mf, new Jar(), [{ type: 'view', item: 'sku-0001', ts: Date.now() }], { 'cf-connecting-ip': '203.0.113.1' });
   assert.equal(other.status, 202);
