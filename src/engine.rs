@@ -409,13 +409,16 @@ fn shipped_counts(state: &SessionState, ev: &Event, bucket_ms: u64) -> (u32, u32
         return (0, 0);
     };
     let all = crate::session::window::Window::sliding(u64::MAX);
-    let count = |k| state.count_item(idx, k, all, ev.ts, bucket_ms);
-    let total = EventKind::ALL
-        .iter()
-        .filter(|k| k.is_interaction())
-        .map(|&k| count(k))
-        .fold(0u32, u32::saturating_add);
-    (count(ev.kind), total)
+    // One scan per interaction kind; the event's own kind is one of them.
+    let (mut own, mut total) = (0u32, 0u32);
+    for &k in EventKind::ALL.iter().filter(|k| k.is_interaction()) {
+        let n = state.count_item(idx, k, all, ev.ts, bucket_ms);
+        if k == ev.kind {
+            own = n;
+        }
+        total = total.saturating_add(n);
+    }
+    (own, total)
 }
 
 /// Field errors for events whose sequence number jumps more than [`MAX_SEQ_JUMP`] above the

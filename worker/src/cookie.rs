@@ -19,29 +19,25 @@ pub const HOT_COOKIE: &str = "edgerec_hot";
 /// Header for server-to-server session ids.
 pub const SID_HEADER: &str = "x-edgerec-session";
 
-fn sign(secret: &str, parts: &[&[u8]]) -> String {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-        return String::new();
-    };
+/// HMAC-SHA256 over length-prefixed parts (so `["ab","c"]` and `["a","bc"]` differ).
+fn mac(secret: &str, parts: &[&[u8]]) -> Option<Hmac<Sha256>> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).ok()?;
     for p in parts {
         mac.update(&(p.len() as u32).to_be_bytes());
         mac.update(p);
     }
-    B64.encode(mac.finalize().into_bytes())
+    Some(mac)
+}
+
+fn sign(secret: &str, parts: &[&[u8]]) -> String {
+    mac(secret, parts).map_or_else(String::new, |m| B64.encode(m.finalize().into_bytes()))
 }
 
 fn verify(secret: &str, parts: &[&[u8]], sig: &str) -> bool {
     let Ok(given) = B64.decode(sig) else {
         return false;
     };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    for p in parts {
-        mac.update(&(p.len() as u32).to_be_bytes());
-        mac.update(p);
-    }
-    mac.verify_slice(&given).is_ok()
+    mac(secret, parts).is_some_and(|m| m.verify_slice(&given).is_ok())
 }
 
 /// Finds a cookie value in a `Cookie` header.
@@ -71,8 +67,9 @@ pub fn new_id() -> Result<String, crate::random::NoRandomness> {
 /// The experiment unit of a session key: a keyed hash, stable per session, that reveals
 /// nothing about the id (16 hex digits).
 pub fn unit(secret: &str, key: &str) -> String {
-    let mac = sign(secret, &[b"unit", key.as_bytes()]);
-    let bytes = B64.decode(mac).unwrap_or_default();
+    let bytes = mac(secret, &[b"unit", key.as_bytes()])
+        .map(|m| m.finalize().into_bytes())
+        .unwrap_or_default();
     bytes.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 

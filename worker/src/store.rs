@@ -101,24 +101,23 @@ pub async fn load(
     s: &Settings,
 ) -> Loaded {
     let hot_ms = hot.as_ref().map(|h| h.1);
-    // The isolate's copy wins unless the cookie's is newer (another isolate wrote it).
+    // The isolate's copy wins unless the cookie's is newer (another isolate wrote it); it is
+    // copied out only when it wins.
     let isolate = LATEST.with(|l| {
-        l.borrow()
-            .get(key)
-            .map(|x| (x.written_ms, hot_ms.is_none_or(|h| x.written_ms >= h)))
-    });
-    match (isolate, hot) {
-        (Some((_, true)), _) => {
-            let blob = LATEST.with(|l| l.borrow().get(key).map(|x| x.blob.clone()));
-            if hot_ms.is_some_and(|h| isolate.is_some_and(|i| i.0 > h)) {
+        l.borrow().get(key).map(|x| {
+            let wins = hot_ms.is_none_or(|h| x.written_ms >= h);
+            if hot_ms.is_some_and(|h| x.written_ms > h) {
                 stats::inc("hot_copies_stale");
             }
-            Loaded {
-                blob,
-                source: Source::Isolate,
-            }
-        }
-        (Some((_, false)), Some((blob, at))) => {
+            wins.then(|| x.blob.clone())
+        })
+    });
+    match (isolate, hot) {
+        (Some(Some(blob)), _) => Loaded {
+            blob: Some(blob),
+            source: Source::Isolate,
+        },
+        (Some(None), Some((blob, at))) => {
             remember(key, &blob, at);
             Loaded {
                 blob: Some(blob),
