@@ -55,7 +55,8 @@ fn main() {
     let hits = env.run(w.engine.bundle(), false);
     time("recommend", n, || {
         edgerec::recommend::recommend(&edgerec::recommend::RecommendInput {
-            catalog: w.engine.catalog(),
+            head: w.engine.head(),
+            shards: w.engine.local_shards().unwrap(),
             policy: &w.engine.bundle().policy,
             state: &state,
             features: &f,

@@ -1,18 +1,15 @@
-//! Catalog and model: items, item→related lists, popularity; the data recommendations are
+//! Catalog as authored: items, item→related lists, popularity; the data recommendations are
 //! drawn from.
 //!
-//! Two encodings of the same [`CatalogDoc`]: JSON for people (demo data, diffs) and a compact
-//! MessagePack snapshot for machines (what the edge reads from KV): one version byte, then a
-//! positional array with item references as indices instead of ids. Loading either builds a
-//! [`Catalog`] with lookup tables and per-category top lists, once per snapshot version.
+//! [`CatalogDoc`] is the JSON people write and tools exchange; [`Catalog`] is it validated, with
+//! lookup tables and ranked lists. Decisions never read a `Catalog` directly: it is published
+//! into the sharded form the edge reads piecewise ([`crate::model`]).
 
 use crate::error::FieldError;
 use crate::event::check_id;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-/// Snapshot format version.
-pub const SNAPSHOT_VERSION: u8 = 1;
 /// Most related items kept per item.
 pub const MAX_RELATED: usize = 50;
 /// Length of the global popularity list kept for candidates.
@@ -69,33 +66,9 @@ pub enum CatalogError {
     /// Not parseable.
     #[error("catalog does not parse: {0}")]
     Parse(String),
-    /// Snapshot written by another format version.
-    #[error(
-        "catalog snapshot version {found} is not supported (this build reads {SNAPSHOT_VERSION})"
-    )]
-    UnsupportedVersion {
-        /// Found version byte.
-        found: u8,
-    },
     /// Parsed but inconsistent.
     #[error("invalid catalog: {}", crate::error::join(.0))]
     Invalid(Vec<FieldError>),
-}
-
-#[derive(Serialize, Deserialize)]
-struct SnapshotV1 {
-    version: String,
-    categories: Vec<String>,
-    ids: Vec<String>,
-    /// Category index + 1 (0 = none).
-    cats: Vec<u32>,
-    /// Price in cents + 1 (0 = none).
-    prices: Vec<u64>,
-    available: serde_bytes::ByteBuf,
-    tags: Vec<Vec<String>>,
-    titles: Vec<String>,
-    popularity: Vec<f32>,
-    related: Vec<Vec<(u32, f32)>>,
 }
 
 /// One loaded item.
@@ -297,95 +270,6 @@ impl Catalog {
         self.categories.get(c as usize).map(String::as_str)
     }
 
-    /// Encodes the compact snapshot.
-    pub fn to_snapshot(&self) -> Vec<u8> {
-        let snap = SnapshotV1 {
-            version: self.version.clone(),
-            categories: self.categories.clone(),
-            ids: self.items.iter().map(|i| i.id.clone()).collect(),
-            cats: self
-                .items
-                .iter()
-                .map(|i| i.category.map_or(0, |c| c + 1))
-                .collect(),
-            prices: self
-                .items
-                .iter()
-                .map(|i| i.price.map_or(0, |p| (p * 100.0).round() as u64 + 1))
-                .collect(),
-            available: serde_bytes::ByteBuf::from(
-                self.items
-                    .iter()
-                    .map(|i| u8::from(i.available))
-                    .collect::<Vec<_>>(),
-            ),
-            tags: self.items.iter().map(|i| i.tags.clone()).collect(),
-            titles: self
-                .items
-                .iter()
-                .map(|i| i.title.clone().unwrap_or_default())
-                .collect(),
-            popularity: self.items.iter().map(|i| i.popularity).collect(),
-            related: self.related.clone(),
-        };
-        let mut out = vec![SNAPSHOT_VERSION];
-        let _ = rmp_serde::encode::write(&mut out, &snap);
-        out
-    }
-
-    /// Loads a snapshot written by [`Catalog::to_snapshot`] (or the origin trainer).
-    pub fn from_snapshot(bytes: &[u8]) -> Result<Catalog, CatalogError> {
-        let (&v, body) = bytes
-            .split_first()
-            .ok_or_else(|| CatalogError::Parse("empty snapshot".into()))?;
-        if v != SNAPSHOT_VERSION {
-            return Err(CatalogError::UnsupportedVersion { found: v });
-        }
-        let s: SnapshotV1 =
-            rmp_serde::from_slice(body).map_err(|e| CatalogError::Parse(e.to_string()))?;
-        let n = s.ids.len();
-        let columns = [
-            ("cats", s.cats.len()),
-            ("prices", s.prices.len()),
-            ("available", s.available.len()),
-            ("tags", s.tags.len()),
-            ("titles", s.titles.len()),
-            ("popularity", s.popularity.len()),
-            ("related", s.related.len()),
-        ];
-        if let Some((name, _)) = columns.iter().find(|(_, len)| *len != n) {
-            return Err(CatalogError::Invalid(vec![FieldError::new(
-                *name,
-                "column length differs from ids",
-            )]));
-        }
-        let doc = CatalogDoc {
-            version: s.version,
-            items: (0..n)
-                .map(|i| ItemDoc {
-                    id: s.ids[i].clone(),
-                    category: match s.cats[i] {
-                        0 => None,
-                        c => s.categories.get(c as usize - 1).cloned(),
-                    },
-                    price: match s.prices[i] {
-                        0 => None,
-                        p => Some((p - 1) as f64 / 100.0),
-                    },
-                    available: s.available[i] != 0,
-                    tags: s.tags[i].clone(),
-                    title: Some(s.titles[i].clone()).filter(|t| !t.is_empty()),
-                    popularity: s.popularity[i],
-                    related: s.related[i]
-                        .iter()
-                        .map(|&(r, sc)| (s.ids.get(r as usize).cloned().unwrap_or_default(), sc))
-                        .collect(),
-                })
-                .collect(),
-        };
-        Catalog::from_doc(&doc)
-    }
-
     /// Back to the authored form.
     pub fn to_doc(&self) -> CatalogDoc {
         CatalogDoc {
@@ -429,14 +313,8 @@ mod tests {
         assert_eq!(c.related[0], vec![(2, 0.9), (1, 0.5)]);
         assert_eq!(c.popular, vec![1, 0]); // c unavailable
         assert_eq!(c.category_top[0], vec![1, 0]);
-        let snap = c.to_snapshot();
-        let back = Catalog::from_snapshot(&snap).unwrap();
+        let back = Catalog::from_doc(&c.to_doc()).unwrap();
         assert_eq!(back.to_doc(), c.to_doc());
-        assert!(matches!(
-            Catalog::from_snapshot(&[7]),
-            Err(CatalogError::UnsupportedVersion { found: 7 })
-        ));
-        assert!(Catalog::from_snapshot(&snap[..snap.len() / 2]).is_err());
     }
 
     #[test]

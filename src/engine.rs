@@ -8,8 +8,11 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::event::{Event, EventKind, TimeLimits};
 use crate::experiment;
 use crate::features::{Context, Features};
+use crate::model::{
+    self, find, Found, Head, ModelError, NoShards, ShardMap, ShardRef, ShardSource,
+};
 use crate::recommend::{recommend, RecommendInput, Recommendation, Tier};
-use crate::rules::compile::{compile_json, BundleError, CompiledBundle};
+use crate::rules::compile::{compile_json, Act, BundleError, CompiledBundle, ItemRef};
 use crate::rules::eval::Env;
 use crate::session::{Ingested, SessionConfig, SessionState, MIN_MAX_BYTES};
 use serde::{Deserialize, Serialize};
@@ -51,6 +54,9 @@ pub enum EngineError {
     /// The catalog is invalid.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The published model is invalid.
+    #[error(transparent)]
+    Model(#[from] ModelError),
     /// The configuration is out of range.
     #[error("invalid engine config: {0}")]
     Config(String),
@@ -105,22 +111,30 @@ pub struct Decision {
     pub delta: AggregateDelta,
     /// Features the rules saw (for explanations and the debug drawer).
     pub features: Features,
+    /// Item lookups (events, anchors, pins) whose model shard was not loaded: the decision
+    /// was made without them (0 = complete).
+    pub missing: u32,
 }
 
-/// A ready-to-use decision engine.
+/// A ready-to-use decision engine: a rule bundle and a model head. Item shards come with each
+/// decision ([`Engine::plan`] says which), or all at once for a model held in memory.
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: EngineConfig,
     bundle: CompiledBundle,
-    catalog: Catalog,
+    head: Head,
+    /// Items the bundle names literally (anchors, pins): every decision may need them.
+    named: Vec<String>,
+    /// Every shard, for a model built in memory ([`Engine::with_catalog`]).
+    local: Option<ShardMap>,
 }
 
 impl Engine {
-    /// Builds an engine from compiled parts.
+    /// Builds an engine from a bundle and a published model head.
     pub fn new(
         config: EngineConfig,
         bundle: CompiledBundle,
-        catalog: Catalog,
+        head: Head,
     ) -> Result<Engine, EngineError> {
         let s = &config.session;
         if s.max_bytes < MIN_MAX_BYTES {
@@ -138,11 +152,36 @@ impl Engine {
                 "session.bucket_ms must be > 0 and <= horizon_ms".into(),
             ));
         }
+        let mut named: Vec<String> = Vec::new();
+        for act in bundle.rules.iter().flat_map(|r| &r.then) {
+            let id = match act {
+                Act::BoostRelated(ItemRef::Id(id), _) | Act::Pin(id, _) => id,
+                _ => continue,
+            };
+            if !named.contains(id) {
+                named.push(id.clone());
+            }
+        }
         Ok(Engine {
             config,
             bundle,
-            catalog,
+            head,
+            named,
+            local: None,
         })
+    }
+
+    /// Builds an engine over a whole catalog held in memory: published into head and shards
+    /// like any release, every shard loaded (tools, tests, the conformance corpus).
+    pub fn with_catalog(
+        config: EngineConfig,
+        bundle: CompiledBundle,
+        catalog: &Catalog,
+    ) -> Result<Engine, EngineError> {
+        let (head, shards) = model::build::in_memory(catalog)?;
+        let mut e = Engine::new(config, bundle, head)?;
+        e.local = Some(shards);
+        Ok(e)
     }
 
     /// Builds an engine from a JSON rule bundle and a JSON catalog.
@@ -153,7 +192,7 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let bundle = compile_json(bundle_json, config.session.horizon_ms)?;
         let catalog = Catalog::from_json(catalog_json)?;
-        Engine::new(config, bundle, catalog)
+        Engine::with_catalog(config, bundle, &catalog)
     }
 
     /// Configuration.
@@ -166,9 +205,41 @@ impl Engine {
         &self.bundle
     }
 
-    /// The catalog.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// The model head.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Every shard, for an engine built with [`Engine::with_catalog`].
+    pub fn local_shards(&self) -> Option<&ShardMap> {
+        self.local.as_ref()
+    }
+
+    /// The shards a decision on this request needs, at most [`model::MAX_PLANNED_SHARDS`]: those
+    /// of the events' items, of the items the bundle names, and of the session's items (newest
+    /// first). A host loads them (one bulk read for the ones it lacks) and calls
+    /// [`Engine::decide_with`]; whatever it could not load, the decision goes without.
+    pub fn plan(&self, req: &DecideRequest) -> Vec<ShardRef> {
+        let tier = req.tier.unwrap_or(Tier::Full);
+        let cfg = &self.config.session;
+        let state = req
+            .state
+            .filter(|b| !b.is_empty() && matches!(tier, Tier::Full | Tier::Browser))
+            .and_then(|b| SessionState::decode(b, cfg).ok())
+            .unwrap_or_default();
+        let recent = state.recent_items(usize::MAX);
+        let session = recent
+            .iter()
+            .map(|r| r.0)
+            .chain(0..state.items.len() as u32)
+            .map(|i| state.item_id(i));
+        let ids = req
+            .events
+            .iter()
+            .map(|e| e.item.as_str())
+            .chain(self.named.iter().map(String::as_str))
+            .chain(session);
+        self.head.shards_for(ids)
     }
 
     /// Cache key for the `cached` tier: everything that tier's output depends on.
@@ -178,7 +249,7 @@ impl Engine {
         format!(
             "{}|{}|{}|{}|{}|{}|{}",
             self.bundle.hash,
-            self.catalog.version,
+            self.head.hash,
             f(&ctx.device),
             f(&ctx.country),
             f(&ctx.slot),
@@ -206,9 +277,19 @@ impl Engine {
         format!("{exp}/{variant}")
     }
 
-    /// Makes one decision. Never panics; a bad stored blob starts a fresh session (reported in
-    /// `state_error`).
+    /// Makes one decision with the shards the engine holds (all of them for an engine built
+    /// with [`Engine::with_catalog`], none otherwise).
     pub fn decide(&self, req: &DecideRequest) -> Decision {
+        match &self.local {
+            Some(s) => self.decide_with(req, s),
+            None => self.decide_with(req, &NoShards),
+        }
+    }
+
+    /// Makes one decision with these shards loaded. Never panics; a bad stored blob starts a
+    /// fresh session (reported in `state_error`); a missing shard leaves its items out
+    /// (reported in `missing`).
+    pub fn decide_with(&self, req: &DecideRequest, shards: &dyn ShardSource) -> Decision {
         let cfg = &self.config.session;
         let tier = req.tier.unwrap_or(Tier::Full);
         let stateful = matches!(tier, Tier::Full | Tier::Browser);
@@ -241,9 +322,11 @@ impl Engine {
                 rejected,
                 delta,
                 features: Features::compute(&state, ctx, req.now_ms, cfg),
+                missing: 0,
             };
         }
-        let (accepted, duplicates, capped) = self.ingest(&mut state, req.events, &ctx, &mut delta);
+        let (accepted, duplicates, capped, mut missing) =
+            self.ingest(&mut state, req.events, &ctx, &mut delta, shards);
         let mut out_state = None;
         let mut state_changed = false;
         if stateful {
@@ -264,8 +347,9 @@ impl Engine {
                 Tier::Cached => env.run(&self.bundle, true),
                 Tier::Full | Tier::Browser => env.run(&self.bundle, false),
             };
-            items = recommend(&RecommendInput {
-                catalog: &self.catalog,
+            let ranked = recommend(&RecommendInput {
+                head: &self.head,
+                shards,
                 policy: &self.bundle.policy,
                 state: &state,
                 features: &features,
@@ -275,6 +359,8 @@ impl Engine {
                 now_ms: req.now_ms,
                 bucket_ms: cfg.bucket_ms,
             });
+            items = ranked.items;
+            missing += ranked.missing;
             delta.decisions = 1;
             delta.count_tier(tier.as_str());
             for h in &hits {
@@ -299,6 +385,7 @@ impl Engine {
             rejected: Vec::new(),
             delta,
             features,
+            missing,
         }
     }
 
@@ -346,23 +433,27 @@ impl Engine {
         events: &[Event],
         ctx: &Context,
         delta: &mut AggregateDelta,
-    ) -> (u32, u32, u32) {
+        shards: &dyn ShardSource,
+    ) -> (u32, u32, u32, u32) {
         let cfg = &self.config.session;
         let mut order: Vec<&Event> = events.iter().collect();
         order.sort_by_key(|e| (e.ts, e.seq));
-        let (mut accepted, mut duplicates, mut capped) = (0u32, 0u32, 0u32);
+        let (mut accepted, mut duplicates, mut capped, mut missing) = (0u32, 0u32, 0u32, 0u32);
         for ev in order {
-            let known = self
-                .catalog
-                .index_of(&ev.item)
-                .and_then(|i| self.catalog.item(i));
+            let known = match find(&self.head, shards, &ev.item) {
+                Found::Item(r) => Some(&r.card),
+                Found::Absent => None,
+                Found::Missing => {
+                    missing += 1;
+                    None
+                }
+            };
             let category = ev.category.as_deref().or_else(|| {
                 known
-                    .and_then(|it| it.category)
-                    .and_then(|c| self.catalog.categories.get(c as usize))
-                    .map(String::as_str)
+                    .and_then(|it| it.category())
+                    .and_then(|c| self.head.category_name(c))
             });
-            let price = ev.price.or_else(|| known.and_then(|it| it.price));
+            let price = ev.price.or_else(|| known.and_then(|it| it.price()));
             let prev = state.last_item.map(|i| state.item_id(i).to_string());
             match state.ingest(ev, category, price, cfg) {
                 Ingested::Duplicate => duplicates += 1,
@@ -395,7 +486,7 @@ impl Engine {
         }
         delta.events = u64::from(accepted);
         delta.duplicates = u64::from(duplicates);
-        (accepted, duplicates, capped)
+        (accepted, duplicates, capped, missing)
     }
 }
 
@@ -558,5 +649,48 @@ mod tests {
         });
         assert!(d.rejected.is_empty());
         assert_eq!(d.accepted, 2);
+    }
+
+    #[test]
+    fn a_decision_reads_only_its_planned_shards_and_degrades_without_them() {
+        let engine = demo_engine();
+        let all = engine.local_shards().unwrap();
+        let t = 1_764_201_600_000;
+        let events = [
+            Event::new(EventKind::View, "sku-0005", t),
+            Event::new(EventKind::View, "sku-0163", t + 1),
+        ];
+        let req = DecideRequest {
+            events: &events,
+            now_ms: t + 10,
+            limit: 8,
+            ..Default::default()
+        };
+        let plan = engine.plan(&req);
+        assert!(plan.len() <= model::MAX_PLANNED_SHARDS);
+        assert!(plan.len() < engine.head().base_shards as usize, "{plan:?}");
+        // Only the planned shards: the same decision as with every shard.
+        let mut some = ShardMap::default();
+        for r in &plan {
+            some.0.insert(*r, all.0[r].clone());
+        }
+        let full = engine.decide_with(&req, all);
+        let planned = engine.decide_with(&req, &some);
+        assert_eq!(planned.items, full.items);
+        assert_eq!((planned.missing, full.missing), (0, 0));
+        assert!(full
+            .items
+            .iter()
+            .any(|r| r.why.iter().any(|w| w.starts_with("related:"))));
+        // No shard at all (KV down): still a list, from the head's candidate lists, and the
+        // decision says what it lacked.
+        let bare = engine.decide_with(&req, &NoShards);
+        assert!(bare.missing > 0);
+        assert!(!bare.items.is_empty());
+        assert!(bare
+            .items
+            .iter()
+            .all(|r| !r.why.iter().any(|w| w.starts_with("related:"))));
+        assert_eq!(bare.accepted, 2, "events are still stored");
     }
 }

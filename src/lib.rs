@@ -10,7 +10,8 @@
 //! | per-session windows, stored as a compact blob | [`session`] |
 //! | derived numbers and labels | [`features`] |
 //! | declarative rules: bundle → compiled → evaluated | [`rules`] |
-//! | items, related lists, popularity | [`catalog`] |
+//! | items, related lists, popularity, as authored | [`catalog`] |
+//! | the same, published as a head + item shards read piecewise | [`model`] |
 //! | candidates → effects → filters → top-k | [`recommend`] |
 //! | variant bucketing | [`experiment`] |
 //! | mergeable counters shipped to the origin | [`aggregate`] |
@@ -41,6 +42,7 @@ pub mod error;
 pub mod event;
 pub mod experiment;
 pub mod features;
+pub mod model;
 pub mod recommend;
 pub mod rules;
 pub mod scenario;

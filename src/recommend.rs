@@ -11,9 +11,9 @@
 //! Only `+ - * /` touch scores (no `powi`, `exp`, `ln`), so native and wasm give identical
 //! floating-point results.
 
-use crate::catalog::Catalog;
 use crate::event::EventKind;
 use crate::features::Features;
+use crate::model::{find, Card, Found, Head, Record, ShardSource};
 use crate::rules::bundle::SeenPolicy;
 use crate::rules::compile::Policy;
 use crate::rules::eval::{Effect, RuleHit};
@@ -69,25 +69,46 @@ pub struct Recommendation {
     /// Why it is here: `rule:<id>`, `related:<item>`, `category:<name>`, `popular`,
     /// `recent` (a return to an item of this session), `pin:<rule>`.
     pub why: Vec<String>,
+    /// Display title, as published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<std::sync::Arc<str>>,
+    /// Category name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<std::sync::Arc<str>>,
+    /// Price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+}
+
+impl Recommendation {
+    fn new(card: &Card, head: &Head, score: f64, why: Vec<String>) -> Recommendation {
+        Recommendation {
+            id: card.id.clone(),
+            score,
+            why,
+            title: card.title().cloned(),
+            category: card
+                .category()
+                .and_then(|c| head.category_names.get(c as usize))
+                .cloned(),
+            price: card.price(),
+        }
+    }
 }
 
 /// Most rule reasons listed per item (rules come first: they are what authors debug).
 const MAX_WHY_RULES: usize = 4;
 /// Most source reasons listed per item.
 const MAX_WHY_SOURCES: usize = 2;
-/// Items taken from a category top list per favourite category.
-const CATEGORY_TAKE: usize = 20;
-/// Items taken from the global popularity list.
-const POPULAR_TAKE: usize = 50;
 
 /// A reason, kept compact while scoring (no strings until the final top-k).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Why {
     /// Index into the rule hits.
     Rule(u16),
-    /// Related to this catalog item.
+    /// Related to the anchor at this index of the decision's anchors.
     Related(u32),
-    /// From this catalog category's top list.
+    /// From this category's top list.
     Category(u32),
     /// Globally popular.
     Popular,
@@ -96,8 +117,8 @@ enum Why {
 }
 
 #[derive(Clone, Copy)]
-struct Cand {
-    item: u32,
+struct Cand<'a> {
+    item: &'a Card,
     score: f64,
     rules: [u16; MAX_WHY_RULES],
     n_rules: u8,
@@ -105,8 +126,8 @@ struct Cand {
     n_sources: u8,
 }
 
-impl Cand {
-    fn new(item: u32) -> Cand {
+impl<'a> Cand<'a> {
+    fn new(item: &'a Card) -> Cand<'a> {
         Cand {
             item,
             score: 0.0,
@@ -136,7 +157,7 @@ impl Cand {
         }
     }
 
-    fn why(&self, catalog: &Catalog, hits: &[RuleHit]) -> Vec<String> {
+    fn why(&self, head: &Head, anchors: &[Fold<Anchor>], hits: &[RuleHit]) -> Vec<String> {
         // Plain concatenation: `format!` costs several times more and this runs per item.
         let join = |prefix: &str, name: &str| {
             let mut s = String::with_capacity(prefix.len() + name.len());
@@ -150,8 +171,11 @@ impl Cand {
         let sources = self.sources[..self.n_sources as usize]
             .iter()
             .map(|w| match *w {
-                Why::Related(i) => join("related:", &catalog.items[i as usize].id),
-                Why::Category(c) => join("category:", &catalog.categories[c as usize]),
+                Why::Related(i) => join(
+                    "related:",
+                    anchors.get(i as usize).map_or("", |a| &a.key.rec.card.id),
+                ),
+                Why::Category(c) => join("category:", head.category_name(c).unwrap_or_default()),
                 Why::Recent => "recent".to_string(),
                 Why::Popular | Why::Rule(_) => "popular".to_string(),
             });
@@ -160,17 +184,28 @@ impl Cand {
 }
 
 struct Scorer<'a> {
-    catalog: &'a Catalog,
-    /// Catalog index → position in `cands`.
-    slot: FxHashMap<u32, u32>,
+    head: &'a Head,
+    shards: &'a dyn ShardSource,
+    /// Item hash ([`Card::key`]) → position in `cands`.
+    slot: FxHashMap<u64, u32>,
+    /// Positions of candidates whose hash another candidate already took (rare).
+    collided: Vec<u32>,
     /// Candidates in insertion order, so nothing depends on hash iteration order.
-    cands: Vec<Cand>,
+    cands: Vec<Cand<'a>>,
+    /// Lookups that found their shard missing.
+    missing: u32,
 }
 
 impl<'a> Scorer<'a> {
-    fn add(&mut self, item: u32, score: f64, why: Why) -> &mut Cand {
+    fn add(&mut self, item: &'a Card, score: f64, why: Why) -> &mut Cand<'a> {
         let next = self.cands.len() as u32;
-        let at = *self.slot.entry(item).or_insert(next);
+        let mut at = *self.slot.entry(item.key).or_insert(next);
+        if at != next && !same(self.cands[at as usize].item, item) {
+            at = self.collided(&item.id).unwrap_or_else(|| {
+                self.collided.push(next);
+                next
+            });
+        }
         if at == next {
             self.cands.push(Cand::new(item));
         }
@@ -180,15 +215,40 @@ impl<'a> Scorer<'a> {
         c
     }
 
-    fn get_mut(&mut self, item: u32) -> Option<&mut Cand> {
-        let at = *self.slot.get(&item)?;
+    fn collided(&self, id: &str) -> Option<u32> {
+        let cands = &self.cands;
+        self.collided
+            .iter()
+            .copied()
+            .find(|&i| cands[i as usize].item.id == id)
+    }
+
+    fn get_mut(&mut self, item: &str) -> Option<&mut Cand<'a>> {
+        let at = *self.slot.get(&crate::model::item_hash(item))?;
+        let at = if self.cands[at as usize].item.id == item {
+            at
+        } else {
+            self.collided(item)?
+        };
         self.cands.get_mut(at as usize)
     }
 
-    fn pop_norm(&self, item: u32) -> f64 {
-        let max = f64::from(self.catalog.max_popularity);
+    /// An item's record; a missing shard is counted (the decision goes on without it).
+    fn find(&mut self, id: &str) -> Option<&'a Record> {
+        match find(self.head, self.shards, id) {
+            Found::Item(r) => Some(r),
+            Found::Absent => None,
+            Found::Missing => {
+                self.missing += 1;
+                None
+            }
+        }
+    }
+
+    fn pop_norm(&self, popularity: f32) -> f64 {
+        let max = f64::from(self.head.max_popularity);
         if max > 0.0 {
-            f64::from(self.catalog.items[item as usize].popularity) / max
+            f64::from(popularity) / max
         } else {
             0.0
         }
@@ -196,32 +256,31 @@ impl<'a> Scorer<'a> {
 
     /// Adds `weight × relatedness` for every item related to `anchor`, noting the anchor and
     /// the rules that asked for it.
-    fn add_related(&mut self, anchor: u32, weight: f64, rules: &[u16]) {
-        let catalog = self.catalog;
-        let Some(list) = catalog.related.get(anchor as usize) else {
-            return;
-        };
-        for &(r, s) in list {
+    fn add_related(&mut self, at: u32, rec: &'a Record, weight: f64, rules: &[u16]) {
+        for rel in &rec.related {
             // A self-relation is the model saying shoppers come back to this item.
-            let why = if r == anchor {
+            let why = if rel.card.key == rec.card.key && rel.card.id == rec.card.id {
                 Why::Recent
             } else {
-                Why::Related(anchor)
+                Why::Related(at)
             };
-            let c = self.add(r, weight * f64::from(s), why);
+            let c = self.add(&rel.card, weight * f64::from(rel.score), why);
             rules.iter().for_each(|&h| c.note(Why::Rule(h)));
         }
     }
 
     /// Adds a category's top items, scored by popularity.
     fn add_category(&mut self, cat: u32, weight: f64, why: Why, rules: &[u16]) {
-        let catalog = self.catalog;
-        let Some(list) = catalog.category_top.get(cat as usize) else {
+        let head = self.head;
+        let Some(list) = head.category_top.get(cat as usize) else {
             return;
         };
-        for &i in list.iter().take(CATEGORY_TAKE) {
-            let s = weight * self.pop_norm(i);
-            let c = self.add(i, s, why);
+        for &i in list {
+            let Some(l) = head.listed.get(i as usize) else {
+                continue;
+            };
+            let s = weight * self.pop_norm(l.popularity);
+            let c = self.add(&l.card, s, why);
             rules.iter().for_each(|&h| c.note(Why::Rule(h)));
         }
     }
@@ -231,24 +290,50 @@ impl<'a> Scorer<'a> {
         if weight <= 0.0 {
             return;
         }
-        let catalog = self.catalog;
-        for &i in catalog.popular.iter().take(POPULAR_TAKE) {
-            let s = weight * self.pop_norm(i);
-            self.add(i, s, Why::Popular);
+        let head = self.head;
+        for l in head
+            .popular
+            .iter()
+            .filter_map(|&i| head.listed.get(i as usize))
+        {
+            let s = weight * self.pop_norm(l.popularity);
+            self.add(&l.card, s, Why::Popular);
         }
     }
 }
 
+/// An anchor's identity: its hash first, so telling anchors apart rarely compares strings.
+#[derive(Clone, Copy)]
+struct Anchor<'a> {
+    key: u64,
+    rec: &'a Record,
+}
+
+impl<'a> Anchor<'a> {
+    fn of(rec: &'a Record) -> Anchor<'a> {
+        Anchor {
+            key: rec.card.key,
+            rec,
+        }
+    }
+}
+
+impl PartialEq for Anchor<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        self.key == o.key && same(&self.rec.card, &o.rec.card)
+    }
+}
+
 /// A per-key weight folded from several sources, remembering the first few rules.
-struct Fold {
-    key: u32,
+struct Fold<K> {
+    key: K,
     value: f64,
     rules: [u16; MAX_WHY_RULES],
     n: u8,
 }
 
-impl Fold {
-    fn find(list: &mut Vec<Fold>, key: u32, init: f64) -> &mut Fold {
+impl<K: Copy + PartialEq> Fold<K> {
+    fn find(list: &mut Vec<Fold<K>>, key: K, init: f64) -> &mut Fold<K> {
         let at = match list.iter().position(|f| f.key == key) {
             Some(at) => at,
             None => {
@@ -273,13 +358,13 @@ impl Fold {
         }
     }
 
-    fn add(list: &mut Vec<Fold>, key: u32, weight: f64, rule: Option<u16>) {
+    fn add(list: &mut Vec<Fold<K>>, key: K, weight: f64, rule: Option<u16>) {
         let f = Fold::find(list, key, 0.0);
         f.value += weight;
         f.note(rule);
     }
 
-    fn multiply(list: &mut Vec<Fold>, key: u32, factor: f64, rule: u16) {
+    fn multiply(list: &mut Vec<Fold<K>>, key: K, factor: f64, rule: u16) {
         let f = Fold::find(list, key, 1.0);
         f.value *= factor;
         f.note(Some(rule));
@@ -290,10 +375,17 @@ impl Fold {
     }
 }
 
+/// Whether two cards name the same item (the same card, mostly: no string compare then).
+fn same(a: &Card, b: &Card) -> bool {
+    std::ptr::eq(a, b) || a.id == b.id
+}
+
 /// Inputs to [`recommend`].
 pub struct RecommendInput<'a> {
-    /// Catalog and model.
-    pub catalog: &'a Catalog,
+    /// The model's head (candidate lists, categories).
+    pub head: &'a Head,
+    /// The shards loaded for this decision.
+    pub shards: &'a dyn ShardSource,
     /// Policy from the bundle.
     pub policy: &'a Policy,
     /// Session state (empty for the cached and static tiers).
@@ -312,24 +404,37 @@ pub struct RecommendInput<'a> {
     pub bucket_ms: u64,
 }
 
+/// A ranked list, and how many item lookups found their shard missing (the list was made
+/// without those items' related lists or pins).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Ranked {
+    /// The list.
+    pub items: Vec<Recommendation>,
+    /// Lookups that found their shard missing.
+    pub missing: u32,
+}
+
 /// Ranks items for one request.
-pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
-    let cat = inp.catalog;
+pub fn recommend<'a>(inp: &RecommendInput<'a>) -> Ranked {
+    let head = inp.head;
     let p = inp.policy;
     let w = &p.weights;
-    if inp.limit == 0 || cat.items.is_empty() {
-        return Vec::new();
+    if inp.limit == 0 || head.items == 0 {
+        return Ranked::default();
     }
     let mut sc = Scorer {
-        catalog: cat,
+        head,
+        shards: inp.shards,
         slot: FxHashMap::with_capacity_and_hasher(512, Default::default()),
+        collided: Vec::new(),
         cands: Vec::with_capacity(512),
+        missing: 0,
     };
     let personal = matches!(inp.tier, Tier::Full | Tier::Browser);
     // Phase 1: additive sources. Anchors and categories are folded first (many rules often
     // boost the same item), so each related list and top list is walked once.
-    let mut anchors: Vec<Fold> = Vec::new();
-    let mut boosted_cats: Vec<Fold> = Vec::new();
+    let mut anchors: Vec<Fold<Anchor<'a>>> = Vec::new();
+    let mut boosted_cats: Vec<Fold<u32>> = Vec::new();
     // Returning to a recent item only makes sense where seen items may be shown.
     let recent_weight = if p.seen_policy == SeenPolicy::ExcludeRecent {
         0.0
@@ -339,7 +444,7 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
     if personal {
         let mut decay = 1.0f64;
         for (item, kind, _) in inp.state.recent_items(p.recent_anchors) {
-            if let Some(anchor) = cat.index_of(inp.state.item_id(item)) {
+            if let Some(rec) = sc.find(inp.state.item_id(item)) {
                 let kw = match kind {
                     EventKind::View => w.kinds.view,
                     EventKind::Click => w.kinds.click,
@@ -347,34 +452,34 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
                     EventKind::Purchase => w.kinds.purchase,
                     EventKind::Impression => 0.0,
                 };
-                Fold::add(&mut anchors, anchor, w.related * decay * kw, None);
+                Fold::add(&mut anchors, Anchor::of(rec), w.related * decay * kw, None);
                 if recent_weight > 0.0 {
-                    sc.add(anchor, recent_weight * decay * kw, Why::Recent);
+                    sc.add(&rec.card, recent_weight * decay * kw, Why::Recent);
                 }
             }
             decay *= p.recency_decay;
         }
     }
     let mut exclude_purchased = p.exclude_purchased;
-    let mut excluded_items: Vec<u32> = Vec::new();
+    let mut excluded_items: Vec<&str> = Vec::new();
     let mut excluded_cats: Vec<u32> = Vec::new();
     let mut cap = p.max_per_category;
-    let mut pins: Vec<(u32, u32, u16)> = Vec::new();
+    let mut pins: Vec<(&'a Card, u32, u16)> = Vec::new();
     let mut purchased_decided = false;
     let mut cap_decided = false;
     // Category multipliers, folded per category so phase 2 is one lookup per candidate.
-    let mut factors: Vec<Fold> = Vec::new();
+    let mut factors: Vec<Fold<u32>> = Vec::new();
     for (h, hit) in inp.hits.iter().enumerate() {
         let h = h as u16;
         for e in &hit.effects {
             match e {
                 Effect::BoostRelated(item, weight) => {
-                    if let Some(a) = cat.index_of(item) {
-                        Fold::add(&mut anchors, a, *weight, Some(h));
+                    if let Some(rec) = sc.find(item) {
+                        Fold::add(&mut anchors, Anchor::of(rec), *weight, Some(h));
                     }
                 }
                 Effect::BoostCategory(name, f) | Effect::BuryCategory(name, f) => {
-                    if let Some(c) = cat.category_of_name(name) {
+                    if let Some(c) = head.category_of_name(name) {
                         if matches!(e, Effect::BoostCategory(..)) {
                             // Candidates only; the multiplier is applied once, in phase 2.
                             Fold::add(&mut boosted_cats, c, w.category.max(0.1), Some(h));
@@ -382,11 +487,9 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
                         Fold::multiply(&mut factors, c, *f, h);
                     }
                 }
-                Effect::ExcludeItems(ids) => {
-                    excluded_items.extend(ids.iter().filter_map(|i| cat.index_of(i)))
-                }
+                Effect::ExcludeItems(ids) => excluded_items.extend(ids.iter().map(String::as_str)),
                 Effect::ExcludeCategories(names) => {
-                    excluded_cats.extend(names.iter().filter_map(|n| cat.category_of_name(n)))
+                    excluded_cats.extend(names.iter().filter_map(|n| head.category_of_name(n)))
                 }
                 // The highest-priority rule that speaks decides.
                 Effect::ExcludePurchased(b) if !purchased_decided => {
@@ -398,21 +501,21 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
                     cap_decided = true;
                 }
                 Effect::Pin(item, slot) => {
-                    if let Some(i) = cat.index_of(item) {
-                        pins.push((i, *slot, h));
+                    if let Some(rec) = sc.find(item) {
+                        pins.push((&rec.card, *slot, h));
                     }
                 }
                 _ => {}
             }
         }
     }
-    for a in &anchors {
-        sc.add_related(a.key, a.value, a.rules());
+    for (i, a) in anchors.iter().enumerate() {
+        sc.add_related(i as u32, a.key.rec, a.value, a.rules());
     }
     if personal {
         let total: u32 = inp.features.top_categories.iter().map(|c| c.1).sum();
         for (name, n) in &inp.features.top_categories {
-            if let Some(c) = cat.category_of_name(name) {
+            if let Some(c) = head.category_of_name(name) {
                 let share = f64::from(*n) / f64::from(total.max(1));
                 sc.add_category(c, w.category * share, Why::Category(c), &[]);
             }
@@ -427,13 +530,13 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
         w.popular
     });
     // Phase 2: multiplicative.
-    let seen: Vec<u32> = if personal && p.seen_policy != SeenPolicy::Allow {
-        recently_seen(inp, cat)
+    let seen: Vec<&str> = if personal && p.seen_policy != SeenPolicy::Allow {
+        recently_seen(inp)
     } else {
         Vec::new()
     };
     for c in &mut sc.cands {
-        if let Some(category) = cat.items[c.item as usize].category {
+        if let Some(category) = c.item.category() {
             if let Some(f) = factors.iter().find(|f| f.key == category) {
                 c.score *= f.value;
                 f.rules().iter().for_each(|&r| c.note(Why::Rule(r)));
@@ -447,11 +550,11 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
             }
         }
     }
-    let purchased: Vec<u32> = if exclude_purchased {
+    let purchased: Vec<&str> = if exclude_purchased {
         inp.state
             .purchased
             .iter()
-            .filter_map(|&i| cat.index_of(inp.state.item_id(i)))
+            .map(|&i| inp.state.item_id(i))
             .collect()
     } else {
         Vec::new()
@@ -472,26 +575,26 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
         .cands
         .iter()
         .filter(|c| {
-            let item = &cat.items[c.item as usize];
             c.score > 0.0
-                && item.available
-                && !item.category.is_some_and(|k| excluded_cats.contains(&k))
+                && c.item.available
+                && !c
+                    .item
+                    .category()
+                    .is_some_and(|k| excluded_cats.contains(&k))
         })
         .collect();
     // Phase 4: order, diversity, pins, limit.
     let order = |a: &&Cand, b: &&Cand| {
-        b.score.total_cmp(&a.score).then_with(|| {
-            cat.items[a.item as usize]
-                .id
-                .cmp(&cat.items[b.item as usize].id)
-        })
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.item.id.cmp(&b.item.id))
     };
-    let mut pinned: Vec<(u32, u32, u16)> = Vec::new();
+    let mut pinned: Vec<(&Card, u32, u16)> = Vec::new();
     for (i, slot, rule) in pins {
-        if cat.items[i as usize].available
-            && !purchased.contains(&i)
+        if i.available
+            && !purchased.contains(&i.id.as_str())
             && (slot as usize) < inp.limit
-            && !pinned.iter().any(|p| p.1 == slot || p.0 == i)
+            && !pinned.iter().any(|p| p.1 == slot || p.0.id == i.id)
         {
             pinned.push((i, slot, rule));
         }
@@ -499,32 +602,28 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
     let free_slots = inp.limit - pinned.len();
     // Only the head of the ranking is needed: select it, sort it, and fall back to the whole
     // list only when the category cap skipped so many that the head ran out.
-    let head = (inp.limit * 4).max(32);
+    let top_len = (inp.limit * 4).max(32);
     let mut picked = Vec::new();
     for attempt in 0..2 {
-        let partial = attempt == 0 && ranked.len() > head;
+        let partial = attempt == 0 && ranked.len() > top_len;
         if partial {
             let mut top = ranked.clone();
-            top.select_nth_unstable_by(head, order);
-            top.truncate(head);
+            top.select_nth_unstable_by(top_len, order);
+            top.truncate(top_len);
             top.sort_unstable_by(order);
-            picked = pick(&top, &pinned, cap, free_slots, cat);
+            picked = pick(&top, &pinned, cap, free_slots);
             if picked.len() >= free_slots {
                 break;
             }
         } else {
             ranked.sort_unstable_by(order);
-            picked = pick(&ranked, &pinned, cap, free_slots, cat);
+            picked = pick(&ranked, &pinned, cap, free_slots);
             break;
         }
     }
     let mut list: Vec<Recommendation> = picked
         .into_iter()
-        .map(|c| Recommendation {
-            id: cat.items[c.item as usize].id.clone(),
-            score: c.score,
-            why: c.why(cat, inp.hits),
-        })
+        .map(|c| Recommendation::new(c.item, head, c.score, c.why(head, &anchors, inp.hits)))
         .collect();
     pinned.sort_by_key(|p| p.1);
     for (i, slot, rule) in pinned {
@@ -533,35 +632,33 @@ pub fn recommend(inp: &RecommendInput) -> Vec<Recommendation> {
         let rule_id = inp.hits.get(rule as usize).map_or("", |h| h.id);
         list.insert(
             at,
-            Recommendation {
-                id: cat.items[i as usize].id.clone(),
-                score,
-                why: vec![format!("pin:{rule_id}")],
-            },
+            Recommendation::new(i, head, score, vec![format!("pin:{rule_id}")]),
         );
     }
-    list
+    Ranked {
+        items: list,
+        missing: sc.missing,
+    }
 }
 
 /// Takes candidates in order, skipping pinned items and applying the per-category cap.
-fn pick<'c>(
-    ranked: &[&'c Cand],
-    pinned: &[(u32, u32, u16)],
+fn pick<'c, 'a>(
+    ranked: &[&'c Cand<'a>],
+    pinned: &[(&Card, u32, u16)],
     cap: u32,
     want: usize,
-    cat: &Catalog,
-) -> Vec<&'c Cand> {
+) -> Vec<&'c Cand<'a>> {
     let mut per_cat: Vec<(u32, u32)> = Vec::new();
     let mut out = Vec::with_capacity(want);
     for &c in ranked {
         if out.len() >= want {
             break;
         }
-        if pinned.iter().any(|p| p.0 == c.item) {
+        if pinned.iter().any(|p| p.0.id == c.item.id) {
             continue;
         }
         if cap > 0 {
-            if let Some(category) = cat.items[c.item as usize].category {
+            if let Some(category) = c.item.category() {
                 match per_cat.iter_mut().find(|e| e.0 == category) {
                     Some(e) if e.1 >= cap => continue,
                     Some(e) => e.1 += 1,
@@ -574,22 +671,19 @@ fn pick<'c>(
     out
 }
 
-/// Catalog indices of items the shopper viewed, clicked or carted within the seen window.
-fn recently_seen(inp: &RecommendInput, cat: &Catalog) -> Vec<u32> {
+/// Ids of items the shopper viewed, clicked or carted within the seen window.
+fn recently_seen<'a>(inp: &RecommendInput<'a>) -> Vec<&'a str> {
     let s = inp.state;
     let win = inp.policy.seen_window;
-    let mut out = Vec::new();
+    // Session item indices name distinct ids: dedupe on them, not on strings.
+    let mut out: Vec<u32> = Vec::new();
     for kind in [EventKind::View, EventKind::Click, EventKind::AddToCart] {
         let counts = s.counts_per_item(kind, win, inp.now_ms, inp.bucket_ms);
         for (i, &n) in counts.iter().enumerate() {
-            if n > 0 {
-                if let Some(ci) = cat.index_of(s.item_id(i as u32)) {
-                    if !out.contains(&ci) {
-                        out.push(ci);
-                    }
-                }
+            if n > 0 && !out.contains(&(i as u32)) {
+                out.push(i as u32);
             }
         }
     }
-    out
+    out.into_iter().map(|i| s.item_id(i)).collect()
 }

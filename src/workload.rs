@@ -172,7 +172,7 @@ impl Workload {
         let bundle = crate::rules::compile_json(&bundle_json(), cfg.session.horizon_ms)
             .expect("the workload bundle is valid");
         let catalog = Catalog::from_doc(&catalog_doc()).expect("the workload catalog is valid");
-        let engine = Engine::new(cfg, bundle, catalog).expect("default config is valid");
+        let engine = Engine::with_catalog(cfg, bundle, &catalog).expect("default config is valid");
         let events = session_events();
         let now_ms = T0 + SESSION_EVENTS as u64 * 30_000;
         let context = Context {

@@ -19,7 +19,7 @@ fn demo_data_loads() {
     let catalog = std::fs::read(format!("{root}/data/demo/catalog.json")).unwrap();
     let engine =
         edgerec::Engine::from_json(edgerec::EngineConfig::default(), &rules, &catalog).unwrap();
-    assert!(engine.catalog().items.len() >= 300);
+    assert!(engine.head().items >= 300);
     assert!(engine.bundle().rules.len() >= 10);
-    assert!(engine.catalog().categories.len() >= 6);
+    assert!(engine.head().categories.len() >= 6);
 }

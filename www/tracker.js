@@ -7,9 +7,10 @@
 //   edge, so nothing counts twice. Sent in batches with fetch(keepalive), sendBeacon on exit.
 // - Fills `data-edgerec-slot` elements the edge did not fill. When the edge does not answer
 //   within `budgetMs` (or fails), the page decides locally with the same core compiled to
-//   wasm, from the session blob kept in localStorage and the rule bundle and catalog cached
-//   from the edge: tier `browser`. The wasm and model are fetched lazily (after load, when
-//   idle) and kept in Cache Storage.
+//   wasm, from the session blob kept in localStorage, the rule bundle and the model head cached
+//   from the edge, and the few item shards the session needs (content-addressed: cached for
+//   good): tier `browser`. The wasm, head and shards are fetched lazily (after load, when idle)
+//   and kept in Cache Storage; never the whole catalog.
 //
 // Settings: `window.edgerecConfig = { endpoint, budgetMs, limit, pkg, itemUrl, debug }`.
 // - Decisions made in the page are reported (counts only) once the edge is back, exactly once.
@@ -212,21 +213,37 @@ const b64 = {
   encode: (u) => btoa(String.fromCharCode(...u)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''),
 };
 
-/** Decides in the page: the stored session plus every event not yet acknowledged by the edge. */
-async function decideLocally(slot, limit) {
-  const { mod, eng } = await engine();
+/** The page's decision input: the stored session plus every event not yet acknowledged. */
+function localInput(mod, slot) {
   const stored = load(KEY.state, null);
-  const state = stored ? b64.decode(stored) : undefined;
   const context = { slot, path: location.pathname, device: mod.deviceClass(navigator.userAgent), session_id: load(KEY.unit, null) };
   // Redelivered events (same seq) are ignored by the core, so the whole outbox can be passed.
   const box = load(KEY.outbox, []);
-  const d = eng.decide(state, box.length ? JSON.stringify({ events: box }) : '', JSON.stringify(context), Date.now(), limit, 'browser');
+  return [stored ? b64.decode(stored) : undefined, box.length ? JSON.stringify({ events: box }) : '', JSON.stringify(context), Date.now()];
+}
+
+/** Loads the item shards a decision on `input` needs (cache first: they never change). */
+async function loadShards(eng, input) {
+  const keys = JSON.parse(eng.plan(...input, 'browser'));
+  await Promise.all(keys.map(async (key) => {
+    try {
+      const r = await cached(`${cfg.endpoint}/v1/model/shard?key=${encodeURIComponent(key)}`, true);
+      eng.addShard(key, await r.text());
+    } catch { /* decided without it: the decision says what was missing */ }
+  }));
+}
+
+/** Decides in the page: the stored session plus every event not yet acknowledged by the edge. */
+async function decideLocally(slot, limit) {
+  const { mod, eng } = await engine();
+  const input = localInput(mod, slot);
+  await loadShards(eng, input);
+  const d = eng.decide(...input, limit, 'browser');
   const decision = JSON.parse(d.json);
   if (d.state) save(KEY.state, b64.encode(d.state));
   countLocal(decision.delta);
-  const items = decision.items.map((i) => ({ ...i, ...JSON.parse(eng.describe(i.id) || '{}') }));
   stats.local += 1;
-  return { items, tier: decision.tier, variant: decision.variant, rule_hits: decision.rule_hits, features: decision.features };
+  return { items: decision.items, tier: decision.tier, variant: decision.variant, rule_hits: decision.rule_hits, features: decision.features, missing: decision.missing };
 }
 
 // --- recommendations -------------------------------------------------------------------
@@ -317,8 +334,9 @@ function start() {
   document.querySelectorAll('[data-edgerec-view]').forEach((el) => track('view', el.dataset.edgerecView));
   observe(document);
   refresh({ all: false });
-  // Warm the local engine once the page is idle, so an outage later finds it ready.
-  const warm = () => engine(true).catch(() => {});
+  // Warm the local engine and this session's shards once the page is idle, so an outage later
+  // finds them ready.
+  const warm = () => engine(true).then(({ mod, eng }) => loadShards(eng, localInput(mod, ''))).catch(() => {});
   (globalThis.requestIdleCallback || ((f) => setTimeout(f, 500)))(warm);
   schedule(0);
 }

@@ -3,8 +3,11 @@
 //! - `edgerec demo` plays a scripted shopper through the engine and prints each decision with
 //!   its "why" (what `make dev` shows until the edge worker exists);
 //! - `edgerec decide` makes one decision from files (events on stdin);
-//! - `edgerec check-bundle`, `edgerec schema`, `edgerec snapshot` and `edgerec demo-data` are
-//!   the authoring tools for rule bundles and catalogs.
+//! - `edgerec check-bundle`, `edgerec schema` and `edgerec demo-data` are the authoring tools
+//!   for rule bundles and catalogs (`demo-data --items N` generates catalogs of any size);
+//! - `edgerec publish` prepares a release (bundle, model head, item shards, pointer) and writes
+//!   it to the edge's KV;
+//! - `edgerec scale` measures the sharded model at a given catalog size.
 
 mod demo_data;
 
@@ -13,6 +16,7 @@ use edgerec::catalog::Catalog;
 use edgerec::event::{parse_events_json, TimeLimits};
 use edgerec::rules::{compile_json, json_schema};
 use edgerec::{Context, DecideRequest, Engine, EngineConfig, EngineError, Tier};
+use edgerec_trainer::publish::{pointer_file, prepare, write_keys, KeyFile, KvArgs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -36,7 +40,7 @@ enum Cmd {
         /// Rule bundle (JSON).
         #[arg(long)]
         bundle: PathBuf,
-        /// Catalog (JSON, or a .msgpack snapshot).
+        /// Catalog (JSON).
         #[arg(long)]
         catalog: PathBuf,
         /// Events document (`{"events":[...]}`), `-` for stdin.
@@ -65,14 +69,6 @@ enum Cmd {
     },
     /// Print the JSON Schema for rule bundles.
     Schema,
-    /// Convert a JSON catalog into the MessagePack snapshot the edge reads.
-    Snapshot {
-        /// Catalog JSON.
-        catalog: PathBuf,
-        /// Output file.
-        #[arg(long)]
-        out: PathBuf,
-    },
     /// Run the conformance corpus; print every case's report as a JSON array.
     Conformance {
         /// Folder of case files.
@@ -82,9 +78,10 @@ enum Cmd {
         #[arg(long, default_value = ".")]
         root: PathBuf,
     },
-    /// Prepare a release for the edge's CONFIG KV: `bundle-<hash>.json`, `catalog-<version>.msgpack`
-    /// and `pointer.json` in a folder, plus `keys.json` naming the KV key of each (the pointer,
-    /// `config:current`, is written last: one write switches or rolls back a release).
+    /// Prepare a release for the edge's CONFIG KV in a folder — `bundle-<hash>.json`, the model
+    /// (`shards-*.json` bulk files, `head-<hash>.msgpack`), `pointer.json`, and `keys.json`
+    /// listing the writes in order (the pointer, `config:current`, last: one write switches or
+    /// rolls back a release) — and with `--kv`, write it.
     Publish {
         /// Rule bundle (JSON).
         #[arg(long)]
@@ -95,6 +92,8 @@ enum Cmd {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        kv: KvArgs,
     },
     /// Regenerate the demo catalog and rule bundle.
     DemoData {
@@ -116,6 +115,8 @@ enum CliError {
     Engine(#[from] EngineError),
     #[error("{0}")]
     Input(String),
+    #[error(transparent)]
+    Publish(#[from] edgerec_trainer::publish::PublishError),
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CliError> {
@@ -152,14 +153,8 @@ fn load_engine(bundle: &Path, catalog: &Path) -> Result<Engine, CliError> {
     let cfg = EngineConfig::default();
     let bundle_text = String::from_utf8_lossy(&read(bundle)?).into_owned();
     let compiled = compile_json(&bundle_text, cfg.session.horizon_ms).map_err(EngineError::from)?;
-    let bytes = read(catalog)?;
-    let cat = if catalog.extension().is_some_and(|e| e == "msgpack") {
-        Catalog::from_snapshot(&bytes)
-    } else {
-        Catalog::from_json(&bytes)
-    }
-    .map_err(EngineError::from)?;
-    Ok(Engine::new(cfg, compiled, cat)?)
+    let cat = Catalog::from_json(&read(catalog)?).map_err(EngineError::from)?;
+    Ok(Engine::with_catalog(cfg, compiled, &cat)?)
 }
 
 fn main() -> ExitCode {
@@ -275,51 +270,54 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Cmd::Snapshot { catalog, out } => {
-            let cat = Catalog::from_json(&read(&catalog)?).map_err(EngineError::from)?;
-            let snap = cat.to_snapshot();
-            write(&out, &snap)?;
-            println!(
-                "{}: {} items, {} bytes ({:.1} bytes/item)",
-                out.display(),
-                cat.items.len(),
-                snap.len(),
-                snap.len() as f64 / cat.items.len().max(1) as f64
-            );
-        }
         Cmd::Publish {
             bundle,
             catalog,
             out,
+            kv,
         } => {
             let bundle_text = String::from_utf8_lossy(&read(&bundle)?).into_owned();
             let compiled = compile_json(&bundle_text, EngineConfig::default().session.horizon_ms)
                 .map_err(EngineError::from)?;
-            let cat = Catalog::from_json(&read(&catalog)?).map_err(EngineError::from)?;
+            let doc: edgerec::catalog::CatalogDoc = serde_json::from_slice(&read(&catalog)?)
+                .map_err(|e| CliError::Input(format!("{}: {e}", catalog.display())))?;
             std::fs::create_dir_all(&out).map_err(|source| CliError::Io {
                 path: out.display().to_string(),
                 source,
             })?;
+            let kv = kv.kv();
+            let live = match &kv {
+                Some(kv) => kv.pointer()?,
+                None => None,
+            };
+            let live_head = live.as_ref().and_then(|p| p["catalog"].as_str());
+            let release = prepare(&doc, &out, live_head)?;
             let bundle_file = format!("bundle-{}.json", compiled.hash);
-            let catalog_file = format!("catalog-{}.msgpack", cat.version);
             write(&out.join(&bundle_file), bundle_text.as_bytes())?;
-            write(&out.join(&catalog_file), &cat.to_snapshot())?;
-            let pointer = serde_json::json!({"bundle": compiled.hash, "catalog": cat.version});
-            write(&out.join("pointer.json"), pointer.to_string().as_bytes())?;
-            let keys = serde_json::json!([
-                {"key": format!("bundle:{}", compiled.hash), "file": bundle_file},
-                {"key": format!("catalog:{}", cat.version), "file": catalog_file},
-                {"key": "config:current", "file": "pointer.json"},
-            ]);
-            write(&out.join("keys.json"), pretty(&keys).as_bytes())?;
+            let mut writes = vec![KeyFile {
+                key: Some(format!("bundle:{}", compiled.hash)),
+                file: bundle_file,
+                kind: "value".into(),
+            }];
+            writes.extend(release.writes);
+            let pointer = serde_json::json!({"bundle": compiled.hash, "catalog": release.head});
+            writes.push(pointer_file(&out, &pointer)?);
+            write_keys(&out, &writes)?;
+            let keys = match &kv {
+                Some(kv) => kv.apply(&out, &writes)?,
+                None => 0,
+            };
             println!(
-                "{}: bundle {} ({} rules), catalog {} ({} items, {} bytes)",
-                out.display(),
-                compiled.hash,
-                compiled.rules.len(),
-                cat.version,
-                cat.items.len(),
-                cat.to_snapshot().len()
+                "{}",
+                serde_json::json!({
+                    "out": out.display().to_string(),
+                    "bundle": compiled.hash,
+                    "rules": compiled.rules.len(),
+                    "head": release.head,
+                    "items": release.items,
+                    "release": release.stats,
+                    "keys_written": keys,
+                })
             );
         }
         Cmd::DemoData { out } => {
@@ -359,13 +357,7 @@ fn demo(engine: &Engine) {
         slot: Some("home-top".into()),
         ..Default::default()
     };
-    let cat = engine.catalog();
-    let title = |id: &str| {
-        cat.index_of(id)
-            .and_then(|i| cat.item(i))
-            .and_then(|it| it.title.clone())
-            .unwrap_or_default()
-    };
+    let head = engine.head();
     let script: Vec<(&str, Vec<Event>)> = vec![
         ("A new visitor lands on the home page", vec![]),
         (
@@ -389,8 +381,8 @@ fn demo(engine: &Engine) {
         "edgerec demo: bundle {} ({}), catalog {} ({} items)\n",
         engine.bundle().version,
         engine.bundle().hash,
-        cat.version,
-        cat.items.len()
+        head.version,
+        head.items
     );
     for (what, events) in script {
         now = events.iter().map(|e| e.ts).max().unwrap_or(now).max(now) + 1000;
@@ -420,7 +412,7 @@ fn demo(engine: &Engine) {
                 "   {}. {:<9} {:<28} score {:>6.3}  why: {}",
                 i + 1,
                 r.id,
-                title(&r.id),
+                r.title.as_deref().unwrap_or_default(),
                 r.score,
                 r.why.join(", ")
             );

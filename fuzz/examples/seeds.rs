@@ -97,10 +97,11 @@ fn main() {
     }
     let small = doc.to_string();
     put("catalog", "small.json", small.as_bytes());
-    let snap = edgerec::catalog::Catalog::from_json(small.as_bytes())
-        .unwrap()
-        .to_snapshot();
-    put("catalog", "small.msgpack", &snap);
+    let cat = edgerec::catalog::Catalog::from_json(small.as_bytes()).unwrap();
+    let mut shards = Vec::new();
+    let release = edgerec::model::build::build(&cat, None, &mut |_, b| shards.push(b)).unwrap();
+    put("catalog", "small-head.msgpack", &release.head);
+    put("catalog", "small-shard.msgpack", &shards[0]);
     // Batches: what an edge ships after a few decisions.
     let mut delta = edgerec::AggregateDelta::default();
     for (i, item) in ["sku-0005", "sku-0163", "sku-0008"].iter().enumerate() {

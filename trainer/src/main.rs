@@ -9,7 +9,7 @@ use edgerec_trainer::clicklog::read_sessions;
 use edgerec_trainer::eval::replay;
 use edgerec_trainer::kafka::{self, KafkaSource, Until};
 use edgerec_trainer::model::{Model, ModelConfig};
-use edgerec_trainer::publish::{publish, Kv, KvTarget};
+use edgerec_trainer::publish::{publish, Kv, KvArgs};
 use edgerec_trainer::run::Trainer;
 use edgerec_trainer::state::StateDir;
 use std::io::BufReader;
@@ -131,27 +131,14 @@ struct RunArgs {
 
 #[derive(Args)]
 struct PublishArgs {
-    /// Folder for snapshots and the pointer.
+    /// Folder for releases (shards, heads, the pointer) and the base index.
     #[arg(long, default_value = "build/model")]
     out: PathBuf,
     /// Base catalog (titles, categories, prices, availability); learned data is added.
     #[arg(long)]
     base_catalog: Option<PathBuf>,
-    /// Write the edge's config KV: `local` (wrangler dev) or `remote` (production).
-    #[arg(long, value_parser = ["none", "local", "remote"], default_value = "none")]
-    kv: String,
-    /// wrangler's local state folder (`--persist-to`), with `--kv local`.
-    #[arg(long)]
-    persist_to: Option<PathBuf>,
-    /// KV binding name.
-    #[arg(long, default_value = "CONFIG")]
-    binding: String,
-    /// Folder with wrangler.toml.
-    #[arg(long, default_value = ".")]
-    project: PathBuf,
-    /// wrangler command.
-    #[arg(long, default_value = "npx wrangler")]
-    wrangler: String,
+    #[command(flatten)]
+    kv: KvArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,17 +187,7 @@ impl ModelArgs {
 
 impl PublishArgs {
     fn kv(&self) -> Option<Kv> {
-        let target = match self.kv.as_str() {
-            "local" => KvTarget::Local(self.persist_to.clone()),
-            "remote" => KvTarget::Remote,
-            _ => return None,
-        };
-        Some(Kv {
-            target,
-            binding: self.binding.clone(),
-            project: self.project.clone(),
-            wrangler: self.wrangler.split_whitespace().map(String::from).collect(),
-        })
+        self.kv.kv()
     }
 
     fn base(&self) -> Result<Option<CatalogDoc>, CliError> {
@@ -273,8 +250,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let doc = m.build(&cfg, out.base()?.as_ref());
             let done = publish(&doc, &out.out, out.kv().as_ref())?;
             println!(
-                "published {} ({} items, {} bytes, switched: {})",
-                done.version, done.items, done.bytes, done.switched
+                "published {} as head {} ({} items, {} shards written, {} keys written, switched: {})",
+                done.version,
+                done.head,
+                done.items,
+                done.stats.shards_written,
+                done.keys_written,
+                done.switched
             );
         }
         Cmd::Records { file, job } => {
@@ -337,13 +319,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let doc = m.build(&cfg, None);
             let trained = started.elapsed();
             let catalog = Catalog::from_doc(&doc).map_err(edgerec::EngineError::from)?;
-            let bytes = catalog.to_snapshot();
-            let snapshot = bytes.len();
-            // What the edge pays when it loads a new model (median of 5).
+            let mut shard_bytes = 0usize;
+            let release = edgerec::model::build::build(&catalog, None, &mut |_, b| {
+                shard_bytes += edgerec::model::stored_len(b.len())
+            })
+            .map_err(edgerec::EngineError::from)?;
+            // What the edge pays when it loads a new model: its head (median of 5).
             let mut loads: Vec<Duration> = (0..5)
                 .map(|_| {
                     let t = Instant::now();
-                    let _ = Catalog::from_snapshot(&bytes);
+                    let _ = edgerec::model::Head::decode(&release.head);
                     t.elapsed()
                 })
                 .collect();
@@ -363,20 +348,22 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 let compiled = compile_json(&text, config.session.horizon_ms)
                     .map_err(edgerec::EngineError::from)?;
                 let name = format!("edgerec decide, bundle `{}`", compiled.version);
-                engines.push((name, Engine::new(config, compiled, catalog.clone())?));
+                engines.push((name, Engine::with_catalog(config, compiled, &catalog)?));
             }
             let refs: Vec<(String, &Engine)> =
                 engines.iter().map(|(n, e)| (n.clone(), e)).collect();
             let report = replay(&refs, &popular, open(&test)?, &k)?;
             let related: usize = doc.items.iter().map(|i| i.related.len()).sum();
             println!(
-                "model: {} items, {} related entries ({:.1}/item), snapshot {} bytes ({:.0} B/item, loads in {:.2} ms), trained in {:.2} s",
+                "model: {} items, {} related entries ({:.1}/item), head {} bytes (loads in {:.2} ms), {} shards of {} bytes in all ({:.0} B/item), trained in {:.2} s",
                 doc.items.len(),
                 related,
                 related as f64 / doc.items.len().max(1) as f64,
-                snapshot,
-                snapshot as f64 / doc.items.len().max(1) as f64,
+                release.head.len(),
                 loads[2].as_secs_f64() * 1e3,
+                release.stats.base_shards,
+                shard_bytes,
+                shard_bytes as f64 / doc.items.len().max(1) as f64,
                 trained.as_secs_f64()
             );
             println!(

@@ -189,8 +189,17 @@ impl Trainer {
         self.stats.published += 1;
         self.dirty = false;
         eprintln!(
-            "{{\"level\":\"info\",\"published\":{:?},\"items\":{},\"bytes\":{},\"switched\":{},\"applied\":{}}}",
-            done.version, done.items, done.bytes, done.switched, self.stats.applied
+            "{}",
+            serde_json::json!({
+                "level": "info",
+                "published": done.version,
+                "head": done.head,
+                "items": done.items,
+                "release": done.stats,
+                "keys_written": done.keys_written,
+                "switched": done.switched,
+                "applied": self.stats.applied,
+            })
         );
         Ok(done)
     }

@@ -43,7 +43,7 @@ fn hand_computed_hit_rate_and_mrr() {
 
     let config = EngineConfig::default();
     let bundle = compile_json(BUNDLE, config.session.horizon_ms).unwrap();
-    let engine = Engine::new(config, bundle, Catalog::from_doc(&doc).unwrap()).unwrap();
+    let engine = Engine::with_catalog(config, bundle, &Catalog::from_doc(&doc).unwrap()).unwrap();
     let popular: Vec<String> = ["b", "a", "c"].map(String::from).to_vec();
     let report = replay(
         &[("engine".into(), &engine)],

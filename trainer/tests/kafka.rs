@@ -5,15 +5,18 @@
 //! the same state skips everything already counted.
 
 use edgerec::aggregate::{AggregateBatch, AggregateDelta};
-use edgerec::catalog::Catalog;
 use edgerec::EventKind;
 use edgerec_collector::kafka::{KafkaSettings, KafkaSink};
 use edgerec_collector::records::from_batch;
 use edgerec_trainer::kafka::{run, KafkaSource, Until};
 use edgerec_trainer::model::ModelConfig;
+use edgerec_trainer::publish::load_current;
 use edgerec_trainer::run::Trainer;
 use edgerec_trainer::state::StateDir;
 use std::path::Path;
+
+/// A release's records by item id.
+type Release = std::collections::BTreeMap<String, edgerec::model::Record>;
 use std::time::Duration;
 
 #[path = "../../collector/tests/support/broker.rs"]
@@ -50,7 +53,7 @@ async fn send(brokers: &str, batches: &[AggregateBatch]) {
     }
 }
 
-fn train(brokers: &str, group: &str, state: &Path, out: &Path) -> (Trainer, Catalog) {
+fn train(brokers: &str, group: &str, state: &Path, out: &Path) -> (Trainer, Release) {
     let cfg = ModelConfig {
         half_life_ms: 0,
         ..ModelConfig::default()
@@ -63,22 +66,15 @@ fn train(brokers: &str, group: &str, state: &Path, out: &Path) -> (Trainer, Cata
         session_timeout_ms: 2000,
     };
     run(&src, &mut t, Until::Idle(Duration::from_secs(3))).expect("run");
-    let pointer_free = std::fs::read_dir(out)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "msgpack"))
-        .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
-        .expect("a snapshot was published");
-    let cat = Catalog::from_snapshot(&std::fs::read(pointer_free).unwrap()).unwrap();
-    (t, cat)
+    let (head, shards) = load_current(out).expect("a release was published");
+    (t, shards.records(&head))
 }
 
-fn related(cat: &Catalog, id: &str) -> Vec<(String, f32)> {
-    let i = cat.index_of(id).unwrap();
-    cat.related[i as usize]
+fn related(cat: &Release, id: &str) -> Vec<(String, f32)> {
+    cat[id]
+        .related
         .iter()
-        .map(|&(r, s)| (cat.items[r as usize].id.clone(), s))
+        .map(|r| (r.card.id.clone(), r.score))
         .collect()
 }
 
@@ -137,7 +133,7 @@ async fn consumes_topics_publishes_and_resumes_without_double_counting() {
     let (_, once) = tokio::task::spawn_blocking(move || train(&b, "g2", &st, &out3))
         .await
         .unwrap();
-    assert_eq!(once.to_snapshot(), cat2.to_snapshot());
+    assert_eq!(once, cat2);
 
     // A new group over the old state re-reads from the start: all of it is skipped.
     let b = brokers.clone();
@@ -147,5 +143,5 @@ async fn consumes_topics_publishes_and_resumes_without_double_counting() {
         .unwrap();
     assert_eq!(t4.stats.applied, 0);
     assert!(t4.stats.skipped_seen > 0);
-    assert_eq!(cat4.to_snapshot(), cat2.to_snapshot());
+    assert_eq!(cat4, cat2);
 }

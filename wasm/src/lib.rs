@@ -5,10 +5,14 @@
 //! carrying a JSON body `{"errors":[{"field":...,"message":...}]}`.
 
 use edgerec::catalog::Catalog;
-use edgerec::event::events_from_value;
+use edgerec::event::{events_from_value, Event};
+use edgerec::model::{Head, Shard, ShardMap, ShardRef};
 use edgerec::rules::compile_json;
 use edgerec::{Context, DecideRequest, EngineConfig, FieldError, Tier};
 use wasm_bindgen::prelude::*;
+
+/// Most memory the page's loaded shards may hold (estimated), bytes: the oldest go first.
+const SHARD_CACHE_BYTES: usize = 8 << 20;
 
 fn error_json(errors: &[FieldError]) -> JsError {
     let body = serde_json::json!({ "errors": errors }).to_string();
@@ -19,10 +23,15 @@ fn one_error(field: &str, message: impl ToString) -> JsError {
     error_json(&[FieldError::new(field, message.to_string())])
 }
 
-/// A decision engine built from a rule bundle and a catalog.
+/// A decision engine built from a rule bundle and a model: a published head (whose item shards
+/// the page fetches as decisions need them: [`Engine::plan`], [`Engine::add_shard`]) or a whole
+/// JSON catalog.
 #[wasm_bindgen]
 pub struct Engine {
     inner: edgerec::Engine,
+    /// Shards loaded so far, oldest first, with their keys.
+    shards: ShardMap,
+    loaded: Vec<(String, ShardRef)>,
 }
 
 /// One decision: its JSON view and the new session blob.
@@ -49,21 +58,26 @@ impl Decision {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Builds an engine. `catalog` is JSON or a MessagePack snapshot (first byte 1).
+    /// Builds an engine. `model` is a published head (MessagePack, as `/v1/model/catalog`
+    /// serves it) or a JSON catalog.
     #[wasm_bindgen(constructor)]
-    pub fn new(bundle_json: &str, catalog: &[u8]) -> Result<Engine, JsError> {
+    pub fn new(bundle_json: &str, model: &[u8]) -> Result<Engine, JsError> {
         let cfg = EngineConfig::default();
         let bundle =
             compile_json(bundle_json, cfg.session.horizon_ms).map_err(|e| error_json(&e.issues))?;
-        let catalog = if catalog.first() == Some(&edgerec::catalog::SNAPSHOT_VERSION) {
-            Catalog::from_snapshot(catalog)
+        let inner = if model.first() == Some(&edgerec::model::FORMAT) {
+            let head = Head::decode(model).map_err(|e| one_error("model", e))?;
+            edgerec::Engine::new(cfg, bundle, head)
         } else {
-            Catalog::from_json(catalog)
+            let catalog = Catalog::from_json(model).map_err(|e| one_error("catalog", e))?;
+            edgerec::Engine::with_catalog(cfg, bundle, &catalog)
         }
-        .map_err(|e| one_error("catalog", e))?;
-        let inner =
-            edgerec::Engine::new(cfg, bundle, catalog).map_err(|e| one_error("config", e))?;
-        Ok(Engine { inner })
+        .map_err(|e| one_error("config", e))?;
+        Ok(Engine {
+            inner,
+            shards: ShardMap::default(),
+            loaded: Vec::new(),
+        })
     }
 
     /// Bundle content hash.
@@ -72,37 +86,71 @@ impl Engine {
         self.inner.bundle().hash.clone()
     }
 
-    /// Catalog version.
+    /// Catalog version label.
     #[wasm_bindgen(getter, js_name = catalogVersion)]
     pub fn catalog_version(&self) -> String {
-        self.inner.catalog().version.clone()
+        self.inner.head().version.clone()
     }
 
-    /// What a page needs to render an item: `{"title","category","price"}` as JSON, or
-    /// undefined for an unknown id.
-    pub fn describe(&self, id: &str) -> Option<String> {
-        let cat = self.inner.catalog();
-        let idx = cat.index_of(id)?;
-        let it = cat.item(idx)?;
-        let category = cat.item_category(idx);
-        Some(
-            serde_json::json!({"title": it.title, "category": category, "price": it.price})
-                .to_string(),
-        )
-    }
-
-    /// Makes a decision. `events_json` is `{"events":[...]}` or `[]`/empty for none;
-    /// `context_json` is a context object or empty; `tier` is `full`, `cached`, `static` or
-    /// `browser`.
-    pub fn decide(
+    /// The shard keys a decision on this input needs and the engine has not loaded (fetch each
+    /// from `/v1/model/shard?key=…`, hand it to [`Engine::add_shard`], then decide). Same
+    /// arguments as [`Engine::decide`] minus the limit; a JSON array of keys.
+    pub fn plan(
         &self,
         state: Option<Vec<u8>>,
         events_json: &str,
         context_json: &str,
         now_ms: f64,
-        limit: u32,
         tier: &str,
-    ) -> Result<Decision, JsError> {
+    ) -> Result<String, JsError> {
+        let (events, context, now, tier) = self.request(events_json, context_json, now_ms, tier)?;
+        let plan = self.inner.plan(&DecideRequest {
+            state: state.as_deref(),
+            events: &events,
+            context,
+            now_ms: now,
+            limit: 1,
+            tier: Some(tier),
+        });
+        let head = self.inner.head();
+        let keys: Vec<String> = plan
+            .into_iter()
+            .filter(|r| !self.shards.0.contains_key(r))
+            .filter_map(|r| head.key(r))
+            .collect();
+        Ok(serde_json::to_string(&keys).unwrap_or_default())
+    }
+
+    /// Adds a fetched shard (`key` as [`Engine::plan`] named it, `stored` the response text).
+    #[wasm_bindgen(js_name = addShard)]
+    pub fn add_shard(&mut self, key: &str, stored: &str) -> Result<(), JsError> {
+        let head = self.inner.head();
+        let at = (0..head.base_shards)
+            .map(ShardRef::Base)
+            .chain((0..head.patch.len() as u32).map(ShardRef::Patch))
+            .find(|&r| head.key(r).as_deref() == Some(key))
+            .ok_or_else(|| one_error("key", "not a shard of this model"))?;
+        let shard = Shard::decode_stored(stored).map_err(|e| one_error("shard", e))?;
+        self.shards.0.insert(at, shard);
+        self.loaded.retain(|(_, r)| *r != at);
+        self.loaded.push((key.to_string(), at));
+        let mut bytes: usize = self.shards.0.values().map(Shard::heap_bytes).sum();
+        while bytes > SHARD_CACHE_BYTES && self.loaded.len() > 1 {
+            let (_, old) = self.loaded.remove(0);
+            if let Some(s) = self.shards.0.remove(&old) {
+                bytes -= s.heap_bytes();
+            }
+        }
+        Ok(())
+    }
+
+    fn request(
+        &self,
+        events_json: &str,
+        context_json: &str,
+        now_ms: f64,
+        tier: &str,
+    ) -> Result<(Vec<Event>, Context, u64, Tier), JsError> {
         if !(now_ms.is_finite() && now_ms >= 0.0) {
             return Err(one_error("now", "must be a non-negative number of ms"));
         }
@@ -121,14 +169,34 @@ impl Engine {
             serde_json::from_str(context_json).map_err(|e| one_error("context", e))?
         };
         let tier = Tier::parse(tier).ok_or_else(|| one_error("tier", "unknown tier"))?;
-        let d = self.inner.decide(&DecideRequest {
+        Ok((events, context, now, tier))
+    }
+
+    /// Makes a decision with the shards loaded so far. `events_json` is `{"events":[...]}` or
+    /// `[]`/empty for none; `context_json` is a context object or empty; `tier` is `full`,
+    /// `cached`, `static` or `browser`. Items carry their title, category and price.
+    pub fn decide(
+        &self,
+        state: Option<Vec<u8>>,
+        events_json: &str,
+        context_json: &str,
+        now_ms: f64,
+        limit: u32,
+        tier: &str,
+    ) -> Result<Decision, JsError> {
+        let (events, context, now, tier) = self.request(events_json, context_json, now_ms, tier)?;
+        let req = DecideRequest {
             state: state.as_deref(),
             events: &events,
             context,
             now_ms: now,
             limit: limit as usize,
             tier: Some(tier),
-        });
+        };
+        let d = match self.inner.local_shards() {
+            Some(all) => self.inner.decide_with(&req, all),
+            None => self.inner.decide_with(&req, &self.shards),
+        };
         if !d.rejected.is_empty() {
             return Err(error_json(&d.rejected));
         }

@@ -1,10 +1,10 @@
-//! Config cache: the rule bundle and the catalog snapshot, read from the CONFIG KV namespace and
-//! kept in isolate memory.
+//! Config cache: the rule bundle and the model head, read from the CONFIG KV namespace and
+//! kept in isolate memory (item shards are read per decision: see `shards`).
 //!
 //! Layout in KV (one write switches or rolls back a release):
-//! - `bundle:<hash>`: a rule bundle (JSON), `catalog:<version>`: a catalog snapshot
-//!   (MessagePack), both immutable;
-//! - `config:current`: `{"bundle":"<hash>","catalog":"<version>"}`, the pointer.
+//! - `bundle:<hash>`: a rule bundle (JSON), `model:<hash>`: a model head (MessagePack), and the
+//!   head's item shards (`edgerec::model`), all immutable;
+//! - `config:current`: `{"bundle":"<hash>","catalog":"<head hash>"}`, the pointer.
 //!
 //! The pointer is re-read at most every `CONFIG_TTL_MS`; a changed pointer loads the new pair
 //! and builds a new engine. A failed or slow refresh keeps serving the engine already loaded.
@@ -13,7 +13,7 @@ use crate::breaker::{self, Dep};
 use crate::budget::within;
 use crate::settings::Settings;
 use crate::stats;
-use edgerec::catalog::Catalog;
+use edgerec::model::{head_key, Head};
 use edgerec::rules::compile_json;
 use edgerec::{Engine, EngineConfig};
 use serde::{Deserialize, Serialize};
@@ -29,7 +29,7 @@ pub const POINTER_KEY: &str = "config:current";
 pub struct Pointer {
     /// Bundle content hash (`bundle:<hash>`).
     pub bundle: String,
-    /// Catalog version (`catalog:<version>`).
+    /// Model head hash (`model:<hash>`).
     pub catalog: String,
 }
 
@@ -41,14 +41,14 @@ struct Cached {
     raw: Rc<RawModel>,
 }
 
-/// The loaded bundle and catalog as published.
+/// The loaded bundle and model head as published.
 pub struct RawModel {
     /// Which pair.
     pub pointer: Pointer,
     /// Rule bundle JSON.
     pub bundle: String,
-    /// Catalog snapshot (MessagePack).
-    pub catalog: Vec<u8>,
+    /// Model head (MessagePack).
+    pub head: Vec<u8>,
 }
 
 thread_local! {
@@ -135,31 +135,30 @@ async fn refresh(kv: &KvStore, s: &Settings, now: u64) -> Result<Rc<Engine>, Con
         return Ok(engine);
     }
     let bundle_key = format!("bundle:{}", pointer.bundle);
-    let catalog_key = format!("catalog:{}", pointer.catalog);
-    let (bundle, catalog) = within(
+    let head_key = head_key(&pointer.catalog);
+    let (bundle, head) = within(
         budget,
-        futures_util::future::join(kv.get(&bundle_key).text(), kv.get(&catalog_key).bytes()),
+        futures_util::future::join(kv.get(&bundle_key).text(), kv.get(&head_key).bytes()),
     )
     .await
     .ok_or_else(|| ConfigError::Unavailable("config read timed out".into()))?;
     let bundle = bundle
         .map_err(|e| ConfigError::Unavailable(e.to_string()))?
         .ok_or_else(|| ConfigError::Invalid(format!("{bundle_key} missing")))?;
-    let catalog = catalog
+    let head = head
         .map_err(|e| ConfigError::Unavailable(e.to_string()))?
-        .ok_or_else(|| ConfigError::Invalid(format!("{catalog_key} missing")))?;
+        .ok_or_else(|| ConfigError::Invalid(format!("{head_key} missing")))?;
     let cfg = EngineConfig::default();
     let compiled = compile_json(&bundle, cfg.session.horizon_ms)
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    let loaded =
-        Catalog::from_snapshot(&catalog).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let loaded = Head::decode(&head).map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let engine = Rc::new(
         Engine::new(cfg, compiled, loaded).map_err(|e| ConfigError::Invalid(e.to_string()))?,
     );
     let raw = Rc::new(RawModel {
         pointer: pointer.clone(),
         bundle,
-        catalog,
+        head,
     });
     stats::inc("config_loads");
     CACHE.with(|c| {
@@ -173,7 +172,7 @@ async fn refresh(kv: &KvStore, s: &Settings, now: u64) -> Result<Rc<Engine>, Con
     Ok(engine)
 }
 
-/// The loaded bundle and catalog bytes, if any.
+/// The loaded bundle and model head bytes, if any.
 pub fn raw() -> Option<Rc<RawModel>> {
     CACHE.with(|c| c.borrow().as_ref().map(|c| c.raw.clone()))
 }

@@ -30,6 +30,7 @@ pub mod outbox;
 pub mod random;
 pub mod routes;
 pub mod settings;
+pub mod shards;
 pub mod stats;
 pub mod store;
 pub mod target;

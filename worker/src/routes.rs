@@ -22,6 +22,7 @@ use crate::identity::{self, Identity, IdentityError, Kind};
 use crate::intercept::{self, SlotFill};
 use crate::limits::{self, Limit};
 use crate::settings::Settings;
+use crate::shards;
 use crate::stats;
 use crate::store::{self, Source};
 use crate::target::Target;
@@ -53,6 +54,8 @@ pub enum Api {
     ModelBundle,
     /// `GET /v1/model/catalog`.
     ModelCatalog,
+    /// `GET /v1/model/shard`.
+    ModelShard,
     /// `GET /v1/health`.
     Health,
     /// `GET /v1/health/kv`.
@@ -68,12 +71,13 @@ pub enum Api {
 /// The dispatch table: (method, path) → operation. `schema/edge.openapi.json` documents exactly
 /// these (a test compares them); anything else under `/v1/` is a 404, the rest goes to the
 /// origin.
-pub const API_ROUTES: [(&str, &str, Api); 10] = [
+pub const API_ROUTES: [(&str, &str, Api); 11] = [
     ("POST", "/v1/events", Api::Events),
     ("GET", "/v1/recommendations", Api::Recommendations),
     ("POST", "/v1/browser-decisions", Api::BrowserDecisions),
     ("GET", "/v1/model/bundle", Api::ModelBundle),
     ("GET", "/v1/model/catalog", Api::ModelCatalog),
+    ("GET", "/v1/model/shard", Api::ModelShard),
     ("GET", "/v1/health", Api::Health),
     ("GET", "/v1/health/kv", Api::HealthKv),
     ("GET", "/v1/stats", Api::Stats),
@@ -174,6 +178,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<
         Some(Api::BrowserDecisions) => browser_decisions(&mut req, &env, &s).await,
         Some(Api::ModelBundle) => model(&req, &env, &s, false).await,
         Some(Api::ModelCatalog) => model(&req, &env, &s, true).await,
+        Some(Api::ModelShard) => model_shard(&req, &env, &s).await,
         Some(Api::HealthKv) => kv_probe(&env).await,
         Some(Api::Stats) => json_response(
             200,
@@ -327,14 +332,15 @@ async fn events(
     let sessions = env.kv("SESSIONS").ok();
     let loaded = store::load(sessions.as_ref(), &id.key, id.hot.clone(), s).await;
     let context = context_of(req, &id, None, "/v1/events".into());
-    let d = engine.decide(&DecideRequest {
+    let request = DecideRequest {
         state: loaded.blob.as_deref(),
         events: &events,
         context,
         now_ms: now,
         limit: 0,
         tier: Some(Tier::Full),
-    });
+    };
+    let d = shards::decide(&kv_config, &engine, &request, s, now).await;
     if !d.rejected.is_empty() {
         stats::inc("events_rejected_invalid");
         return errors(400, &d.rejected);
@@ -465,7 +471,7 @@ fn add_state(req: &Request, body: &mut serde_json::Value, id: &Identity, blob: O
     }
 }
 
-/// The live bundle or catalog, byte for byte as published; `304` when the client has it.
+/// The live bundle or model head, byte for byte as published; `304` when the client has it.
 async fn model(req: &Request, env: &Env, s: &Settings, catalog: bool) -> worker::Result<Response> {
     let _ = config::engine(&env.kv("CONFIG")?, s, now_ms()).await;
     let Some(raw) = config::raw() else {
@@ -484,7 +490,7 @@ async fn model(req: &Request, env: &Env, s: &Settings, catalog: bool) -> worker:
     let mut r = if unchanged {
         Response::empty()?.with_status(304)
     } else if catalog {
-        Response::from_bytes(raw.catalog.clone())?
+        Response::from_bytes(raw.head.clone())?
     } else {
         Response::ok(raw.bundle.clone())?
     };
@@ -499,6 +505,39 @@ async fn model(req: &Request, env: &Env, s: &Settings, catalog: bool) -> worker:
             "application/json; charset=utf-8"
         },
     )?;
+    Ok(r)
+}
+
+/// One model shard as stored (`?key=shard:<base>:<i>` or `patch:<hash>`, the keys a head
+/// names): content-addressed, so cacheable forever. Any other key is refused, so the route
+/// reads nothing else from the config KV.
+async fn model_shard(req: &Request, env: &Env, s: &Settings) -> worker::Result<Response> {
+    let url = req.url()?;
+    let key = url
+        .query_pairs()
+        .find(|(k, _)| k == "key")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if !edgerec::model::is_shard_key(&key) {
+        return errors(
+            400,
+            &[FieldError::new(
+                "key",
+                "not a model shard key (shard:<base>:<i> or patch:<hash>)",
+            )],
+        );
+    }
+    let kv = env.kv("CONFIG")?;
+    let read = crate::budget::within(s.shard_budget_ms, kv.get(&key).text()).await;
+    let text = match read {
+        Some(Ok(Some(t))) => t,
+        Some(Ok(None)) => return errors(404, &[FieldError::new("key", "no such shard")]),
+        _ => return errors(503, &[FieldError::new("config", "model shard read failed")]),
+    };
+    let mut r = Response::ok(text)?;
+    let h = r.headers_mut();
+    h.set("content-type", "text/plain; charset=utf-8")?;
+    h.set("cache-control", "public, max-age=31536000, immutable")?;
     Ok(r)
 }
 
@@ -553,14 +592,16 @@ thread_local! {
     static SEGMENTS: RefCell<HashMap<String, (u64, Rc<Decision>)>> = RefCell::new(HashMap::new());
 }
 
-/// The `cached` tier: context-only decisions per segment, kept for `SEGMENT_TTL_MS`.
-fn cached_decision(
+/// The `cached` tier: context-only decisions per segment, kept for `SEGMENT_TTL_MS` (unless
+/// made without some model shard).
+async fn cached_decision(
     engine: &Engine,
+    env: &Env,
+    s: &Settings,
     context: Ctx,
     limit: usize,
     now: u64,
-    ttl: u64,
-) -> Rc<Decision> {
+) -> worker::Result<Rc<Decision>> {
     let key = format!("{}|{limit}", engine.segment_key(&context));
     if let Some(hit) = SEGMENTS.with(|m| {
         m.borrow()
@@ -569,23 +610,26 @@ fn cached_decision(
             .map(|(_, d)| d.clone())
     }) {
         stats::inc("segment_cache_hits");
-        return hit;
+        return Ok(hit);
     }
-    let d = Rc::new(engine.decide(&DecideRequest {
+    let request = DecideRequest {
         context,
         now_ms: now,
         limit,
         tier: Some(Tier::Cached),
         ..Default::default()
-    }));
-    SEGMENTS.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() > 1000 {
-            m.retain(|_, (exp, _)| *exp > now);
-        }
-        m.insert(key, (now + ttl, d.clone()));
-    });
-    d
+    };
+    let d = Rc::new(shards::decide(&env.kv("CONFIG")?, engine, &request, s, now).await);
+    if d.missing == 0 {
+        SEGMENTS.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() > 1000 {
+                m.retain(|_, (exp, _)| *exp > now);
+            }
+            m.insert(key, (now + s.segment_ttl_ms, d.clone()));
+        });
+    }
+    Ok(d)
 }
 
 /// Decides for a request, walking down the ladder: full → cached → static.
@@ -603,16 +647,17 @@ async fn decide_for(
     let loaded = store::load(sessions.as_ref(), &id.key, id.hot.clone(), s).await;
     let d = if loaded.source == Source::Unavailable {
         stats::inc("fallback_cached");
-        cached_decision(engine, context, limit, now, s.segment_ttl_ms)
+        cached_decision(engine, env, s, context, limit, now).await?
     } else {
-        let d = engine.decide(&DecideRequest {
+        let request = DecideRequest {
             state: loaded.blob.as_deref(),
             events: &[],
             context,
             now_ms: now,
             limit,
             tier: Some(Tier::Full),
-        });
+        };
+        let d = shards::decide(&env.kv("CONFIG")?, engine, &request, s, now).await;
         if let (Some(b), true, Some(kv)) = (
             &d.state,
             d.state_changed && loaded.blob.is_some(),
@@ -665,7 +710,7 @@ async fn recommendations(
             });
             let mut r = json_response(
                 200,
-                &json!({"items": described(engine, &d), "tier": "static", "variant": null}),
+                &json!({"items": described(&d), "tier": "static", "variant": null}),
             )?;
             r.headers_mut().set("x-edgerec-tier", "static")?;
             return Ok(r);
@@ -698,16 +743,21 @@ async fn recommendations(
         }
     };
     let mut body = json!({
-        "items": described(&engine, &d),
+        "items": described(&d),
         "tier": d.tier.as_str(),
         "variant": d.variant,
         "rule_hits": d.rule_hits,
     });
+    if d.missing > 0 {
+        // Made without some model shards (KV slow or down): said, not hidden.
+        body["partial"] = json!({"missing": d.missing});
+    }
     add_state(req, &mut body, &id, blob.as_deref());
     if q.debug {
         body["features"] = serde_json::to_value(&d.features).unwrap_or_default();
         body["bundle"] = json!(engine.bundle().hash);
-        body["catalog"] = json!(engine.catalog().version);
+        body["catalog"] = json!(engine.head().version);
+        body["model"] = json!(engine.head().hash);
     }
     let mut resp = json_response(200, &body)?;
     resp.headers_mut().set("x-edgerec-tier", d.tier.as_str())?;
@@ -767,49 +817,42 @@ async fn health(env: &Env, s: &Settings) -> worker::Result<Response> {
             "ok": true,
             "config": config::loaded(),
             "rules": engine.as_ref().map(|e| e.bundle().rules.len()),
-            "items": engine.as_ref().map(|e| e.catalog().items.len()),
+            "items": engine.as_ref().map(|e| e.head().items),
+            "shards": shards::usage(),
             "breakers": crate::breaker::snapshot(),
         }),
     )
 }
 
 /// Items as JSON with what a client needs to render them (title, category, price).
-fn described(engine: &Engine, d: &Decision) -> Vec<serde_json::Value> {
-    let cat = engine.catalog();
+fn described(d: &Decision) -> Vec<serde_json::Value> {
     d.items
         .iter()
         .map(|r| {
-            let idx = cat.index_of(&r.id);
-            let it = idx.and_then(|i| cat.item(i));
             json!({
                 "id": r.id,
                 "score": r.score,
                 "why": r.why,
-                "title": it.and_then(|it| it.title.clone()),
-                "category": idx.and_then(|i| cat.item_category(i)),
-                "price": it.and_then(|it| it.price),
+                "title": r.title,
+                "category": r.category,
+                "price": r.price,
             })
         })
         .collect()
 }
 
-fn render(engine: &Engine, d: &Decision, item_url: &str) -> Vec<String> {
-    let cat = engine.catalog();
+fn render(d: &Decision, item_url: &str) -> Vec<String> {
     d.items
         .iter()
         .map(|r| {
-            let title = cat
-                .index_of(&r.id)
-                .and_then(|i| cat.item(i))
-                .and_then(|it| it.title.clone())
-                .unwrap_or_else(|| r.id.clone());
+            let title = r.title.as_deref().unwrap_or(&r.id);
             let href = item_url.replace("{id}", &r.id);
             format!(
                 r#"<a class="edgerec-item" href="{}" data-edgerec-item="{}" data-edgerec-why="{}"><span class="edgerec-title">{}</span></a>"#,
                 intercept::escape(&href),
                 intercept::escape(&r.id),
                 intercept::escape(&r.why.join(" ")),
-                intercept::escape(&title)
+                intercept::escape(title)
             )
         })
         .collect()
@@ -909,7 +952,7 @@ async fn intercept_request(
                 .var("ITEM_URL_TEMPLATE")
                 .map(|v| v.to_string())
                 .unwrap_or_else(|_| "/p/{id}".into());
-            let items = render(engine, &d, &item_url);
+            let items = render(&d, &item_url);
             if !items.is_empty() {
                 fill = Some(SlotFill {
                     html: items.join(""),

@@ -28,8 +28,14 @@ pub struct Settings {
     pub collector_url: Option<String>,
     /// Time budget for a session KV read before falling back, ms (`KV_BUDGET_MS`).
     pub kv_budget_ms: u64,
-    /// Time budget for loading rules and catalog from KV, ms (`CONFIG_BUDGET_MS`).
+    /// Time budget for loading rules and the model head from KV, ms (`CONFIG_BUDGET_MS`).
     pub config_budget_ms: u64,
+    /// Time budget for a decision's one bulk read of model shards, ms (`SHARD_BUDGET_MS`).
+    pub shard_budget_ms: u64,
+    /// Most memory the isolate's cache of decoded model shards holds, bytes
+    /// (`SHARD_CACHE_BYTES`; 16 MiB by default: with the head and the worker itself, far
+    /// below the 128 MB an isolate may use, whatever the catalog's size).
+    pub shard_cache_bytes: usize,
     /// How long a loaded config is trusted before the pointer is re-read, ms (`CONFIG_TTL_MS`).
     pub config_ttl_ms: u64,
     /// Session blobs expire after this idle time, s (`SESSION_TTL_S`, KV minimum 60).
@@ -124,6 +130,8 @@ impl Settings {
             collector_url,
             kv_budget_ms: num(env, "KV_BUDGET_MS", 50),
             config_budget_ms: num(env, "CONFIG_BUDGET_MS", 200),
+            shard_budget_ms: num(env, "SHARD_BUDGET_MS", 200),
+            shard_cache_bytes: num(env, "SHARD_CACHE_BYTES", 16 << 20),
             config_ttl_ms: num(env, "CONFIG_TTL_MS", 30_000),
             session_ttl_s: num(env, "SESSION_TTL_S", 1800u64).max(60),
             kv_write_interval_ms: num(env, "KV_WRITE_INTERVAL_MS", 1000),

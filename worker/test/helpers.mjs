@@ -17,21 +17,24 @@ export const SERVER_API_KEY = 'test-server-api-key-0123';
 /** Headers naming a server-to-server session. */
 export const serverSession = (id) => ({ 'x-edgerec-session': id, authorization: `Bearer ${SERVER_API_KEY}` });
 
-/** The release `edgerec publish` prepares for the demo bundle and catalog: [{key, bytes}]. */
-export function publishEntries() {
-  const out = path.join(root, 'build/release-demo');
+/**
+ * The release `edgerec publish` prepares for a bundle and catalog (the demo's by default), in
+ * write order: [{key, value}] with `value` a string (shards) or bytes (bundle, head, pointer).
+ */
+export function publishEntries(bundle = 'data/demo/rules.json', catalog = 'data/demo/catalog.json', out = 'build/release-demo') {
+  out = path.join(root, out);
   execFileSync(path.join(root, 'target/release/edgerec'), [
-    'publish', '--bundle', path.join(root, 'data/demo/rules.json'),
-    '--catalog', path.join(root, 'data/demo/catalog.json'), '--out', out,
+    'publish', '--bundle', path.join(root, bundle), '--catalog', path.join(root, catalog), '--out', out,
   ]);
-  return JSON.parse(readFileSync(path.join(out, 'keys.json'), 'utf8'))
-    .map((k) => ({ key: k.key, bytes: readFileSync(path.join(out, k.file)) }));
+  return JSON.parse(readFileSync(path.join(out, 'keys.json'), 'utf8')).flatMap((k) => k.kind === 'bulk'
+    ? JSON.parse(readFileSync(path.join(out, k.file), 'utf8'))
+    : [{ key: k.key, value: readFileSync(path.join(out, k.file)) }]);
 }
 
-export async function seedConfig(kv) {
-  for (const e of publishEntries()) {
-    const b = e.bytes;
-    await kv.put(e.key, b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+export async function seedConfig(kv, entries = publishEntries()) {
+  for (const e of entries) {
+    const v = e.value;
+    await kv.put(e.key, typeof v === 'string' ? v : v.buffer.slice(v.byteOffset, v.byteOffset + v.length));
   }
 }
 
