@@ -10,10 +10,13 @@
 //! - `edgerec scale` measures the sharded model at a given catalog size.
 
 mod demo_data;
+mod scale;
 
 use clap::{Parser, Subcommand};
 use edgerec::catalog::Catalog;
 use edgerec::event::{parse_events_json, TimeLimits};
+use edgerec::model::build::Source;
+use edgerec::model::synthetic::Synthetic;
 use edgerec::rules::{compile_json, json_schema};
 use edgerec::{Context, DecideRequest, Engine, EngineConfig, EngineError, Tier};
 use edgerec_trainer::publish::{pointer_file, prepare, write_keys, KeyFile, KvArgs};
@@ -87,8 +90,14 @@ enum Cmd {
         #[arg(long)]
         bundle: PathBuf,
         /// Catalog (JSON).
-        #[arg(long)]
-        catalog: PathBuf,
+        #[arg(long, required_unless_present = "synthetic")]
+        catalog: Option<PathBuf>,
+        /// Instead of a catalog file: a generated catalog of this many items (see `demo-data`).
+        #[arg(long, conflicts_with = "catalog")]
+        synthetic: Option<usize>,
+        /// Seed of the generated catalog.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
@@ -100,6 +109,29 @@ enum Cmd {
         /// Output folder.
         #[arg(long, default_value = "data/demo")]
         out: PathBuf,
+        /// Instead: a generated catalog of this many items (`catalog.json` only), deterministic.
+        #[arg(long)]
+        items: Option<usize>,
+        /// Seed of the generated catalog.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Measure the sharded model at catalog sizes (generated catalogs): head and shard sizes,
+    /// shards and bytes a cold decision reads, warm decision time, an incremental release.
+    /// One JSON line per size.
+    Scale {
+        /// Catalog sizes.
+        #[arg(long, value_delimiter = ',', default_value = "20000,1000000")]
+        items: Vec<usize>,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of items changed for the incremental release.
+        #[arg(long, default_value_t = 0.01)]
+        changed: f64,
+        /// Sessions played per size (8 decisions each).
+        #[arg(long, default_value_t = 300)]
+        sessions: usize,
     },
 }
 
@@ -273,14 +305,22 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
         Cmd::Publish {
             bundle,
             catalog,
+            synthetic,
+            seed,
             out,
             kv,
         } => {
             let bundle_text = String::from_utf8_lossy(&read(&bundle)?).into_owned();
             let compiled = compile_json(&bundle_text, EngineConfig::default().session.horizon_ms)
                 .map_err(EngineError::from)?;
-            let doc: edgerec::catalog::CatalogDoc = serde_json::from_slice(&read(&catalog)?)
-                .map_err(|e| CliError::Input(format!("{}: {e}", catalog.display())))?;
+            let src: Box<dyn Source> = match (synthetic, catalog) {
+                (Some(n), _) => Box::new(Synthetic::new(n, seed)),
+                (None, Some(c)) => Box::new(
+                    Catalog::from_json(&read(&c)?)
+                        .map_err(|e| CliError::Input(format!("{}: {e}", c.display())))?,
+                ),
+                (None, None) => return Err(CliError::Input("--catalog or --synthetic".into())),
+            };
             std::fs::create_dir_all(&out).map_err(|source| CliError::Io {
                 path: out.display().to_string(),
                 source,
@@ -291,7 +331,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
                 None => None,
             };
             let live_head = live.as_ref().and_then(|p| p["catalog"].as_str());
-            let release = prepare(&doc, &out, live_head)?;
+            let release = prepare(src.as_ref(), &out, live_head)?;
             let bundle_file = format!("bundle-{}.json", compiled.hash);
             write(&out.join(&bundle_file), bundle_text.as_bytes())?;
             let mut writes = vec![KeyFile {
@@ -320,11 +360,28 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
                 })
             );
         }
-        Cmd::DemoData { out } => {
+        Cmd::Scale {
+            items,
+            seed,
+            changed,
+            sessions,
+        } => {
+            for n in items {
+                println!("{}", scale::measure(n, seed, changed, sessions));
+            }
+        }
+        Cmd::DemoData { out, items, seed } => {
             std::fs::create_dir_all(&out).map_err(|source| CliError::Io {
                 path: out.display().to_string(),
                 source,
             })?;
+            if let Some(n) = items {
+                let doc = Synthetic::new(n, seed).to_doc();
+                let text = serde_json::to_string(&doc).unwrap_or_default();
+                write(&out.join("catalog.json"), text.as_bytes())?;
+                println!("wrote {}/catalog.json ({n} items)", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             let cat = demo_data::catalog();
             write(&out.join("catalog.json"), pretty(&cat).as_bytes())?;
             write(

@@ -188,13 +188,24 @@ pub struct ReleaseStats {
     pub head_bytes: u64,
 }
 
-/// Builds a release: `put(key, bytes)` receives every shard to write (stored form is
+/// A shard a build writes: its KV key, and where it sits (index, and its layer's shard count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// KV key.
+    pub key: String,
+    /// Which shard.
+    pub at: ShardRef,
+    /// Shards in its layer.
+    pub layer: u32,
+}
+
+/// Builds a release: `put(shard, bytes)` receives every shard to write (stored form is
 /// [`super::to_stored`] of the bytes); the head comes back in the [`Release`] and is written
 /// after the shards, then the pointer.
 pub fn build(
     src: &dyn Source,
     prev: Option<&Previous>,
-    put: &mut dyn FnMut(String, Vec<u8>),
+    put: &mut dyn FnMut(Written, Vec<u8>),
 ) -> Result<Release, ModelError> {
     if let Some(p) = prev.filter(|p| p.head.base_shards > 0 && !p.index.is_empty()) {
         if let Some(r) = patch(src, p, put)? {
@@ -291,7 +302,7 @@ fn shard_bytes(src: &dyn Source, items: &[u32], gone: Vec<u64>, map: &[u32]) -> 
     encode(&ShardDoc { records, gone })
 }
 
-fn full(src: &dyn Source, put: &mut dyn FnMut(String, Vec<u8>)) -> Result<Release, ModelError> {
+fn full(src: &dyn Source, put: &mut dyn FnMut(Written, Vec<u8>)) -> Result<Release, ModelError> {
     let (names, map) = categories(src, None);
     let s = scan(src, &map)?;
     let total: usize = s.sizes.iter().map(|&b| b as usize).sum();
@@ -328,7 +339,12 @@ fn full(src: &dyn Source, put: &mut dyn FnMut(String, Vec<u8>)) -> Result<Releas
     {
         let bytes = shard_bytes(src, items, Vec::new(), &map);
         note(&mut stats, bytes.len());
-        put(format!("shard:{base}:{i}"), bytes);
+        let w = Written {
+            key: format!("shard:{base}:{i}"),
+            at: ShardRef::Base(i as u32),
+            layer: shards,
+        };
+        put(w, bytes);
     }
     let patch = vec![0u64; shards.div_ceil(PATCH_RATIO) as usize];
     Ok(head(src, names, &map, base, shards, patch, index, stats))
@@ -345,7 +361,7 @@ fn note(stats: &mut ReleaseStats, bytes: usize) {
 fn patch(
     src: &dyn Source,
     prev: &Previous,
-    put: &mut dyn FnMut(String, Vec<u8>),
+    put: &mut dyn FnMut(Written, Vec<u8>),
 ) -> Result<Option<Release>, ModelError> {
     let m = prev.head.patch.len() as u32;
     if m == 0 {
@@ -387,7 +403,12 @@ fn patch(
         hashes[p] = h;
         stats.max_shard_bytes = stats.max_shard_bytes.max(stored_len(bytes.len()) as u64);
         if !prev.head.patch.contains(&h) {
-            writes.push((patch_key(h), bytes));
+            let w = Written {
+                key: patch_key(h),
+                at: ShardRef::Patch(p as u32),
+                layer: m,
+            };
+            writes.push((w, bytes));
         }
     }
     for (key, bytes) in writes {
@@ -516,7 +537,7 @@ fn head(
 /// conformance corpus decide with (the same sharded path as the edge, all shards present).
 pub fn in_memory(catalog: &Catalog) -> Result<(super::Head, super::ShardMap), ModelError> {
     let mut keys = Vec::new();
-    let rel = build(catalog, None, &mut |k, b| keys.push((k, b)))?;
+    let rel = build(catalog, None, &mut |w, b| keys.push((w.key, b)))?;
     let head = super::Head::decode(&rel.head)?;
     let mut map = super::ShardMap::default();
     for (i, (_, bytes)) in keys.into_iter().enumerate() {
@@ -559,8 +580,8 @@ mod tests {
     ) -> (Release, std::collections::HashMap<String, Vec<u8>>) {
         let cat = Catalog::from_doc(d).unwrap();
         let mut written = std::collections::HashMap::new();
-        let r = build(&cat, prev, &mut |k, b| {
-            written.insert(k, b);
+        let r = build(&cat, prev, &mut |w, b| {
+            written.insert(w.key, b);
         })
         .unwrap();
         (r, written)

@@ -19,6 +19,7 @@
 //! one round a cold decision makes, returns text only.
 
 pub mod build;
+pub mod synthetic;
 
 use crate::error::FieldError;
 use crate::experiment::fnv1a64;

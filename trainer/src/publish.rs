@@ -11,7 +11,7 @@
 //! base's index plus `current.json` naming the release the next publish builds on.
 
 use edgerec::catalog::{Catalog, CatalogDoc};
-use edgerec::model::build::{build, BaseIndex, Previous, ReleaseStats};
+use edgerec::model::build::{build, BaseIndex, Previous, ReleaseStats, Source};
 use edgerec::model::{head_key, to_stored, Head};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -253,18 +253,17 @@ pub struct Prepared {
     pub writes: Vec<KeyFile>,
 }
 
-/// Builds the model release for `doc` in `out`: on the previous release kept there when `live`
-/// (the head KV serves) is that release, else a full one (every shard).
-pub fn prepare(doc: &CatalogDoc, out: &Path, live: Option<&str>) -> Result<Prepared, PublishError> {
-    let catalog = Catalog::from_doc(doc).map_err(|e| PublishError::Invalid(e.to_string()))?;
+/// Builds the model release for a catalog in `out`: on the previous release kept there when
+/// `live` (the head KV serves) is that release, else a full one (every shard).
+pub fn prepare(src: &dyn Source, out: &Path, live: Option<&str>) -> Result<Prepared, PublishError> {
     std::fs::create_dir_all(out).map_err(|source| PublishError::Io {
         path: out.display().to_string(),
         source,
     })?;
     let prev = previous(out, live);
     let mut shards: Vec<serde_json::Value> = Vec::new();
-    let release = build(&catalog, prev.as_ref(), &mut |key, bytes| {
-        shards.push(serde_json::json!({"key": key, "value": to_stored(&bytes)}));
+    let release = build(src, prev.as_ref(), &mut |w, bytes| {
+        shards.push(serde_json::json!({"key": w.key, "value": to_stored(&bytes)}));
     })
     .map_err(|e| PublishError::Invalid(e.to_string()))?;
     let mut writes = Vec::new();
@@ -308,8 +307,8 @@ pub fn prepare(doc: &CatalogDoc, out: &Path, live: Option<&str>) -> Result<Prepa
     )?;
     Ok(Prepared {
         head: release.head_hash,
-        version: doc.version.clone(),
-        items: doc.items.len(),
+        version: src.version().to_string(),
+        items: src.len(),
         stats: release.stats,
         writes,
     })
@@ -360,7 +359,8 @@ pub fn publish(doc: &CatalogDoc, out: &Path, kv: Option<&Kv>) -> Result<Publishe
         None => None,
     };
     let live = pointer.as_ref().and_then(|p| p["catalog"].as_str());
-    let prepared = prepare(doc, out, live)?;
+    let catalog = Catalog::from_doc(doc).map_err(|e| PublishError::Invalid(e.to_string()))?;
+    let prepared = prepare(&catalog, out, live)?;
     let mut done = Published {
         version: prepared.version.clone(),
         head: prepared.head.clone(),

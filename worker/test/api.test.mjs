@@ -37,7 +37,8 @@ test('health reports the published config', async () => {
   assert.equal(r.status, 200);
   const h = await r.json();
   assert.equal(h.ok, true);
-  assert.equal(h.config.catalog, 'demo-1');
+  assert.match(h.config.catalog, /^[0-9a-f]{16}$/, 'the pointer names a model head by its hash');
+  assert.equal(h.items, 320);
   assert.equal(h.rules, 11);
 });
 
@@ -84,13 +85,37 @@ test('the browser fallback gets the live model and, when it asks, the session bl
   assert.equal((await mf.dispatchFetch(`${U}/v1/model/bundle`, { headers: { 'if-none-match': etag } })).status, 304);
   const c = await mf.dispatchFetch(`${U}/v1/model/catalog`);
   assert.equal(c.headers.get('content-type'), 'application/msgpack');
-  const engine = new wasm.Engine(bundleText, new Uint8Array(await c.arrayBuffer()));
+  const head = new Uint8Array(await c.arrayBuffer());
+  assert.ok(head.length < 64 * 1024, `the head is small (${head.length} bytes)`);
+  const engine = new wasm.Engine(bundleText, head);
   assert.equal(engine.catalogVersion, 'demo-1');
-  assert.deepEqual(JSON.parse(engine.describe('sku-0163')), { title: 'Cobalt Scale', category: 'kitchen', price: JSON.parse(readFileSync(path.join(root, 'data/demo/catalog.json'), 'utf8')).items.find((i) => i.id === 'sku-0163').price });
-  // The blob from the edge decides in the wasm build: same session, tier browser.
-  const d = JSON.parse(engine.decide(blob, '', '{}', Date.now(), 3, 'browser').json);
+  // The page fetches only the shards its session needs, each content-addressed and immutable.
+  const now = Date.now();
+  const keys = JSON.parse(engine.plan(blob, '', '{}', now, 'browser'));
+  assert.ok(keys.length >= 1 && keys.length < 13, `a few of the 13 shards: ${keys}`);
+  for (const key of keys) {
+    const r = await mf.dispatchFetch(`${U}/v1/model/shard?key=${encodeURIComponent(key)}`);
+    assert.equal(r.status, 200, key);
+    assert.match(r.headers.get('cache-control'), /immutable/);
+    engine.addShard(key, await r.text());
+  }
+  assert.deepEqual(JSON.parse(engine.plan(blob, '', '{}', now, 'browser')), [], 'nothing left to fetch');
+  // The blob from the edge decides in the wasm build: same session, tier browser, items
+  // described from the shards (title, category, price).
+  const d = JSON.parse(engine.decide(blob, '', '{}', now, 3, 'browser').json);
   assert.equal(d.tier, 'browser');
+  assert.equal(d.missing, 0);
   assert.equal(d.features.last_item, 'sku-0163');
+  const catalog = JSON.parse(readFileSync(path.join(root, 'data/demo/catalog.json'), 'utf8'));
+  for (const it of d.items) {
+    const want = catalog.items.find((i) => i.id === it.id);
+    assert.deepEqual([it.title, it.price], [want.title, want.price], it.id);
+  }
+  // The shard route serves shard keys only, nothing else of the config namespace.
+  for (const key of ['config:current', `bundle:${JSON.parse(bundleText).version}`, 'shard:zz:1', '']) {
+    assert.equal((await mf.dispatchFetch(`${U}/v1/model/shard?key=${encodeURIComponent(key)}`)).status, 400, key);
+  }
+  assert.equal((await mf.dispatchFetch(`${U}/v1/model/shard?key=patch:0123456789abcdef`)).status, 404);
 });
 
 test('MessagePack bodies are accepted like JSON', async () => {

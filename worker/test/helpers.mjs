@@ -21,11 +21,12 @@ export const serverSession = (id) => ({ 'x-edgerec-session': id, authorization: 
  * The release `edgerec publish` prepares for a bundle and catalog (the demo's by default), in
  * write order: [{key, value}] with `value` a string (shards) or bytes (bundle, head, pointer).
  */
-export function publishEntries(bundle = 'data/demo/rules.json', catalog = 'data/demo/catalog.json', out = 'build/release-demo') {
+export function publishEntries(bundle = 'data/demo/rules.json', catalog = 'data/demo/catalog.json', out = 'build/release-demo', extra = []) {
   out = path.join(root, out);
+  const source = catalog ? ['--catalog', path.join(root, catalog)] : [];
   execFileSync(path.join(root, 'target/release/edgerec'), [
-    'publish', '--bundle', path.join(root, bundle), '--catalog', path.join(root, catalog), '--out', out,
-  ]);
+    'publish', '--bundle', path.join(root, bundle), ...source, '--out', out, ...extra,
+  ], { maxBuffer: 1 << 26 });
   return JSON.parse(readFileSync(path.join(out, 'keys.json'), 'utf8')).flatMap((k) => k.kind === 'bulk'
     ? JSON.parse(readFileSync(path.join(out, k.file), 'utf8'))
     : [{ key: k.key, value: readFileSync(path.join(out, k.file)) }]);
