@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker eval fuzz fuzz-smoke clean
+.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
@@ -118,6 +118,13 @@ bench: tools wasm-node worker cli www
 
 ## eval: replay evaluation on the YOOCHOOSE sample (next-item HR/MRR@10,20 vs POP, session-POP)
 EVAL_DATA ?= ../shared/data/yoochoose-100k
+## bench-scale: the sharded model at 20k, 1M and 10M items natively (`edgerec scale`), and at
+## 20k and 1M items under wrangler dev (cold vs warm first decision, workerd memory); the 1M
+## catalog takes minutes to seed into local KV the first time (kept under build/bench-scale-*)
+bench-scale: tools cli worker
+	target/release/edgerec scale --items 20000,1000000,10000000
+	node tests/e2e/bench-scale.mjs
+
 eval:
 	cargo run -q --release -p edgerec-trainer -- eval \
 	  --train $(EVAL_DATA)/yoochoose-clicks-100k_train_tr.txt --test $(EVAL_DATA)/yoochoose-clicks-100k_train_valid.txt \

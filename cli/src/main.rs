@@ -132,6 +132,9 @@ enum Cmd {
         /// Sessions played per size (8 decisions each).
         #[arg(long, default_value_t = 300)]
         sessions: usize,
+        /// Categories, the same at every size (so the decisions compare).
+        #[arg(long, default_value_t = 100)]
+        categories: usize,
     },
 }
 
@@ -365,9 +368,13 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
             seed,
             changed,
             sessions,
+            categories,
         } => {
             for n in items {
-                println!("{}", scale::measure(n, seed, changed, sessions));
+                println!(
+                    "{}",
+                    scale::measure(n, categories, seed, changed, sessions)
+                );
             }
         }
         Cmd::DemoData { out, items, seed } => {

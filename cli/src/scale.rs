@@ -18,8 +18,14 @@ use std::time::Instant;
 const STEPS: usize = 8;
 
 /// One size's figures.
-pub fn measure(items: usize, seed: u64, changed: f64, sessions: usize) -> serde_json::Value {
-    let src = Synthetic::new(items, seed);
+pub fn measure(
+    items: usize,
+    categories: usize,
+    seed: u64,
+    changed: f64,
+    sessions: usize,
+) -> serde_json::Value {
+    let src = Synthetic::new(items, seed).with_categories(categories);
     // The sessions first, so the build keeps exactly the shards they can read.
     let mut rng = Rng(seed ^ 0x5eed);
     let plays: Vec<Vec<usize>> = (0..sessions)
@@ -133,6 +139,7 @@ pub fn measure(items: usize, seed: u64, changed: f64, sessions: usize) -> serde_
     let st = &release.stats;
     serde_json::json!({
         "items": items,
+        "categories": categories,
         "head_bytes": st.head_bytes,
         "base_shards": st.base_shards,
         "patch_shards": st.patch_shards,

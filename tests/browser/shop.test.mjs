@@ -118,6 +118,11 @@ test('the edge stops: recommendations still show (tier browser); it restarts: bu
   assert.equal(debug.tier, 'browser');
   assert.equal(debug.features.last_item, 'sku-0161');
   assert.deepEqual(debug.features.most_viewed_item, ['sku-0005', 3]);
+  // The page holds the model head and only the shards its session needed, never the whole model.
+  const held = await page.evaluate(async () => (await (await caches.open('edgerec-model-v1')).keys()).map((r) => new URL(r.url).pathname + new URL(r.url).search));
+  const shards = held.filter((u) => u.startsWith('/v1/model/shard?'));
+  console.log(`# model files in the page's cache: ${held.length} (${shards.length} shards of 13)`);
+  assert.ok(held.includes('/v1/model/catalog') && shards.length >= 1 && shards.length <= 8, JSON.stringify(held));
   const firstLocal = await page.evaluate(() => globalThis.edgerec.stats.firstLocalMs);
   metrics.pageLoadToFirstLocalMs = firstLocal;
   assert.ok(firstLocal != null && firstLocal < 3000, `first local list ${firstLocal} ms after navigation`);

@@ -195,10 +195,12 @@ test('a bounded flood from one client is throttled and cannot change the model\'
     '--state-dir', path.join(work, 'state'), '--out', path.join(work, 'out'), '--base-catalog', 'data/demo/catalog.json'],
   { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   console.log(`# trainer: ${out.trim().split('\n').pop()}`);
-  const file = readdirSync(path.join(work, 'out')).find((f) => /^catalog-m-[0-9a-f]{16}\.msgpack$/.test(f));
-  const snap = decode(readFileSync(path.join(work, 'out', file)).subarray(1));
-  const [ids, related] = [snap[2], snap[9]];
-  const top = related[ids.indexOf(A)].map(([j, score]) => [ids[j], score]);
+  // The published shards (MessagePack after a format byte, base64 in KV's bulk file): find A's
+  // record — [card, popularity, tags, related], card = [id, …], related = [[card, score], …].
+  const bulk = readdirSync(path.join(work, 'out')).filter((f) => /^shards-[0-9a-f]{16}-\d+\.json$/.test(f));
+  const records = bulk.flatMap((f) => JSON.parse(readFileSync(path.join(work, 'out', f), 'utf8')))
+    .flatMap((e) => decode(Buffer.from(e.value, 'base64url').subarray(1))[0]);
+  const top = records.find((r) => r[0][0] === A)[3].map(([card, score]) => [card[0], score]);
   console.log(`# related to ${A}: ${JSON.stringify(top.slice(0, 3))}`);
   assert.equal(top[0][0], X, 'the shoppers\' relation stays on top');
 });

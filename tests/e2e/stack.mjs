@@ -30,15 +30,16 @@ export async function waitFor(url, ms) {
  * KAFKA_BROKERS). Returns { base, origin, collector, records, state, stop, stopEdge, startEdge }; `state` is wrangler's
  * local state folder (`--persist-to`), where a trainer publishes.
  */
-export async function startStack(vars = {}, { collectorEnv = {} } = {}) {
-  const state = mkdtempSync(path.join(os.tmpdir(), 'edgerec-stack-'));
+export async function startStack(vars = {}, { collectorEnv = {}, state: keep = null, ready = '/v1/health' } = {}) {
+  // `keep`: an already seeded local KV folder, left in place afterwards (benchmarks).
+  const state = keep || mkdtempSync(path.join(os.tmpdir(), 'edgerec-stack-'));
   const records = path.join(state, 'records.jsonl');
   const collectorPort = await freePort();
   const collector = spawn(path.join(root, 'target/release/edgerec-collector'), [], {
     stdio: 'ignore',
     env: { ...process.env, COLLECTOR_ADDR: `127.0.0.1:${collectorPort}`, OUTPUT_FILE: records, COLLECTOR_SECRET: 'dev-collector-secret', ...collectorEnv },
   });
-  execFileSync(path.join(root, 'scripts/seed-kv.sh'), ['data/demo/rules.json', 'data/demo/catalog.json', '--persist-to', state], { cwd: root, env, stdio: 'ignore' });
+  if (!keep) execFileSync(path.join(root, 'scripts/seed-kv.sh'), ['data/demo/rules.json', 'data/demo/catalog.json', '--persist-to', state], { cwd: root, env, stdio: 'ignore' });
   const originPort = await freePort();
   const port = await freePort();
   const origin = spawn('node', [path.join(root, 'www/origin/server.mjs'), String(originPort)], {
@@ -70,11 +71,11 @@ export async function startStack(vars = {}, { collectorEnv = {} } = {}) {
     try { if (wrangler) process.kill(-wrangler.pid, 'SIGTERM'); } catch { /* gone */ }
     try { origin.kill('SIGTERM'); } catch { /* gone */ }
     try { collector.kill('SIGTERM'); } catch { /* gone */ }
-    rmSync(state, { recursive: true, force: true });
+    if (!keep) rmSync(state, { recursive: true, force: true });
   };
   try {
     await waitFor(`http://127.0.0.1:${collectorPort}/readyz`, 30_000);
-    await waitFor(`${base}/v1/health`, 90_000);
+    await waitFor(`${base}${ready}`, 90_000);
   } catch (e) {
     stop();
     throw e;
@@ -84,7 +85,9 @@ export async function startStack(vars = {}, { collectorEnv = {} } = {}) {
     /** Stops the edge (wrangler dev) only; origin, collector and KV state stay. */
     stopEdge,
     /** Starts the edge again on the same port and state; resolves when it answers. */
-    startEdge: async () => { startEdge(); await waitFor(`${base}/v1/health`, 90_000); },
+    startEdge: async () => { startEdge(); await waitFor(`${base}${ready}`, 90_000); },
+    /** The wrangler process group's pid (its workerd is a descendant). */
+    edgePid: () => wrangler && wrangler.pid,
   };
 }
 

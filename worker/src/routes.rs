@@ -632,19 +632,41 @@ async fn cached_decision(
     Ok(d)
 }
 
-/// Decides for a request, walking down the ladder: full → cached → static.
+/// Reads the engine and the session at once (independent reads: a cold isolate waits for the
+/// slower, not for their sum).
+async fn engine_and_session(
+    env: &Env,
+    s: &Settings,
+    id: Option<&Identity>,
+    now: u64,
+) -> worker::Result<(Option<Rc<Engine>>, store::Loaded)> {
+    let config = env.kv("CONFIG")?;
+    let sessions = env.kv("SESSIONS").ok();
+    let session = async {
+        match id {
+            Some(id) => store::load(sessions.as_ref(), &id.key, id.hot.clone(), s).await,
+            None => store::Loaded {
+                blob: None,
+                source: Source::New,
+            },
+        }
+    };
+    Ok(futures_util::future::join(config::engine(&config, s, now), session).await)
+}
+
+/// Decides for a request with its session as read, walking down the ladder: full → cached →
+/// static.
 async fn decide_for(
     engine: &Engine,
     env: &Env,
     ctx: &Context,
     s: &Settings,
-    id: &Identity,
+    (id, loaded): (&Identity, store::Loaded),
     context: Ctx,
     limit: usize,
 ) -> worker::Result<(Rc<Decision>, Option<Vec<u8>>)> {
     let now = now_ms();
     let sessions = env.kv("SESSIONS").ok();
-    let loaded = store::load(sessions.as_ref(), &id.key, id.hot.clone(), s).await;
     let d = if loaded.source == Source::Unavailable {
         stats::inc("fallback_cached");
         cached_decision(engine, env, s, context, limit, now).await?
@@ -693,13 +715,13 @@ async fn recommendations(
         }
     };
     let now = now_ms();
-    let engine = config::engine(&env.kv("CONFIG")?, s, now).await;
     let id = match identity::identify(req, s) {
         Ok(id) => Some(id),
         Err(e @ (IdentityError::Credential | IdentityError::BadId)) => return identity_error(&e),
         // No session can be named (no random id): popularity for everyone, no cookie.
         Err(IdentityError::NoRandomness(_)) => None,
     };
+    let (engine, loaded) = engine_and_session(env, s, id.as_ref(), now).await?;
     let (Some(engine), Some(id)) = (engine.clone(), id) else {
         if let Some(engine) = &engine {
             let d = engine.decide(&DecideRequest {
@@ -726,7 +748,17 @@ async fn recommendations(
         return Ok(r);
     };
     let context = context_of(req, &id, q.slot.clone(), Target::of(req).path);
-    let (d, blob) = match decide_for(&engine, env, ctx, s, &id, context.clone(), q.limit).await {
+    let (d, blob) = match decide_for(
+        &engine,
+        env,
+        ctx,
+        s,
+        (&id, loaded),
+        context.clone(),
+        q.limit,
+    )
+    .await
+    {
         Ok(x) => x,
         Err(e) => {
             worker::console_warn!("edgerec: full decision failed: {e}; serving static");
@@ -819,9 +851,22 @@ async fn health(env: &Env, s: &Settings) -> worker::Result<Response> {
             "rules": engine.as_ref().map(|e| e.bundle().rules.len()),
             "items": engine.as_ref().map(|e| e.head().items),
             "shards": shards::usage(),
+            "wasm_memory_bytes": wasm_memory_bytes(),
             "breakers": crate::breaker::snapshot(),
         }),
     )
+}
+
+/// Size of this isolate's wasm linear memory (it grows, never shrinks: its high-water mark).
+fn wasm_memory_bytes() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    {
+        core::arch::wasm32::memory_size(0) * 65_536
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0
+    }
 }
 
 /// Items as JSON with what a client needs to render them (title, category, price).
@@ -941,12 +986,13 @@ async fn intercept_request(
         return Ok(raw.into());
     };
     let now = now_ms();
-    let engine = config::engine(&env.kv("CONFIG")?, s, now).await;
+    let (engine, loaded) = engine_and_session(env, s, Some(&id), now).await?;
     let mut fill: Option<SlotFill> = None;
     let mut blob = None;
     if let Some(engine) = &engine {
         let context = context_of(&req, &id, Some("page".into()), url.path.clone());
-        if let Ok((d, b)) = decide_for(engine, env, ctx, s, &id, context, SLOT_ITEMS).await {
+        let decided = decide_for(engine, env, ctx, s, (&id, loaded), context, SLOT_ITEMS).await;
+        if let Ok((d, b)) = decided {
             stats::inc("pages_filled");
             let item_url = env
                 .var("ITEM_URL_TEMPLATE")
