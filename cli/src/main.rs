@@ -371,10 +371,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
             categories,
         } => {
             for n in items {
-                println!(
-                    "{}",
-                    scale::measure(n, categories, seed, changed, sessions)
-                );
+                println!("{}", scale::measure(n, categories, seed, changed, sessions));
             }
         }
         Cmd::DemoData { out, items, seed } => {

@@ -44,7 +44,9 @@ impl Synthetic {
 
     /// The same catalog with `n` categories (1 to 10,000) instead of the size-based count.
     pub fn with_categories(mut self, n: usize) -> Synthetic {
-        self.categories = (0..n.clamp(1, 10_000)).map(|c| format!("cat-{c:02}")).collect();
+        self.categories = (0..n.clamp(1, 10_000))
+            .map(|c| format!("cat-{c:02}"))
+            .collect();
         self.version = format!("{}-cat-{n}", self.version);
         self
     }

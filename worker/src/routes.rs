@@ -512,8 +512,7 @@ async fn model(req: &Request, env: &Env, s: &Settings, catalog: bool) -> worker:
 /// names): content-addressed, so cacheable forever. Any other key is refused, so the route
 /// reads nothing else from the config KV.
 async fn model_shard(req: &Request, env: &Env, s: &Settings) -> worker::Result<Response> {
-    let url = req.url()?;
-    let key = url
+    let key = Target::of(req)
         .query_pairs()
         .find(|(k, _)| k == "key")
         .map(|(_, v)| v.into_owned())
