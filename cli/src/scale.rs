@@ -63,6 +63,9 @@ pub fn measure(
     })
     .expect("a generated catalog builds");
     let build_s = t.elapsed().as_secs_f64();
+    // Copied in one go, as a cache fills: the build left them scattered over a heap as large
+    // as the catalog, which a worker's cache never is.
+    let kept = ShardMap(kept.0.iter().map(|(k, s)| (*k, s.clone())).collect());
     let head = Head::decode(&release.head).expect("head decodes");
     let engine = Engine::new(cfg, bundle, head).expect("engine");
     // Play the sessions: plan each decision, count what a cold isolate would read.

@@ -171,3 +171,37 @@ pub async fn decide(
     }
     d
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shards() -> Vec<Rc<Shard>> {
+        let doc = edgerec::model::synthetic::Synthetic::new(3000, 1).to_doc();
+        let cat = edgerec::catalog::Catalog::from_doc(&doc).unwrap();
+        let (_, map) = edgerec::model::build::in_memory(&cat).unwrap();
+        let mut v: Vec<(ShardRef, Shard)> = map.0.into_iter().collect();
+        v.sort_by_key(|x| x.0);
+        v.into_iter().map(|(_, s)| Rc::new(s)).collect()
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bytes_and_drops_the_least_recently_used() {
+        let all = shards();
+        let one = all[0].heap_bytes();
+        let cap = one * 5;
+        let mut lru = Lru::default();
+        for (i, s) in all.iter().take(40).enumerate() {
+            lru.put(format!("k{i}"), s.clone(), cap);
+            // Touching k0 keeps it in.
+            assert!(lru.get("k0").is_some(), "k0 evicted at {i}");
+            assert!(lru.usage().0 <= cap + one * 2, "{:?} over {cap}", lru.usage());
+        }
+        assert!(lru.get("k1").is_none(), "an old, untouched shard was evicted");
+        assert!(lru.get("k39").is_some());
+        // Re-adding a key replaces it without double counting.
+        let before = lru.usage();
+        lru.put("k39".into(), all[39].clone(), cap);
+        assert_eq!(lru.usage(), before);
+    }
+}
