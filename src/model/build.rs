@@ -608,6 +608,15 @@ mod tests {
         let rel = &recs["i0005"].related[0];
         assert!(rel.card.title().is_some() && rel.card.price().is_some());
         assert!(matches!(find(&head, &shards, "nope"), Found::Absent));
+        for at in [ShardRef::Base(0), ShardRef::Base(head.base_shards - 1)] {
+            assert_eq!(head.shard_of_key(&head.key(at).unwrap()), Some(at));
+        }
+        assert_eq!(
+            head.shard_of_key(&format!("shard:{}:{}", head.base, head.base_shards)),
+            None
+        );
+        assert_eq!(head.shard_of_key("shard:0000000000000000:1"), None);
+        assert_eq!(head.shard_of_key("patch:0000000000000000"), None);
         assert!(matches!(find(&head, &NoShards, "i0005"), Found::Missing));
         // Deterministic: the same catalog, the same head and base.
         let (again, _) = release(&d, None);

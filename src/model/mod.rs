@@ -367,6 +367,18 @@ impl Head {
         }
     }
 
+    /// Which shard of this head a KV key names, if any.
+    pub fn shard_of_key(&self, key: &str) -> Option<ShardRef> {
+        if let Some(rest) = key.strip_prefix("shard:") {
+            let (base, i) = rest.split_once(':')?;
+            let i: u32 = i.parse().ok()?;
+            return (base == self.base && i < self.base_shards).then_some(ShardRef::Base(i));
+        }
+        let hash = u64::from_str_radix(key.strip_prefix("patch:")?, 16).ok()?;
+        let at = self.patch.iter().position(|&h| h == hash && h != 0)?;
+        Some(ShardRef::Patch(at as u32))
+    }
+
     /// The shards holding these items, each once, in first-named order, at most
     /// [`MAX_PLANNED_SHARDS`].
     pub fn shards_for<'i>(&self, ids: impl IntoIterator<Item = &'i str>) -> Vec<ShardRef> {

@@ -124,11 +124,10 @@ impl Engine {
     /// Adds a fetched shard (`key` as [`Engine::plan`] named it, `stored` the response text).
     #[wasm_bindgen(js_name = addShard)]
     pub fn add_shard(&mut self, key: &str, stored: &str) -> Result<(), JsError> {
-        let head = self.inner.head();
-        let at = (0..head.base_shards)
-            .map(ShardRef::Base)
-            .chain((0..head.patch.len() as u32).map(ShardRef::Patch))
-            .find(|&r| head.key(r).as_deref() == Some(key))
+        let at = self
+            .inner
+            .head()
+            .shard_of_key(key)
             .ok_or_else(|| one_error("key", "not a shard of this model"))?;
         let shard = Shard::decode_stored(stored).map_err(|e| one_error("shard", e))?;
         self.shards.0.insert(at, shard);

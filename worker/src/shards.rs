@@ -195,9 +195,16 @@ mod tests {
             lru.put(format!("k{i}"), s.clone(), cap);
             // Touching k0 keeps it in.
             assert!(lru.get("k0").is_some(), "k0 evicted at {i}");
-            assert!(lru.usage().0 <= cap + one * 2, "{:?} over {cap}", lru.usage());
+            assert!(
+                lru.usage().0 <= cap + one * 2,
+                "{:?} over {cap}",
+                lru.usage()
+            );
         }
-        assert!(lru.get("k1").is_none(), "an old, untouched shard was evicted");
+        assert!(
+            lru.get("k1").is_none(),
+            "an old, untouched shard was evicted"
+        );
         assert!(lru.get("k39").is_some());
         // Re-adding a key replaces it without double counting.
         let before = lru.usage();
