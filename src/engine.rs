@@ -216,8 +216,8 @@ impl Engine {
     }
 
     /// The shards a decision on this request needs, at most [`model::MAX_PLANNED_SHARDS`]: those
-    /// of the events' items, of the items the bundle names, and of the session's items (newest
-    /// first). A host loads them (one bulk read for the ones it lacks) and calls
+    /// of the items the bundle names, of the events' items and of the session's items (both
+    /// newest first). A host loads them (one bulk read for the ones it lacks) and calls
     /// [`Engine::decide_with`]; whatever it could not load, the decision goes without.
     pub fn plan(&self, req: &DecideRequest) -> Vec<ShardRef> {
         let tier = req.tier.unwrap_or(Tier::Full);
@@ -233,11 +233,15 @@ impl Engine {
             .map(|r| r.0)
             .chain(0..state.items.len() as u32)
             .map(|i| state.item_id(i));
-        let ids = req
-            .events
+        // Newest events first: past the cap (a batch may name 500 items), the oldest events'
+        // items go without their category and price, never the bundle's or the newest ones.
+        let mut events: Vec<&Event> = req.events.iter().collect();
+        events.sort_by_key(|e| std::cmp::Reverse((e.ts, e.seq)));
+        let ids = self
+            .named
             .iter()
-            .map(|e| e.item.as_str())
-            .chain(self.named.iter().map(String::as_str))
+            .map(String::as_str)
+            .chain(events.iter().map(|e| e.item.as_str()))
             .chain(session);
         self.head.shards_for(ids)
     }
@@ -692,5 +696,40 @@ mod tests {
             .iter()
             .all(|r| !r.why.iter().any(|w| w.starts_with("related:"))));
         assert_eq!(bare.accepted, 2, "events are still stored");
+    }
+
+    #[test]
+    fn a_batch_naming_hundreds_of_items_plans_a_bounded_read_keeping_the_newest() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo/");
+        let bundle = std::fs::read_to_string(format!("{dir}rules.json")).unwrap();
+        let bundle = compile_json(&bundle, EngineConfig::default().session.horizon_ms).unwrap();
+        let doc = crate::model::synthetic::Synthetic::new(20_000, 1).to_doc();
+        let catalog = Catalog::from_doc(&doc).unwrap();
+        let engine = Engine::with_catalog(EngineConfig::default(), bundle, &catalog).unwrap();
+        assert!(engine.head().base_shards > 500);
+        let t = 1_764_201_600_000;
+        let mut events: Vec<Event> = (0..500)
+            .map(|i| Event::new(EventKind::View, format!("sku-{:05}", i * 37), t + i))
+            .collect();
+        events.push(Event::new(EventKind::View, "sku-19999", t + 1000));
+        let req = DecideRequest {
+            events: &events,
+            now_ms: t + 2000,
+            limit: 5,
+            ..Default::default()
+        };
+        let plan = engine.plan(&req);
+        assert!(plan.len() <= model::MAX_PLANNED_SHARDS);
+        let head = engine.head();
+        assert_eq!(
+            plan.len(),
+            model::MAX_PLANNED_SHARDS,
+            "the cap is what binds here"
+        );
+        let newest = head.place("sku-19999").unwrap().base;
+        assert!(plan.contains(&newest), "the newest event's shard is kept");
+        for id in &engine.named {
+            assert!(plan.contains(&head.place(id).unwrap().base), "{id}");
+        }
     }
 }

@@ -40,8 +40,9 @@ pub const PATCH_RATIO: u32 = 64;
 pub const POPULAR_LEN: usize = 50;
 /// Items of each category's top list a decision draws from.
 pub const CATEGORY_TOP_LEN: usize = 20;
-/// Most shard reads one decision plans: one KV bulk read takes at most 100 keys.
-pub const MAX_PLANNED_SHARDS: usize = 100;
+/// Most shards one decision plans: well inside one KV bulk read (100 keys), and a bound on
+/// what one request can make an isolate read and decode (~1 MB), whatever a client sends.
+pub const MAX_PLANNED_SHARDS: usize = 48;
 
 /// Why a head or shard could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
