@@ -340,7 +340,7 @@ fn full(src: &dyn Source, put: &mut dyn FnMut(Written, Vec<u8>)) -> Result<Relea
         let bytes = shard_bytes(src, items, Vec::new(), &map);
         note(&mut stats, bytes.len());
         let w = Written {
-            key: format!("shard:{base}:{i}"),
+            key: super::base_key(&base, i as u32),
             at: ShardRef::Base(i as u32),
             layer: shards,
         };

@@ -360,7 +360,7 @@ impl Head {
     /// The KV key of a shard (`None` for an empty patch shard, which is never stored).
     pub fn key(&self, at: ShardRef) -> Option<String> {
         match at {
-            ShardRef::Base(i) => (i < self.base_shards).then(|| format!("shard:{}:{i}", self.base)),
+            ShardRef::Base(i) => (i < self.base_shards).then(|| base_key(&self.base, i)),
             ShardRef::Patch(i) => match self.patch.get(i as usize) {
                 Some(&h) if h != 0 => Some(patch_key(h)),
                 _ => None,
@@ -370,14 +370,15 @@ impl Head {
 
     /// Which shard of this head a KV key names, if any.
     pub fn shard_of_key(&self, key: &str) -> Option<ShardRef> {
-        if let Some(rest) = key.strip_prefix("shard:") {
-            let (base, i) = rest.split_once(':')?;
-            let i: u32 = i.parse().ok()?;
-            return (base == self.base && i < self.base_shards).then_some(ShardRef::Base(i));
+        match parse_key(key)? {
+            ParsedKey::Base(base, i) => {
+                (base == self.base && i < self.base_shards).then_some(ShardRef::Base(i))
+            }
+            ParsedKey::Patch(hash) => {
+                let at = self.patch.iter().position(|&h| h == hash && h != 0)?;
+                Some(ShardRef::Patch(at as u32))
+            }
         }
-        let hash = u64::from_str_radix(key.strip_prefix("patch:")?, 16).ok()?;
-        let at = self.patch.iter().position(|&h| h == hash && h != 0)?;
-        Some(ShardRef::Patch(at as u32))
     }
 
     /// The shards holding these items, each once, in first-named order, at most
@@ -403,13 +404,34 @@ pub fn head_key(hash: &str) -> String {
 
 /// Whether a string has the shape of a shard key (`shard:<16 hex>:<n>` or `patch:<16 hex>`).
 pub fn is_shard_key(key: &str) -> bool {
+    parse_key(key).is_some()
+}
+
+/// A shard key taken apart.
+enum ParsedKey<'a> {
+    /// `shard:<base>:<i>`.
+    Base(&'a str, u32),
+    /// `patch:<hash>`.
+    Patch(u64),
+}
+
+/// The one reader of shard keys ([`base_key`] and [`patch_key`] write them).
+fn parse_key(key: &str) -> Option<ParsedKey<'_>> {
     let hex16 = |h: &str| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit());
     if let Some(rest) = key.strip_prefix("shard:") {
-        return rest.split_once(':').is_some_and(|(b, i)| {
-            hex16(b) && !i.is_empty() && i.len() <= 10 && i.bytes().all(|c| c.is_ascii_digit())
-        });
+        let (base, i) = rest.split_once(':')?;
+        let digits = !i.is_empty() && i.bytes().all(|c| c.is_ascii_digit());
+        return (hex16(base) && digits)
+            .then(|| i.parse().ok())
+            .flatten()
+            .map(|i| ParsedKey::Base(base, i));
     }
-    key.strip_prefix("patch:").is_some_and(hex16)
+    let hash = key.strip_prefix("patch:").filter(|h| hex16(h))?;
+    u64::from_str_radix(hash, 16).ok().map(ParsedKey::Patch)
+}
+
+fn base_key(base: &str, i: u32) -> String {
+    format!("shard:{base}:{i}")
 }
 
 fn patch_key(hash: u64) -> String {
