@@ -136,19 +136,22 @@ function countLocal(delta) {
 }
 
 let reporting = null;
+/** Seals the page's counted decisions (after any still being made) and sends them once. */
 function report() {
   if (reporting) return reporting;
-  let sealed = load(KEY.sealed, null);
-  if (!sealed) {
-    const open = load(KEY.report, null);
-    if (!open || !open.decisions) return Promise.resolve();
-    const id = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
-    sealed = { id, delta: open };
-    save(KEY.sealed, sealed);
-    localStorage.removeItem(KEY.report);
-  }
   reporting = (async () => {
     try {
+      // A decision in flight (its shards still loading) belongs in this report, not the next.
+      while (deciding.size) await Promise.allSettled([...deciding]);
+      let sealed = load(KEY.sealed, null);
+      if (!sealed) {
+        const open = load(KEY.report, null);
+        if (!open || !open.decisions) return;
+        const id = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
+        sealed = { id, delta: open };
+        save(KEY.sealed, sealed);
+        localStorage.removeItem(KEY.report);
+      }
       const r = await fetch(`${cfg.endpoint}/v1/browser-decisions`, {
         method: 'POST', keepalive: true, credentials: 'include',
         headers: { 'content-type': 'application/json' }, body: JSON.stringify(sealed),
@@ -222,19 +225,38 @@ function localInput(mod, slot) {
   return [stored ? b64.decode(stored) : undefined, box.length ? JSON.stringify({ events: box }) : '', JSON.stringify(context), Date.now()];
 }
 
+/** Shards that could not be fetched, and until when not to ask again (ms). */
+const unreachable = new Map();
+
 /** Loads the item shards a decision on `input` needs (cache first: they never change). */
 async function loadShards(eng, input) {
-  const keys = JSON.parse(eng.plan(...input, 'browser'));
+  const now = Date.now();
+  const keys = JSON.parse(eng.plan(...input, 'browser')).filter((k) => !(unreachable.get(k) > now));
   await Promise.all(keys.map(async (key) => {
     try {
       const r = await cached(`${cfg.endpoint}/v1/model/shard?key=${encodeURIComponent(key)}`, true);
       eng.addShard(key, await r.text());
-    } catch { /* decided without it: the decision says what was missing */ }
+    } catch {
+      // Decided without it (the decision says what was missing); an outage is not asked about
+      // on every decision.
+      unreachable.set(key, now + 30_000);
+    }
   }));
 }
 
+/** Local decisions still being made (`report` waits for them). */
+const deciding = new Set();
+
 /** Decides in the page: the stored session plus every event not yet acknowledged by the edge. */
-async function decideLocally(slot, limit) {
+function decideLocally(slot, limit) {
+  const p = decideNow(slot, limit);
+  deciding.add(p);
+  const done = () => deciding.delete(p);
+  p.then(done, done);
+  return p;
+}
+
+async function decideNow(slot, limit) {
   const { mod, eng } = await engine();
   const input = localInput(mod, slot);
   await loadShards(eng, input);

@@ -139,8 +139,12 @@ test('the edge stops: recommendations still show (tier browser); it restarts: bu
     return { local: globalThis.edgerec.stats.local, sealed: JSON.parse(localStorage.getItem('edgerec_report_sealed')) };
   });
   assert.ok(local >= 3, `local decisions: ${local}`);
-  assert.equal(sealed.delta.decisions, local);
-  assert.deepEqual(sealed.delta.tiers, { browser: local });
+  // Every decision this page made is in the sealed report (the report waits for one still
+  // loading its shards); the previous page, still open when the edge went away, may have
+  // added its own last ones, so the report is the count the collector must receive.
+  const reported = sealed.delta.decisions;
+  assert.ok(reported >= local, `sealed ${reported}, this page ${local}`);
+  assert.deepEqual(sealed.delta.tiers, { browser: reported });
 
   await stack.startEdge();
   await outboxEmpty();
@@ -175,14 +179,14 @@ test('the edge stops: recommendations still show (tier browser); it restarts: bu
   let browserAfter = 0;
   for (let i = 0; i < 40; i++) {
     browserAfter = (await summary()).tiers.browser || 0;
-    if (browserAfter >= browserBefore + local) break;
+    if (browserAfter >= browserBefore + reported) break;
     await new Promise((r) => setTimeout(r, 250));
   }
-  assert.equal(browserAfter, browserBefore + local);
+  assert.equal(browserAfter, browserBefore + reported);
   const resend = await page.evaluate(async (body) => (await fetch('/v1/browser-decisions', {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).status, sealed);
   assert.equal(resend, 202);
-  assert.equal((await summary()).tiers.browser, browserBefore + local);
+  assert.equal((await summary()).tiers.browser, browserBefore + reported);
   // A report that claims more than decisions is refused, naming the field.
   const bad = await page.evaluate(async () => {
     const r = await fetch('/v1/browser-decisions', { method: 'POST', headers: { 'content-type': 'application/json' },
