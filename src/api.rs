@@ -2,6 +2,15 @@
 //! API (served by the worker at `/v1/openapi.json`, called by the tracker and by servers) and
 //! the collector's (served at `/openapi.json`, called by the edge). Each host's tests compare
 //! its route table with [`documented_routes`] of its document.
+//!
+//! The bodies the edge and the browser build answer in are typed here once: [`ErrorBody`] (every
+//! refusal, on every host), [`Answer`] (a decision as `/v1/recommendations` and the browser's
+//! local decisions show it) and the slot markup ([`slot_html`]) pages are filled with.
+
+use crate::engine::Decision;
+use crate::error::FieldError;
+use crate::recommend::Recommendation;
+use serde::{Deserialize, Serialize};
 
 /// The edge API's document (`schema/edge.openapi.json`).
 pub const EDGE_OPENAPI: &str = include_str!("../schema/edge.openapi.json");
@@ -26,6 +35,121 @@ pub fn documented_routes(doc: &str) -> Vec<(String, String)> {
     routes
 }
 
+/// Every refusal's body, on every host: `{"errors":[{"field","message"}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What was refused, field by field.
+    pub errors: Vec<FieldError>,
+}
+
+impl ErrorBody {
+    /// A body from its errors.
+    pub fn new(errors: Vec<FieldError>) -> ErrorBody {
+        ErrorBody { errors }
+    }
+
+    /// A body naming one field.
+    pub fn one(field: &str, message: impl std::fmt::Display) -> ErrorBody {
+        ErrorBody::new(vec![FieldError::new(field, message.to_string())])
+    }
+
+    /// As JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Made without some model shards: how many were missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partial {
+    /// Shards the decision could not read.
+    pub missing: u32,
+}
+
+/// The markup of a whole slot: [`slot_html`] of each item, in order.
+pub fn slot_list_html(items: &[Recommendation], item_url: &str) -> String {
+    items.iter().map(|r| slot_html(r, item_url)).collect()
+}
+
+/// A decision as clients see it (`GET /v1/recommendations`, the browser's own decisions):
+/// the items with what a page renders them with, the tier, the variant, the rules that fired.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Answer<'a> {
+    /// Items in order, each with its score, why, title, category and price.
+    pub items: &'a [Recommendation],
+    /// Which rung of the ladder served it.
+    pub tier: &'static str,
+    /// Experiment variant, if any.
+    pub variant: Option<&'a str>,
+    /// Rules that fired.
+    pub rule_hits: &'a [std::sync::Arc<str>],
+    /// Present when shards were missing (KV slow or down): said, not hidden.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial: Option<Partial>,
+    /// The items as slot markup ([`slot_list_html`]), when the request named a slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}
+
+impl<'a> Answer<'a> {
+    /// The answer for a decision.
+    pub fn of(d: &'a Decision) -> Answer<'a> {
+        Answer {
+            items: &d.items,
+            tier: d.tier.as_str(),
+            variant: d.variant.as_deref(),
+            rule_hits: &d.rule_hits,
+            partial: (d.missing > 0).then_some(Partial { missing: d.missing }),
+            html: None,
+        }
+    }
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a URL component as JavaScript's `encodeURIComponent` does.
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The markup of one recommended item in a page slot: a link to `item_url` (`{id}` replaced by
+/// the percent-encoded item id) carrying the item id and why, around its title. The edge fills slots with it
+/// and the browser build renders local decisions with it (`itemHtml`), so a slot looks the
+/// same whoever filled it.
+pub fn slot_html(r: &Recommendation, item_url: &str) -> String {
+    let title = r.title.as_deref().unwrap_or(&r.id);
+    let href = item_url.replace("{id}", &encode_component(&r.id));
+    format!(
+        r#"<a class="edgerec-item" href="{}" data-edgerec-item="{}" data-edgerec-why="{}"><span class="edgerec-title">{}</span></a>"#,
+        escape_html(&href),
+        escape_html(&r.id),
+        escape_html(&r.why.join(" ")),
+        escape_html(title)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +161,25 @@ mod tests {
         let collector = documented_routes(COLLECTOR_OPENAPI);
         assert!(collector.contains(&("POST".into(), "/v1/aggregates".into())));
         assert!(documented_routes("not json").is_empty());
+    }
+
+    #[test]
+    fn error_bodies_and_slot_markup_have_one_shape() {
+        assert_eq!(
+            ErrorBody::one("limit", "too big").to_json(),
+            r#"{"errors":[{"field":"limit","message":"too big"}]}"#
+        );
+        let r = Recommendation {
+            id: "a\"<b>".into(),
+            score: 1.0,
+            why: vec!["rule:x".into(), "popular".into()],
+            title: Some("Tea & 'Co'".into()),
+            category: None,
+            price: None,
+        };
+        assert_eq!(
+            slot_html(&r, "/p/{id}"),
+            r#"<a class="edgerec-item" href="/p/a%22%3Cb%3E" data-edgerec-item="a&quot;&lt;b&gt;" data-edgerec-why="rule:x popular"><span class="edgerec-title">Tea &amp; &#39;Co&#39;</span></a>"#
+        );
     }
 }

@@ -16,6 +16,9 @@
 //! | variant bucketing | [`experiment`] |
 //! | mergeable counters shipped to the origin | [`aggregate`] |
 //! | the one entry point | [`engine`] |
+//! | a release as stored: pointer, keys, history, engine from its bytes | [`release`] |
+//! | what the origin keeps of a batch: topics and record values | [`records`] |
+//! | HTTP contracts: OpenAPI documents, answer and error bodies | [`api`] |
 //!
 //! ```
 //! use edgerec::{DecideRequest, Engine, EngineConfig, Event, EventKind};
@@ -44,6 +47,8 @@ pub mod experiment;
 pub mod features;
 pub mod model;
 pub mod recommend;
+pub mod records;
+pub mod release;
 pub mod rules;
 pub mod scenario;
 pub mod session;

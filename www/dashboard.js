@@ -2,12 +2,12 @@
 // /metrics and /v1/summary, proxied by the demo origin under /collector/) every 2 s and draws
 // SVG plots: decisions per second, tier mix, rule hits, top items, impressions → clicks per
 // variant, collector/Kafka health. No libraries.
+import { esc } from './html.js';
 
 const POLL_MS = 2000;
 const KEEP = 60;
 const root = document.getElementById('dash');
 const status = document.getElementById('dash-status');
-const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 const COLORS = ['#1d3557', '#e76f51', '#2a9d8f', '#e9c46a', '#8e6bbf', '#f4a261', '#457b9d', '#b5838d'];
 
 const panels = {};

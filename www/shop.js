@@ -1,9 +1,9 @@
 // The demo shop's own script (not part of the tracker): cart in localStorage, product images
 // and readable "why" on recommended items, a tier label per slot, and the debug drawer that
 // shows the decision behind the lists (features, window counts, variant, tier).
+import { esc } from './html.js';
 
 const $ = (s, root = document) => root.querySelector(s);
-const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 const money = (p) => (p != null && p !== '' ? `€${Number(p).toFixed(2)}` : '');
 
 let catalog = null;

@@ -34,7 +34,6 @@ const stats = { sent: 0, acked: 0, duplicates: 0, rejected: 0, dropped: 0, local
 const load = (k, d) => { try { const v = localStorage.getItem(k); return v == null ? d : JSON.parse(v); } catch { return d; } };
 const save = (k, v) => { try { localStorage.setItem(k, JSON.stringify(v)); } catch { /* full or disabled */ } };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 
 // --- events -----------------------------------------------------------------------------
 
@@ -265,7 +264,9 @@ async function decideNow(slot, limit) {
   if (d.state) save(KEY.state, b64.encode(d.state));
   countLocal(decision.delta);
   stats.local += 1;
-  return { items: decision.items, tier: decision.tier, variant: decision.variant, rule_hits: decision.rule_hits, features: decision.features, missing: decision.missing };
+  // The slot's markup comes from the core, as the edge's does (edgerec::api::slot_html).
+  const html = mod.slotHtml(JSON.stringify(decision.items), cfg.itemUrl);
+  return { items: decision.items, tier: decision.tier, variant: decision.variant, rule_hits: decision.rule_hits, features: decision.features, missing: decision.missing, html };
 }
 
 // --- recommendations -------------------------------------------------------------------
@@ -291,11 +292,6 @@ async function recommend(slot, limit = cfg.limit, deadline = performance.now() +
   }
 }
 
-function card(i) {
-  const href = cfg.itemUrl.replace('{id}', encodeURIComponent(i.id));
-  return `<a class="edgerec-item" href="${esc(href)}" data-edgerec-item="${esc(i.id)}" data-edgerec-why="${esc((i.why || []).join(' '))}"><span class="edgerec-title">${esc(i.title || i.id)}</span></a>`;
-}
-
 async function fill(el, deadline) {
   const t0 = performance.now();
   const slot = el.dataset.edgerecSlot;
@@ -307,7 +303,8 @@ async function fill(el, deadline) {
     console.warn('edgerec: no recommendations for', slot, e);
     return;
   }
-  el.innerHTML = d.items.map(card).join('');
+  // Markup made by the core (the edge's answer to a slot, or slotHtml for a local decision).
+  el.innerHTML = d.html || '';
   el.dataset.edgerecFilled = d.tier;
   const ms = Math.round(performance.now() - t0);
   if (d.tier === 'browser' && stats.firstLocalMs == null) stats.firstLocalMs = Math.round(performance.now());

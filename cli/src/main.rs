@@ -1,7 +1,7 @@
 //! `edgerec`: the command-line host of the decision core.
 //!
 //! - `edgerec demo` plays a scripted shopper through the engine and prints each decision with
-//!   its "why" (what `make dev` shows until the edge worker exists);
+//!   its "why" (`make demo-cli`: the core alone, no edge);
 //! - `edgerec decide` makes one decision from files (events on stdin);
 //! - `edgerec check-bundle`, `edgerec schema` and `edgerec demo-data` are the authoring tools
 //!   for rule bundles and catalogs (`demo-data --items N` generates catalogs of any size);
@@ -19,7 +19,7 @@ use edgerec::model::build::Source;
 use edgerec::model::synthetic::Synthetic;
 use edgerec::rules::{compile_json, json_schema};
 use edgerec::{Context, DecideRequest, Engine, EngineConfig, EngineError, Tier};
-use edgerec_trainer::publish::{pointer_file, prepare, write_keys, KeyFile, KvArgs};
+use edgerec_trainer::publish::{pointer_files, prepare, write_keys, KeyFile, KvArgs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -185,11 +185,12 @@ fn now_ms() -> u64 {
 }
 
 fn load_engine(bundle: &Path, catalog: &Path) -> Result<Engine, CliError> {
-    let cfg = EngineConfig::default();
     let bundle_text = String::from_utf8_lossy(&read(bundle)?).into_owned();
-    let compiled = compile_json(&bundle_text, cfg.session.horizon_ms).map_err(EngineError::from)?;
-    let cat = Catalog::from_json(&read(catalog)?).map_err(EngineError::from)?;
-    Ok(Engine::with_catalog(cfg, compiled, &cat)?)
+    Ok(Engine::from_json(
+        EngineConfig::default(),
+        &bundle_text,
+        &read(catalog)?,
+    )?)
 }
 
 fn main() -> ExitCode {
@@ -333,18 +334,21 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
                 Some(kv) => kv.pointer()?,
                 None => None,
             };
-            let live_head = live.as_ref().and_then(|p| p["catalog"].as_str());
+            let live_head = live.as_ref().map(|p| p.catalog.as_str());
             let release = prepare(src.as_ref(), &out, live_head)?;
             let bundle_file = format!("bundle-{}.json", compiled.hash);
             write(&out.join(&bundle_file), bundle_text.as_bytes())?;
             let mut writes = vec![KeyFile {
-                key: Some(format!("bundle:{}", compiled.hash)),
+                key: Some(edgerec::release::bundle_key(&compiled.hash)),
                 file: bundle_file,
                 kind: "value".into(),
             }];
             writes.extend(release.writes);
-            let pointer = serde_json::json!({"bundle": compiled.hash, "catalog": release.head});
-            writes.push(pointer_file(&out, &pointer)?);
+            let pointer = edgerec::release::Pointer {
+                bundle: compiled.hash.clone(),
+                catalog: release.head.clone(),
+            };
+            writes.extend(pointer_files(&out, &pointer, live.as_ref(), "publish")?);
             write_keys(&out, &writes)?;
             let keys = match &kv {
                 Some(kv) => kv.apply(&out, &writes)?,

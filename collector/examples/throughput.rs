@@ -8,8 +8,9 @@
 use edgerec::aggregate::{AggregateBatch, AggregateDelta};
 use edgerec::EventKind;
 use edgerec_collector::auth::sign;
-use edgerec_collector::kafka::{future_record, KafkaSettings, KafkaSink};
-use edgerec_collector::records;
+use edgerec_collector::sink::kafka::future_record;
+use edgerec_collector::sink::{KafkaSettings, KafkaSink};
+use edgerec::records;
 use edgerec_collector::routes::{router, App};
 use edgerec_collector::settings::Settings;
 use edgerec_collector::sink::Sink;
@@ -180,22 +181,15 @@ async fn main() {
     }
 
     // 2. Through the collector over HTTP (median of 3 rounds, fresh batch ids each round).
-    let settings = Settings {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        secret: SECRET.into(),
-        max_skew_ms: 60_000,
-        max_body_bytes: 1 << 20,
-        dedup_max_ids: 1_000_000,
-        dedup_max_age_ms: 3_600_000,
-        topic_prefix: "col".into(),
-        output_file: "/dev/null".into(),
-        kafka: Some(kafka("col")),
-        dedup_claim_max_ms: 60_000,
-        header_timeout_ms: 5_000,
-        body_timeout_ms: 10_000,
-        max_connections: 1024,
-    };
-    let sink = KafkaSink::connect(settings.kafka.clone().unwrap())
+    let mut settings = Settings::for_tests(SECRET, "/dev/null".into());
+    settings.max_skew_ms = 60_000;
+    settings.dedup_max_ids = 1_000_000;
+    settings.dedup_max_age_ms = 3_600_000;
+    settings.topic_prefix = "col".into();
+    settings.kafka_brokers = Some(brokers.clone());
+    settings.kafka_timeout_ms = 10_000;
+    settings.kafka_queue_max = 200_000;
+    let sink = KafkaSink::connect(settings.kafka().unwrap())
         .await
         .expect("collector topics");
     let app = App::new(settings, Sink::Kafka(sink));

@@ -4,21 +4,18 @@
 //!
 //! | concern | module |
 //! | --- | --- |
-//! | settings from the environment | [`settings`] |
+//! | settings: flags or environment (clap), refused at start when invalid | [`settings`] |
 //! | signature and replay (clock skew) checks | [`auth`] |
 //! | dropping redelivered batch ids | [`dedup`] |
-//! | a batch → records (topics, keys, headers, values) | [`records`] |
-//! | where records go: Kafka, or a local file | [`sink`], [`kafka`] |
+//! | where records ([`edgerec::records`]) go: Kafka, or a local file | [`sink`] |
 //! | Prometheus metrics | [`metrics`] |
 //! | running totals for the dashboard (`/v1/summary`) | [`summary`] |
-//! | HTTP routes, the one place a batch is acknowledged | [`routes`] |
+//! | HTTP routes, the one place a batch is acknowledged; refusals as one error type | [`routes`] |
 //! | connections: header timeout, connection cap, graceful shutdown | [`serve`] |
 
 pub mod auth;
 pub mod dedup;
-pub mod kafka;
 pub mod metrics;
-pub mod records;
 pub mod routes;
 pub mod serve;
 pub mod settings;

@@ -1,18 +1,24 @@
 //! `edgerec-collector`: see the library docs. Structured (JSON) logs on stderr; stops
 //! gracefully on SIGTERM or Ctrl-C, finishing requests in progress.
 
-use edgerec_collector::kafka::KafkaSink;
+use clap::Parser;
 use edgerec_collector::routes::{router, App};
-use edgerec_collector::settings::Settings;
-use edgerec_collector::sink::{FileSink, Sink};
+use edgerec_collector::settings::{Cli, Command};
+use edgerec_collector::sink::{self, Sink};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("tally") {
-        return tally(&args[2..]);
+    // Bad settings stop here, with clap's message naming the flag and its variable.
+    let cli = Cli::parse();
+    if let Some(Command::Tally {
+        topic,
+        timeout_s,
+        brokers,
+    }) = &cli.command
+    {
+        return tally(brokers, topic, *timeout_s);
     }
     tracing_subscriber::fmt()
         .json()
@@ -21,28 +27,17 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let settings = match Settings::from_env() {
+    let settings = cli.serve;
+    if let Err(e) = settings.check() {
+        eprintln!("edgerec-collector: {e}");
+        return ExitCode::FAILURE;
+    }
+    let sink = match sink::open(&settings).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "bad settings");
+            tracing::error!(error = %e, sink = if settings.kafka_brokers.is_some() { "kafka" } else { "file" }, "cannot open the sink");
             return ExitCode::FAILURE;
         }
-    };
-    let sink = match &settings.kafka {
-        Some(k) => match KafkaSink::connect(k.clone()).await {
-            Ok(k) => Sink::Kafka(k),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot reach Kafka");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => match FileSink::open(&settings.output_file).await {
-            Ok(f) => Sink::File(f),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot open the records file");
-                return ExitCode::FAILURE;
-            }
-        },
     };
     let listener = match tokio::net::TcpListener::bind(settings.addr).await {
         Ok(l) => l,
@@ -65,7 +60,7 @@ async fn main() -> ExitCode {
         shutdown(),
     )
     .await;
-    if let edgerec_collector::sink::Sink::Kafka(k) = &app.sink {
+    if let Sink::Kafka(k) = &app.sink {
         // Acknowledged batches are already delivered; this only drains stragglers.
         k.flush(std::time::Duration::from_secs(5));
     }
@@ -96,16 +91,9 @@ async fn shutdown() {
     }
 }
 
-/// `edgerec-collector tally TOPIC [TIMEOUT_S]` with `KAFKA_BROKERS` set: reads the topic to
-/// its end; per-item totals (each batch counted once), records and doubles as JSON on stdout.
-fn tally(args: &[String]) -> ExitCode {
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let Some(topic) = args.first() else {
-        eprintln!("usage: edgerec-collector tally TOPIC [TIMEOUT_S]");
-        return ExitCode::FAILURE;
-    };
-    let timeout = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(60);
-    match edgerec_collector::tally::tally(&brokers, topic, std::time::Duration::from_secs(timeout))
+/// `edgerec-collector tally TOPIC [TIMEOUT_S]`: see [`Command::Tally`].
+fn tally(brokers: &str, topic: &str, timeout_s: u64) -> ExitCode {
+    match edgerec_collector::tally::tally(brokers, topic, std::time::Duration::from_secs(timeout_s))
     {
         Ok(t) => {
             println!("{}", serde_json::to_string(&t).unwrap_or_default());

@@ -5,19 +5,19 @@
 use crate::auth;
 use crate::dedup::{Seen, Window};
 use crate::metrics::{Metrics, Topic};
-use crate::records;
 use crate::settings::Settings;
 use crate::sink::Sink;
-use axum::body::{to_bytes, Body};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::to_bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use edgerec::records;
 use edgerec::{AggregateBatch, FieldError};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Shared state of the service.
 pub struct App {
@@ -87,128 +87,163 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn refuse(status: StatusCode, errors: &[FieldError]) -> Response {
-    (status, Json(json!({ "errors": errors }))).into_response()
-}
-
-fn retry_later(message: &str) -> Response {
-    let mut r = refuse(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &[FieldError::new("sink", message)],
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    r
-}
-
-/// Why a request body could not be read.
-enum BodyError {
-    TooLarge,
+/// Every way a request is refused: the error type is the response (status, `{"errors"}`
+/// body naming the field, `retry-after` where a retry can succeed), and each refusal is counted
+/// by its reason in `edgerec_collector_rejected_total`.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Body over `MAX_BODY_BYTES` → 413.
+    #[error("larger than {0} bytes")]
+    TooLarge(usize),
+    /// The client went away mid-body → 400 (nobody reads it).
+    #[error("the body ended early")]
     Aborted,
-    Timeout,
+    /// Body not received within `BODY_TIMEOUT_MS` → 408.
+    #[error("not received within {0} ms")]
+    Timeout(u64),
+    /// Signature or timestamp refused → 401.
+    #[error(transparent)]
+    Unauthenticated(#[from] auth::AuthError),
+    /// Authenticated but unusable (dead-lettered) → 400.
+    #[error("invalid batch")]
+    Invalid(Vec<FieldError>),
+    /// Not written now; the same request can succeed later → 503 + `retry-after: 1`.
+    #[error("{0}")]
+    RetryLater(String),
 }
 
-/// Reads the body within the size limit and `BODY_TIMEOUT_MS`.
-async fn read_body(body: Body, s: &Settings) -> Result<axum::body::Bytes, BodyError> {
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::Aborted | Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
+            Refusal::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Refusal::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Refusal::RetryLater(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `reason` label it is counted under (dead letters and sink failures are counted
+    /// where they happen).
+    fn reason(&self) -> Option<&'static str> {
+        match self {
+            Refusal::TooLarge(_) => Some("too_large"),
+            Refusal::Aborted => Some("aborted"),
+            Refusal::Timeout(_) => Some("timeout"),
+            Refusal::Unauthenticated(e) => Some(e.reason()),
+            Refusal::Invalid(_) | Refusal::RetryLater(_) => None,
+        }
+    }
+
+    fn fields(&self) -> Vec<FieldError> {
+        match self {
+            Refusal::Invalid(f) => f.clone(),
+            Refusal::Unauthenticated(e) => vec![FieldError::new(e.field(), e.to_string())],
+            Refusal::RetryLater(m) => vec![FieldError::new("sink", m.as_str())],
+            other => vec![FieldError::new("body", other.to_string())],
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = edgerec::api::ErrorBody::new(self.fields());
+        let mut r = (self.status(), Json(body)).into_response();
+        if matches!(self, Refusal::RetryLater(_)) {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+/// A request body whose signature checked out: the extractor reads the body within the size
+/// limit and `BODY_TIMEOUT_MS`, then verifies `x-edgerec-timestamp` / `x-edgerec-signature`.
+/// Anything else is a [`Refusal`], counted.
+pub struct Signed {
+    /// The body, as signed.
+    pub body: axum::body::Bytes,
+    /// When it was verified, Unix ms.
+    pub now_ms: u64,
+}
+
+impl FromRequest<Arc<App>> for Signed {
+    type Rejection = Refusal;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Signed, Refusal> {
+        let checked = signed(req, &app.settings).await;
+        if let Err(r) = &checked {
+            if let Some(reason) = r.reason() {
+                app.metrics.reject(reason);
+            }
+            if let Refusal::Unauthenticated(e) = r {
+                tracing::warn!(reason = e.reason(), "refused unauthenticated batch");
+            }
+        }
+        checked
+    }
+}
+
+async fn signed(req: Request, s: &Settings) -> Result<Signed, Refusal> {
+    let (parts, body) = req.into_parts();
     let read = to_bytes(body, s.max_body_bytes);
-    match tokio::time::timeout(std::time::Duration::from_millis(s.body_timeout_ms), read).await {
-        Err(_) => Err(BodyError::Timeout),
-        Ok(Ok(b)) => Ok(b),
+    let body = match tokio::time::timeout(Duration::from_millis(s.body_timeout_ms), read).await {
+        Err(_) => return Err(Refusal::Timeout(s.body_timeout_ms)),
+        Ok(Ok(b)) => b,
         Ok(Err(e)) => {
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|c| c.is::<http_body_util::LengthLimitError>())
                 || e.into_inner().is::<http_body_util::LengthLimitError>();
-            Err(if too_large {
-                BodyError::TooLarge
+            return Err(if too_large {
+                Refusal::TooLarge(s.max_body_bytes)
             } else {
-                BodyError::Aborted
-            })
-        }
-    }
-}
-
-async fn aggregates(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    let s = &app.settings;
-    let m = &app.metrics;
-    let body = match read_body(body, s).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge) => {
-            m.reject("too_large");
-            return refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &[FieldError::new(
-                    "body",
-                    format!("larger than {} bytes", s.max_body_bytes),
-                )],
-            );
-        }
-        Err(BodyError::Aborted) => {
-            // The client went away mid-body; nobody reads this answer.
-            m.reject("aborted");
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                &[FieldError::new("body", "the body ended early")],
-            );
-        }
-        Err(BodyError::Timeout) => {
-            m.reject("timeout");
-            return refuse(
-                StatusCode::REQUEST_TIMEOUT,
-                &[FieldError::new(
-                    "body",
-                    format!("not received within {} ms", s.body_timeout_ms),
-                )],
-            );
+                Refusal::Aborted
+            });
         }
     };
-    let now = now_ms();
-    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Err(e) = auth::verify(
+    let now_ms = now_ms();
+    let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    auth::verify(
         &s.secret,
         h("x-edgerec-timestamp"),
         h("x-edgerec-signature"),
         &body,
-        now,
+        now_ms,
         s.max_skew_ms,
-    ) {
-        m.reject(e.reason());
-        tracing::warn!(reason = e.reason(), "refused unauthenticated batch");
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            &[FieldError::new(e.field(), e.to_string())],
-        );
-    }
-    let batch = match AggregateBatch::decode(&body) {
+    )?;
+    Ok(Signed { body, now_ms })
+}
+
+/// `POST /v1/aggregates`: decode (or dead-letter), claim the id, write, acknowledge.
+async fn aggregates(State(app): State<Arc<App>>, req: Signed) -> Result<Json<Value>, Refusal> {
+    let batch = match AggregateBatch::decode(&req.body) {
         Ok(b) => b,
-        Err(e) => return dead_letter(&app, e, &body, now).await,
+        Err(e) => return Err(dead_letter(&app, e, &req.body, req.now_ms).await),
     };
+    // (The lock's error holds the guard: dropped here, not held across the write.)
     let claim = app
         .dedup
         .lock()
-        .map(|mut w| w.begin(&batch.id, now))
+        .map(|mut w| w.begin(&batch.id, req.now_ms))
         .map_err(|_| ());
     match claim {
         Ok(Seen::New) => {}
         Ok(Seen::Done) => {
-            m.duplicates.inc();
-            return Json(json!({"ok": true, "duplicate": true, "id": batch.id})).into_response();
+            app.metrics.duplicates.inc();
+            return Ok(Json(json!({"ok": true, "duplicate": true, "id": batch.id})));
         }
-        Ok(Seen::InFlight) => return retry_later("the same batch is being written"),
-        Err(_) => return retry_later("dedup window unavailable"),
+        Ok(Seen::InFlight) => return Err(Refusal::RetryLater("the same batch is being written".into())),
+        Err(_) => return Err(Refusal::RetryLater("dedup window unavailable".into())),
     }
     // The write, and the commit or abort of the claim, run in their own task: a client that
     // disconnects drops this handler, never the claim.
     let id = batch.id.clone();
-    let task = tokio::spawn(write_batch(Arc::clone(&app), batch, body.len()));
-    match task.await {
-        Ok(Ok(records)) => {
-            Json(json!({"ok": true, "duplicate": false, "id": id, "records": records}))
-                .into_response()
-        }
-        Ok(Err(e)) => retry_later(&e.to_string()),
+    match tokio::spawn(write_batch(Arc::clone(&app), batch, req.body.len())).await {
+        Ok(Ok(records)) => Ok(Json(json!({"ok": true, "duplicate": false, "id": id, "records": records}))),
+        Ok(Err(e)) => Err(Refusal::RetryLater(e.to_string())),
         Err(e) => {
             tracing::error!(batch = %id, error = %e, "write task failed");
-            retry_later("write task failed")
+            Err(Refusal::RetryLater("write task failed".into()))
         }
     }
 }
@@ -257,13 +292,14 @@ async fn write_batch(
     }
 }
 
-/// An authenticated but unusable batch: kept in the dead-letter topic with the reason.
+/// An authenticated but unusable batch: kept in the dead-letter topic with the reason, then
+/// refused (400) — or 503 when even the dead letter could not be written.
 async fn dead_letter(
     app: &App,
     e: edgerec::aggregate::BatchError,
     body: &[u8],
     now: u64,
-) -> Response {
+) -> Refusal {
     let fields = e.fields();
     let reason = match e {
         edgerec::aggregate::BatchError::Decode(_) => "undecodable",
@@ -273,14 +309,14 @@ async fn dead_letter(
     let dl = records::dead_letter(&app.settings.topic_prefix, reason, &fields, body, now);
     if let Err(e) = app.sink.write(std::slice::from_ref(&dl)).await {
         tracing::error!(error = %e, "dead letter not written");
-        return retry_later("dead-letter write failed; retry");
+        return Refusal::RetryLater("dead-letter write failed; retry".into());
     }
     app.metrics
         .records
         .get_or_create(&Topic { topic: dl.topic })
         .inc();
     tracing::warn!(reason, "dead-lettered an authenticated batch");
-    refuse(StatusCode::BAD_REQUEST, &fields)
+    Refusal::Invalid(fields)
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
@@ -297,7 +333,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 async fn summary(State(app): State<Arc<App>>) -> Response {
     match app.summary.lock() {
         Ok(s) => Json(s.view(10)).into_response(),
-        Err(_) => retry_later("summary unavailable"),
+        Err(_) => Refusal::RetryLater("summary unavailable".into()).into_response(),
     }
 }
 
@@ -305,6 +341,6 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     if app.sink.ready().await {
         Json(json!({"ok": true, "sink": app.sink.kind()})).into_response()
     } else {
-        retry_later("sink not ready")
+        Refusal::RetryLater("sink not ready".into()).into_response()
     }
 }

@@ -24,21 +24,13 @@ async fn start(
 ) {
     let dir = std::env::temp_dir().join(format!("edgerec-conn-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let settings = Settings {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        secret: "connections-test-secret".into(),
-        max_skew_ms: 60_000,
-        max_body_bytes: 64 * 1024,
-        dedup_max_ids: 1000,
-        dedup_max_age_ms: 3_600_000,
-        topic_prefix: "edgerec".into(),
-        output_file: dir.join("records.jsonl"),
-        kafka: None,
-        dedup_claim_max_ms: 60_000,
-        header_timeout_ms: HEADER_TIMEOUT_MS,
-        body_timeout_ms: BODY_TIMEOUT_MS,
-        max_connections: 1024,
-    };
+    let mut settings = Settings::for_tests(
+        "connections-test-secret",
+        dir.join("records.jsonl"),
+    );
+    settings.max_body_bytes = 64 * 1024;
+    settings.header_timeout_ms = HEADER_TIMEOUT_MS;
+    settings.body_timeout_ms = BODY_TIMEOUT_MS;
     let sink = Sink::File(FileSink::open(&settings.output_file).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -17,21 +17,12 @@ use tower::ServiceExt;
 const SECRET: &str = "test-secret";
 
 fn settings(file: &Path) -> Settings {
-    Settings {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        secret: SECRET.into(),
-        max_skew_ms: 60_000,
-        max_body_bytes: 64 * 1024,
-        dedup_max_ids: 1000,
-        dedup_max_age_ms: 3_600_000,
-        topic_prefix: "edgerec".into(),
-        output_file: file.to_path_buf(),
-        kafka: None,
-        dedup_claim_max_ms: 60_000,
-        header_timeout_ms: 5_000,
-        body_timeout_ms: 10_000,
-        max_connections: 1024,
-    }
+    let mut s = Settings::for_tests(SECRET, file.to_path_buf());
+    s.max_skew_ms = 60_000;
+    s.max_body_bytes = 64 * 1024;
+    s.dedup_max_ids = 1000;
+    s.dedup_max_age_ms = 3_600_000;
+    s
 }
 
 fn tmp(name: &str) -> PathBuf {

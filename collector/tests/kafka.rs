@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode};
 use edgerec::aggregate::{AggregateBatch, AggregateDelta};
 use edgerec::EventKind;
 use edgerec_collector::auth::sign;
-use edgerec_collector::kafka::{KafkaSettings, KafkaSink};
+use edgerec_collector::sink::KafkaSink;
 use edgerec_collector::routes::{router, App};
 use edgerec_collector::settings::Settings;
 use edgerec_collector::sink::Sink;
@@ -31,32 +31,20 @@ fn now() -> u64 {
 }
 
 fn settings(prefix: &str, brokers: &str) -> Settings {
-    Settings {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        secret: SECRET.into(),
-        max_skew_ms: 60_000,
-        max_body_bytes: 1 << 20,
-        dedup_max_ids: 1000,
-        dedup_max_age_ms: 3_600_000,
-        topic_prefix: prefix.into(),
-        output_file: "/dev/null".into(),
-        kafka: Some(KafkaSettings {
-            brokers: brokers.into(),
-            prefix: prefix.into(),
-            partitions: 4,
-            timeout_ms: 3000,
-            queue_max: 10_000,
-        }),
-        dedup_claim_max_ms: 60_000,
-        header_timeout_ms: 5_000,
-        body_timeout_ms: 10_000,
-        max_connections: 1024,
-    }
+    let mut s = Settings::for_tests(SECRET, "/dev/null".into());
+    s.max_skew_ms = 60_000;
+    s.dedup_max_ids = 1000;
+    s.dedup_max_age_ms = 3_600_000;
+    s.topic_prefix = prefix.into();
+    s.kafka_brokers = Some(brokers.into());
+    s.kafka_timeout_ms = 3000;
+    s.kafka_queue_max = 10_000;
+    s
 }
 
 async fn app(prefix: &str, port: u16) -> axum::Router {
     let s = settings(prefix, &format!("127.0.0.1:{port}"));
-    let sink = KafkaSink::connect(s.kafka.clone().unwrap())
+    let sink = KafkaSink::connect(s.kafka().unwrap())
         .await
         .expect("connect");
     router(App::new(s, Sink::Kafka(sink)))
@@ -226,7 +214,7 @@ async fn a_client_that_hangs_up_during_a_stalled_write_leaves_no_stuck_batch() {
     let broker = Broker::start(port);
     let prefix = format!("t{}c", std::process::id());
     let s = settings(&prefix, &format!("127.0.0.1:{port}"));
-    let sink = KafkaSink::connect(s.kafka.clone().unwrap())
+    let sink = KafkaSink::connect(s.kafka().unwrap())
         .await
         .expect("connect");
     let app = App::new(s, Sink::Kafka(sink));

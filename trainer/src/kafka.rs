@@ -50,7 +50,7 @@ pub fn run(src: &KafkaSource, trainer: &mut Trainer, until: Until) -> Result<(),
         .map_err(kerr)?;
     let topics: Vec<String> = TOPICS
         .iter()
-        .map(|t| format!("{}.{}", trainer.prefix, t.0))
+        .map(|t| t.name(&trainer.prefix))
         .collect();
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&refs).map_err(kerr)?;

@@ -1,7 +1,7 @@
-//! Publishing a model to the edge's config KV, as a release: item shards first (only the ones
-//! this release adds: see `edgerec::model::build`), then the head under `model:<hash>`, then one
-//! write of the pointer `config:current` (`{"bundle", "catalog": <head hash>}`) switches the edge
-//! to it — or back, by writing an older pointer. The rule bundle already live is kept unless a
+//! Publishing a model to the edge's config KV, as a release (layout: [`edgerec::release`]): item
+//! shards first (only the ones this release adds: see `edgerec::model::build`), then the head,
+//! then a history entry, then one write of the pointer switches the edge to it — or back, by
+//! writing an older pointer. The rule bundle already live is kept unless a
 //! new one is given.
 //!
 //! KV is written with wrangler (`wrangler kv bulk put` for shards, `kv key put` for the head and
@@ -13,6 +13,7 @@
 use edgerec::catalog::{Catalog, CatalogDoc};
 use edgerec::model::build::{build, BaseIndex, Previous, ReleaseStats, Source};
 use edgerec::model::{head_key, to_stored, Head};
+use edgerec::release::{HistoryEntry, Pointer, POINTER_KEY};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -184,10 +185,10 @@ impl Kv {
     }
 
     /// The live pointer, if any.
-    pub fn pointer(&self) -> Result<Option<serde_json::Value>, PublishError> {
-        let text = self.run(&["key", "get", "config:current"])?;
+    pub fn pointer(&self) -> Result<Option<Pointer>, PublishError> {
+        let text = self.run(&["key", "get", POINTER_KEY])?;
         // wrangler prints "Value not found" (exit 0) for a missing key.
-        Ok(serde_json::from_str(text.trim()).ok())
+        Ok(Pointer::parse(text.trim()).ok())
     }
 
     /// Performs a release's writes in order; returns the number of keys written.
@@ -341,14 +342,40 @@ pub fn write_keys(out: &Path, writes: &[KeyFile]) -> Result<(), PublishError> {
     write(&out.join("keys.json"), text.as_bytes())
 }
 
-/// The pointer entry (`pointer.json`), written last.
-pub fn pointer_file(out: &Path, pointer: &serde_json::Value) -> Result<KeyFile, PublishError> {
-    write(&out.join("pointer.json"), pointer.to_string().as_bytes())?;
-    Ok(KeyFile {
-        key: Some("config:current".into()),
-        file: "pointer.json".into(),
-        kind: "value".into(),
-    })
+/// The last two writes of a release: its history entry (`history-<ms>.json`, see
+/// [`HistoryEntry`]) and the pointer (`pointer.json`), written last.
+pub fn pointer_files(
+    out: &Path,
+    pointer: &Pointer,
+    previous: Option<&Pointer>,
+    by: &str,
+) -> Result<[KeyFile; 2], PublishError> {
+    let entry = HistoryEntry {
+        at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        pointer: pointer.clone(),
+        previous: previous.cloned(),
+        by: by.into(),
+    };
+    let history = format!("history-{}.json", entry.at_ms);
+    write(
+        &out.join(&history),
+        serde_json::to_string(&entry).unwrap_or_default().as_bytes(),
+    )?;
+    write(&out.join("pointer.json"), pointer.to_json().as_bytes())?;
+    Ok([
+        KeyFile {
+            key: Some(entry.key()),
+            file: history,
+            kind: "value".into(),
+        },
+        KeyFile {
+            key: Some(POINTER_KEY.into()),
+            file: "pointer.json".into(),
+            kind: "value".into(),
+        },
+    ])
 }
 
 /// Builds the release for `doc` in `out` and, with `kv`, writes it and switches the edge to it
@@ -358,7 +385,7 @@ pub fn publish(doc: &CatalogDoc, out: &Path, kv: Option<&Kv>) -> Result<Publishe
         Some(kv) => Some(kv.pointer()?.ok_or(PublishError::NoPointer)?),
         None => None,
     };
-    let live = pointer.as_ref().and_then(|p| p["catalog"].as_str());
+    let live = pointer.as_ref().map(|p| p.catalog.as_str());
     let catalog = Catalog::from_doc(doc).map_err(|e| PublishError::Invalid(e.to_string()))?;
     let prepared = prepare(&catalog, out, live)?;
     let mut done = Published {
@@ -369,16 +396,19 @@ pub fn publish(doc: &CatalogDoc, out: &Path, kv: Option<&Kv>) -> Result<Publishe
         keys_written: 0,
         switched: false,
     };
-    let (Some(kv), Some(mut pointer)) = (kv, pointer) else {
+    let (Some(kv), Some(live)) = (kv, pointer) else {
         write_keys(out, &prepared.writes)?;
         return Ok(done);
     };
-    if pointer["catalog"] == prepared.head.as_str() {
+    if live.catalog == prepared.head {
         return Ok(done);
     }
-    pointer["catalog"] = prepared.head.clone().into();
+    let next = Pointer {
+        catalog: prepared.head.clone(),
+        ..live.clone()
+    };
     let mut writes = prepared.writes;
-    writes.push(pointer_file(out, &pointer)?);
+    writes.extend(pointer_files(out, &next, Some(&live), "trainer")?);
     write_keys(out, &writes)?;
     done.keys_written = kv.apply(out, &writes)?;
     done.switched = true;

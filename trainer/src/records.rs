@@ -1,19 +1,17 @@
-//! The collector's records (see `collector/src/records.rs` for the schema) read back as
-//! model observations — the same values whether they come from Kafka (MessagePack) or from
-//! the collector's embedded JSON-lines file.
+//! The collector's records (schema: [`edgerec::records`]) read back as model observations —
+//! the same values whether they come from Kafka (MessagePack) or from the collector's embedded
+//! JSON-lines file.
 
 use crate::model::{Model, ModelConfig};
-use edgerec::event::EventKind;
-use serde::Deserialize;
+use edgerec::records::{Interaction, Topic, Transition, SCHEMA_VERSION};
 
-/// Topic suffixes the trainer reads, with the interaction kind of each (`None` =
-/// transitions).
-pub const TOPICS: [(&str, Option<EventKind>); 5] = [
-    ("views", Some(EventKind::View)),
-    ("clicks", Some(EventKind::Click)),
-    ("add_to_carts", Some(EventKind::AddToCart)),
-    ("purchases", Some(EventKind::Purchase)),
-    ("transitions", None),
+/// The topics the trainer reads: interactions that teach the model, and transitions.
+pub const TOPICS: [Topic; 5] = [
+    Topic::Views,
+    Topic::Clicks,
+    Topic::AddToCarts,
+    Topic::Purchases,
+    Topic::Transitions,
 ];
 
 /// Why a record was not used.
@@ -37,31 +35,9 @@ pub enum RecordError {
     },
 }
 
-#[derive(Deserialize)]
-struct Interaction {
-    v: u8,
-    #[serde(default)]
-    batch: String,
-    ts: u64,
-    item: String,
-    count: u64,
-}
-
-#[derive(Deserialize)]
-struct Transition {
-    v: u8,
-    #[serde(default)]
-    batch: String,
-    ts: u64,
-    from: String,
-    to: String,
-    count: u64,
-}
-
-/// The kind a topic carries, if the trainer reads it (`Some(None)` = transitions).
-pub fn topic_kind(prefix: &str, topic: &str) -> Option<Option<EventKind>> {
-    let suffix = topic.strip_prefix(prefix)?.strip_prefix('.')?;
-    TOPICS.iter().find(|t| t.0 == suffix).map(|t| t.1)
+/// The topic a name denotes, if the trainer reads it.
+pub fn topic_of(prefix: &str, name: &str) -> Option<Topic> {
+    Topic::parse(prefix, name).filter(|t| TOPICS.contains(t))
 }
 
 /// A value decoder: MessagePack (Kafka) or JSON (the collector's file).
@@ -119,16 +95,11 @@ pub fn apply(
     value: Encoded,
     mut first_time: impl FnMut(u64) -> bool,
 ) -> Result<Applied, RecordError> {
-    let Some(kind) = topic_kind(prefix, topic) else {
+    let Some(t) = topic_of(prefix, topic) else {
         return Ok(Applied::Ignored);
     };
-    let suffix = topic
-        .strip_prefix(prefix)
-        .and_then(|t| t.strip_prefix('.'))
-        .and_then(|t| TOPICS.iter().find(|x| x.0 == t))
-        .map_or("", |t| t.0);
     let version = |v: u8| {
-        if v == 1 {
+        if v == SCHEMA_VERSION {
             Ok(())
         } else {
             Err(RecordError::Version {
@@ -137,7 +108,8 @@ pub fn apply(
             })
         }
     };
-    match kind {
+    let suffix = t.suffix();
+    match t.kind() {
         Some(kind) => {
             let r: Interaction = value.decode(topic)?;
             version(r.v)?;

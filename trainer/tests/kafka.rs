@@ -6,8 +6,8 @@
 
 use edgerec::aggregate::{AggregateBatch, AggregateDelta};
 use edgerec::EventKind;
-use edgerec_collector::kafka::{KafkaSettings, KafkaSink};
-use edgerec_collector::records::from_batch;
+use edgerec_collector::sink::{KafkaSettings, KafkaSink};
+use edgerec::records::from_batch;
 use edgerec_trainer::kafka::{run, KafkaSource, Until};
 use edgerec_trainer::model::ModelConfig;
 use edgerec_trainer::publish::load_current;

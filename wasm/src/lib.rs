@@ -4,19 +4,17 @@
 //! JS objects field by field). Nothing here panics on bad input; errors become JS exceptions
 //! carrying a JSON body `{"errors":[{"field":...,"message":...}]}`.
 
-use edgerec::catalog::Catalog;
+use edgerec::api::ErrorBody;
 use edgerec::event::{events_from_value, Event};
-use edgerec::model::{Head, Shard, ShardMap, ShardRef};
-use edgerec::rules::compile_json;
-use edgerec::{Context, DecideRequest, EngineConfig, FieldError, Tier};
+use edgerec::model::{Shard, ShardMap, ShardRef};
+use edgerec::{Context, DecideRequest, EngineConfig, EngineError, FieldError, Tier};
 use wasm_bindgen::prelude::*;
 
 /// Most memory the page's loaded shards may hold (estimated), bytes: the oldest go first.
 const SHARD_CACHE_BYTES: usize = 8 << 20;
 
 fn error_json(errors: &[FieldError]) -> JsError {
-    let body = serde_json::json!({ "errors": errors }).to_string();
-    JsError::new(&body)
+    JsError::new(&ErrorBody::new(errors.to_vec()).to_json())
 }
 
 fn one_error(field: &str, message: impl ToString) -> JsError {
@@ -63,16 +61,17 @@ impl Engine {
     #[wasm_bindgen(constructor)]
     pub fn new(bundle_json: &str, model: &[u8]) -> Result<Engine, JsError> {
         let cfg = EngineConfig::default();
-        let bundle =
-            compile_json(bundle_json, cfg.session.horizon_ms).map_err(|e| error_json(&e.issues))?;
-        let inner = if model.first() == Some(&edgerec::model::FORMAT) {
-            let head = Head::decode(model).map_err(|e| one_error("model", e))?;
-            edgerec::Engine::new(cfg, bundle, head)
+        let built = if model.first() == Some(&edgerec::model::FORMAT) {
+            edgerec::release::engine(cfg, bundle_json, model)
         } else {
-            let catalog = Catalog::from_json(model).map_err(|e| one_error("catalog", e))?;
-            edgerec::Engine::with_catalog(cfg, bundle, &catalog)
-        }
-        .map_err(|e| one_error("config", e))?;
+            edgerec::Engine::from_json(cfg, bundle_json, model)
+        };
+        let inner = built.map_err(|e| match e {
+            EngineError::Bundle(b) => error_json(&b.issues),
+            EngineError::Model(e) => one_error("model", e),
+            EngineError::Catalog(e) => one_error("catalog", e),
+            e => one_error("config", e),
+        })?;
         Ok(Engine {
             inner,
             shards: ShardMap::default(),
@@ -204,6 +203,15 @@ impl Engine {
             state: d.state,
         })
     }
+}
+
+/// A slot's markup for a decision's items (`items_json`: the decision's `items`), exactly as
+/// the edge fills slots (`edgerec::api::slot_html`; `{id}` in `item_url` is the item id).
+#[wasm_bindgen(js_name = slotHtml)]
+pub fn slot_html(items_json: &str, item_url: &str) -> Result<String, JsError> {
+    let items: Vec<edgerec::Recommendation> =
+        serde_json::from_str(items_json).map_err(|e| one_error("items", e))?;
+    Ok(edgerec::api::slot_list_html(&items, item_url))
 }
 
 /// The device class the edge derives from a user agent (`mobile`, `tablet`, `desktop`, ...),

@@ -1,10 +1,8 @@
 //! Config cache: the rule bundle and the model head, read from the CONFIG KV namespace and
 //! kept in isolate memory (item shards are read per decision: see `shards`).
 //!
-//! Layout in KV (one write switches or rolls back a release):
-//! - `bundle:<hash>`: a rule bundle (JSON), `model:<hash>`: a model head (MessagePack), and the
-//!   head's item shards (`edgerec::model`), all immutable;
-//! - `config:current`: `{"bundle":"<hash>","catalog":"<head hash>"}`, the pointer.
+//! The layout in KV is the core's ([`edgerec::release`]): an immutable, content-addressed bundle
+//! and head named by the pointer, so an unchanged pointer means an unchanged engine.
 //!
 //! The pointer is re-read at most every `CONFIG_TTL_MS`; a changed pointer loads the new pair
 //! and builds a new engine. A failed or slow refresh keeps serving the engine already loaded.
@@ -13,25 +11,11 @@ use crate::breaker::{self, Dep};
 use crate::budget::within;
 use crate::settings::Settings;
 use crate::stats;
-use edgerec::model::{head_key, Head};
-use edgerec::rules::compile_json;
+use edgerec::release::{self, Pointer, POINTER_KEY};
 use edgerec::{Engine, EngineConfig};
-use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
 use worker::KvStore;
-
-/// KV key of the pointer.
-pub const POINTER_KEY: &str = "config:current";
-
-/// What the pointer names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pointer {
-    /// Bundle content hash (`bundle:<hash>`).
-    pub bundle: String,
-    /// Model head hash (`model:<hash>`).
-    pub catalog: String,
-}
 
 struct Cached {
     engine: Rc<Engine>,
@@ -119,8 +103,7 @@ async fn refresh(kv: &KvStore, s: &Settings, now: u64) -> Result<Rc<Engine>, Con
         .ok_or_else(|| ConfigError::Unavailable("pointer read timed out".into()))?
         .map_err(|e| ConfigError::Unavailable(e.to_string()))?
         .ok_or(ConfigError::Missing)?;
-    let pointer: Pointer =
-        serde_json::from_str(&pointer).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let pointer = Pointer::parse(&pointer).map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let same = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         match c.as_mut() {
@@ -134,8 +117,7 @@ async fn refresh(kv: &KvStore, s: &Settings, now: u64) -> Result<Rc<Engine>, Con
     if let Some(engine) = same {
         return Ok(engine);
     }
-    let bundle_key = format!("bundle:{}", pointer.bundle);
-    let head_key = head_key(&pointer.catalog);
+    let (bundle_key, head_key) = (pointer.bundle_key(), pointer.head_key());
     let (bundle, head) = within(
         budget,
         futures_util::future::join(kv.get(&bundle_key).text(), kv.get(&head_key).bytes()),
@@ -148,13 +130,9 @@ async fn refresh(kv: &KvStore, s: &Settings, now: u64) -> Result<Rc<Engine>, Con
     let head = head
         .map_err(|e| ConfigError::Unavailable(e.to_string()))?
         .ok_or_else(|| ConfigError::Invalid(format!("{head_key} missing")))?;
-    let cfg = EngineConfig::default();
-    let compiled = compile_json(&bundle, cfg.session.horizon_ms)
+    let engine = release::engine(EngineConfig::default(), &bundle, &head)
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    let loaded = Head::decode(&head).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    let engine = Rc::new(
-        Engine::new(cfg, compiled, loaded).map_err(|e| ConfigError::Invalid(e.to_string()))?,
-    );
+    let engine = Rc::new(engine);
     let raw = Rc::new(RawModel {
         pointer: pointer.clone(),
         bundle,

@@ -802,7 +802,7 @@ async fn recommendations(
 async fn kv_probe(env: &Env) -> worker::Result<Response> {
     let found = env
         .kv("CONFIG")?
-        .get(config::POINTER_KEY)
+        .get(edgerec::release::POINTER_KEY)
         .text()
         .await?
         .is_some();

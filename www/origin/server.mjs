@@ -9,6 +9,7 @@ import http from 'node:http';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { esc } from '../html.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const www = path.join(root, 'www');
@@ -18,7 +19,6 @@ const categories = [...new Set(catalog.items.map((i) => i.category).filter(Boole
 const port = Number(process.argv[2] || process.env.ORIGIN_PORT || 8788);
 const collector = (process.env.COLLECTOR_URL || 'http://127.0.0.1:8789').replace(/\/$/, '');
 
-const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 const money = (p) => (p != null ? `€${Number(p).toFixed(2)}` : '');
 const label = (c) => String(c || '').replace(/-/g, ' ');
 
@@ -101,7 +101,7 @@ const server = http.createServer((req, res) => {
   const p = url.pathname;
   if (p === '/style.css') return send(200, 'text/css; charset=utf-8', css);
   if (p === '/healthz') return send(200, 'application/json', '{"ok":true}');
-  if (p === '/shop.js' || p === '/dashboard.js') { if (file(res, p.slice(1))) return; }
+  if (p === '/shop.js' || p === '/dashboard.js' || p === '/html.js') { if (file(res, p.slice(1))) return; }
   if (p === '/edgerec/tracker.js') { if (file(res, 'tracker.js')) return; }
   if (p.startsWith('/edgerec/pkg/')) { if (file(res, p.slice('/edgerec/'.length))) return; }
   if (p === '/collector/metrics') return proxyCollector(res, '/metrics');

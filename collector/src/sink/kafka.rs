@@ -8,8 +8,8 @@
 //! broker dies mid-batch some records may already be stored; the retry writes them again, and
 //! the `edgerec-batch-id` header lets consumers drop those repeats.
 
-use crate::records::{Record, KINDS};
-use crate::sink::SinkError;
+use super::SinkError;
+use edgerec::records::{Record, Topic};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -70,9 +70,9 @@ impl KafkaSink {
 
     /// Topic names this sink writes.
     pub fn topics(&self) -> Vec<String> {
-        KINDS
+        Topic::ALL
             .iter()
-            .map(|k| format!("{}.{k}", self.settings.prefix))
+            .map(|t| t.name(&self.settings.prefix))
             .collect()
     }
 

@@ -1,20 +1,12 @@
-//! Where records go: Kafka ([`crate::kafka`]) when `KAFKA_BROKERS` is set, else the embedded
-//! default, a local append-only file of JSON lines (one record per line), so the demo starts in
-//! seconds with no broker. A file write returns only after the data is on disk (`fsync`), the
-//! file-mode analogue of Kafka's acks=all.
+//! The embedded sink: an append-only file of JSON lines (one record per line: topic, key,
+//! headers, value). A write returns only after the data is on disk (`fsync`), the file-mode
+//! analogue of Kafka's acks=all.
 
-use crate::records::Record;
+use super::SinkError;
+use edgerec::records::Record;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
-
-/// Why records could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// The destination is unavailable; the caller answers 503 and the edge retries.
-    #[error("sink unavailable: {0}")]
-    Unavailable(String),
-}
 
 /// A records file.
 #[derive(Debug)]
@@ -78,37 +70,3 @@ impl FileSink {
     }
 }
 
-/// The configured sink.
-#[derive(Debug)]
-pub enum Sink {
-    /// Embedded mode: a local file.
-    File(FileSink),
-    /// Kafka.
-    Kafka(crate::kafka::KafkaSink),
-}
-
-impl Sink {
-    /// Writes records; Ok only when they are durable.
-    pub async fn write(&self, records: &[Record]) -> Result<(), SinkError> {
-        match self {
-            Sink::File(f) => f.write(records).await,
-            Sink::Kafka(k) => k.write(records).await,
-        }
-    }
-
-    /// Whether the sink can take writes now (for /readyz).
-    pub async fn ready(&self) -> bool {
-        match self {
-            Sink::File(f) => tokio::fs::metadata(f.path()).await.is_ok(),
-            Sink::Kafka(k) => k.ready().await,
-        }
-    }
-
-    /// Short name for logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Sink::File(_) => "file",
-            Sink::Kafka(_) => "kafka",
-        }
-    }
-}

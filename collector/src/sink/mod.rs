@@ -1,0 +1,63 @@
+//! Where records go: Kafka ([`kafka`]) when `KAFKA_BROKERS` is set, else the embedded
+//! default, a local append-only file of JSON lines ([`file`]), so the demo starts in seconds
+//! with no broker. Either way a write returns only when the records are durable.
+
+pub mod file;
+pub mod kafka;
+
+pub use file::FileSink;
+pub use kafka::{KafkaSettings, KafkaSink};
+
+use edgerec::records::Record;
+
+/// Why records could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The destination is unavailable; the caller answers 503 and the edge retries.
+    #[error("sink unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The configured sink.
+#[derive(Debug)]
+pub enum Sink {
+    /// Embedded mode: a local file.
+    File(FileSink),
+    /// Kafka.
+    Kafka(KafkaSink),
+}
+
+impl Sink {
+    /// Writes records; Ok only when they are durable.
+    pub async fn write(&self, records: &[Record]) -> Result<(), SinkError> {
+        match self {
+            Sink::File(f) => f.write(records).await,
+            Sink::Kafka(k) => k.write(records).await,
+        }
+    }
+
+    /// Whether the sink can take writes now (for /readyz).
+    pub async fn ready(&self) -> bool {
+        match self {
+            Sink::File(f) => tokio::fs::metadata(f.path()).await.is_ok(),
+            Sink::Kafka(k) => k.ready().await,
+        }
+    }
+
+    /// Short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Sink::File(_) => "file",
+            Sink::Kafka(_) => "kafka",
+        }
+    }
+}
+
+/// Opens the sink the settings name: Kafka when brokers are set (topics created), else the
+/// records file.
+pub async fn open(settings: &crate::settings::Settings) -> Result<Sink, SinkError> {
+    match settings.kafka() {
+        Some(k) => Ok(Sink::Kafka(KafkaSink::connect(k).await?)),
+        None => Ok(Sink::File(FileSink::open(&settings.output_file).await?)),
+    }
+}

@@ -1,0 +1,385 @@
+//! What the origin keeps of a batch: records, one topic per interaction kind, one for decision
+//! counters, one for item→item transitions, named `<prefix>.<topic>`; plus `<prefix>.deadletter`.
+//! The collector writes them ([`from_batch`], [`dead_letter`]) and the trainer reads them back
+//! ([`Interaction`], [`Transition`]): one schema, defined here.
+//!
+//! Value schema (MessagePack map, named fields; in the collector's embedded file the same map
+//! as JSON; header `edgerec-schema: 1`, `content-type: application/msgpack`,
+//! `edgerec-batch-id: <id>`):
+//! - `<p>.views|clicks|add_to_carts|purchases|impressions`: [`Interaction`]
+//!   `{v, batch, source, ts, item, count}`
+//! - `<p>.transitions`: [`Transition`] `{v, batch, source, ts, from, to, count}`
+//! - `<p>.decisions`: [`Decisions`] `{v, batch, source, ts, decisions, events, duplicates,
+//!   rule_hits, tiers, variants}`
+//! - `<p>.deadletter`: [`DeadLetter`] `{v, reason, fields, received_ms, body}`
+//!
+//! Keys: interactions and transitions are keyed `<item>#<n>` with `n = FNV-1a(batch id) mod 8`,
+//! so one hot item's counts spread over up to 8 partitions instead of piling onto one; the
+//! values are counters, so a consumer sums them per item whatever the partition. Decision
+//! counters are keyed by batch id.
+
+use crate::aggregate::{AggregateBatch, VariantCounts};
+use crate::error::FieldError;
+use crate::event::EventKind;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// Schema version of record values.
+pub const SCHEMA_VERSION: u8 = 1;
+/// Partitions a hot item's key spreads over.
+pub const KEY_SPREAD: u64 = 8;
+
+/// The topics, named `<prefix>.<suffix>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Item views.
+    Views,
+    /// Clicks on items.
+    Clicks,
+    /// Add-to-cart actions.
+    AddToCarts,
+    /// Purchases.
+    Purchases,
+    /// Impressions of recommended items.
+    Impressions,
+    /// Decision counters (rule hits, tiers, variants).
+    Decisions,
+    /// Item → item transitions within sessions.
+    Transitions,
+    /// Authenticated batches that were refused, with why.
+    DeadLetter,
+}
+
+impl Topic {
+    /// Every topic, in a fixed order (the collector creates them at start-up).
+    pub const ALL: [Topic; 8] = [
+        Topic::Views,
+        Topic::Clicks,
+        Topic::AddToCarts,
+        Topic::Purchases,
+        Topic::Impressions,
+        Topic::Decisions,
+        Topic::Transitions,
+        Topic::DeadLetter,
+    ];
+
+    /// What follows the prefix and the dot.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Topic::Views => "views",
+            Topic::Clicks => "clicks",
+            Topic::AddToCarts => "add_to_carts",
+            Topic::Purchases => "purchases",
+            Topic::Impressions => "impressions",
+            Topic::Decisions => "decisions",
+            Topic::Transitions => "transitions",
+            Topic::DeadLetter => "deadletter",
+        }
+    }
+
+    /// The full topic name under a prefix.
+    pub fn name(self, prefix: &str) -> String {
+        format!("{prefix}.{}", self.suffix())
+    }
+
+    /// The topic a name denotes under `prefix`, if any.
+    pub fn parse(prefix: &str, name: &str) -> Option<Topic> {
+        let suffix = name.strip_prefix(prefix)?.strip_prefix('.')?;
+        Topic::ALL.into_iter().find(|t| t.suffix() == suffix)
+    }
+
+    /// The topic of an interaction kind.
+    pub fn of_kind(kind: EventKind) -> Topic {
+        match kind {
+            EventKind::View => Topic::Views,
+            EventKind::Click => Topic::Clicks,
+            EventKind::AddToCart => Topic::AddToCarts,
+            EventKind::Purchase => Topic::Purchases,
+            EventKind::Impression => Topic::Impressions,
+        }
+    }
+
+    /// The interaction kind a topic carries, if it carries one.
+    pub fn kind(self) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| Topic::of_kind(*k) == self)
+    }
+}
+
+/// One record for a sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Topic name.
+    pub topic: String,
+    /// Partitioning key.
+    pub key: String,
+    /// MessagePack value.
+    pub value: Vec<u8>,
+    /// Headers.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// A value of an interaction topic: `count` interactions of one kind with `item`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interaction<'a> {
+    /// Schema version.
+    pub v: u8,
+    /// Batch id.
+    #[serde(default)]
+    pub batch: Cow<'a, str>,
+    /// Who made the batch (`edge`, `browser`).
+    #[serde(default)]
+    pub source: Cow<'a, str>,
+    /// When the batch was made, Unix ms.
+    pub ts: u64,
+    /// Item id.
+    pub item: Cow<'a, str>,
+    /// How many.
+    pub count: u64,
+}
+
+/// A value of the transitions topic: `count` sessions went from `from` to `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition<'a> {
+    /// Schema version.
+    pub v: u8,
+    /// Batch id.
+    #[serde(default)]
+    pub batch: Cow<'a, str>,
+    /// Who made the batch.
+    #[serde(default)]
+    pub source: Cow<'a, str>,
+    /// When the batch was made, Unix ms.
+    pub ts: u64,
+    /// Item left.
+    pub from: Cow<'a, str>,
+    /// Item reached.
+    pub to: Cow<'a, str>,
+    /// How many.
+    pub count: u64,
+}
+
+/// A value of the decisions topic: a batch's decision counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decisions<'a> {
+    /// Schema version.
+    pub v: u8,
+    /// Batch id.
+    pub batch: Cow<'a, str>,
+    /// Who made the batch.
+    pub source: Cow<'a, str>,
+    /// When the batch was made, Unix ms.
+    pub ts: u64,
+    /// Decisions made.
+    pub decisions: u64,
+    /// Events accepted.
+    pub events: u64,
+    /// Redelivered events ignored.
+    pub duplicates: u64,
+    /// Rule id → decisions it fired in.
+    pub rule_hits: Cow<'a, BTreeMap<String, u64>>,
+    /// Tier → decisions served by it.
+    pub tiers: Cow<'a, BTreeMap<String, u64>>,
+    /// Variant → its counters.
+    pub variants: Cow<'a, BTreeMap<String, VariantCounts>>,
+}
+
+/// A value of the dead-letter topic: a refused, authenticated batch and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter<'a> {
+    /// Schema version.
+    pub v: u8,
+    /// Why it was refused.
+    pub reason: Cow<'a, str>,
+    /// The fields at fault.
+    pub fields: Cow<'a, [FieldError]>,
+    /// When it arrived, Unix ms.
+    pub received_ms: u64,
+    /// The request body as received.
+    #[serde(borrow, with = "serde_bytes")]
+    pub body: Cow<'a, [u8]>,
+}
+
+fn spread(batch_id: &str) -> u64 {
+    crate::experiment::fnv1a64(&[batch_id.as_bytes()]) % KEY_SPREAD
+}
+
+fn headers(batch_id: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("edgerec-batch-id", batch_id.to_string()),
+        ("edgerec-schema", SCHEMA_VERSION.to_string()),
+        ("content-type", "application/msgpack".to_string()),
+    ]
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    rmp_serde::to_vec_named(v).unwrap_or_default()
+}
+
+/// The records of a validated batch.
+pub fn from_batch(b: &AggregateBatch, prefix: &str) -> Vec<Record> {
+    let n = spread(&b.id);
+    let (batch, source) = (Cow::Borrowed(b.id.as_str()), Cow::Borrowed(b.source.as_str()));
+    let mut out = Vec::new();
+    for (item, counts) in &b.delta.items {
+        for kind in EventKind::ALL {
+            let count = counts.get(kind);
+            if count == 0 {
+                continue;
+            }
+            out.push(Record {
+                topic: Topic::of_kind(kind).name(prefix),
+                key: format!("{item}#{n}"),
+                value: encode(&Interaction {
+                    v: SCHEMA_VERSION,
+                    batch: batch.clone(),
+                    source: source.clone(),
+                    ts: b.created_ms,
+                    item: Cow::Borrowed(item),
+                    count,
+                }),
+                headers: headers(&b.id),
+            });
+        }
+    }
+    for (from, tos) in &b.delta.transitions {
+        for (to, &count) in tos {
+            out.push(Record {
+                topic: Topic::Transitions.name(prefix),
+                key: format!("{from}#{n}"),
+                value: encode(&Transition {
+                    v: SCHEMA_VERSION,
+                    batch: batch.clone(),
+                    source: source.clone(),
+                    ts: b.created_ms,
+                    from: Cow::Borrowed(from),
+                    to: Cow::Borrowed(to),
+                    count,
+                }),
+                headers: headers(&b.id),
+            });
+        }
+    }
+    let d = &b.delta;
+    if d.decisions + d.events + d.duplicates > 0
+        || !d.rule_hits.is_empty()
+        || !d.tiers.is_empty()
+        || !d.variants.is_empty()
+    {
+        out.push(Record {
+            topic: Topic::Decisions.name(prefix),
+            key: b.id.clone(),
+            value: encode(&Decisions {
+                v: SCHEMA_VERSION,
+                batch,
+                source,
+                ts: b.created_ms,
+                decisions: d.decisions,
+                events: d.events,
+                duplicates: d.duplicates,
+                rule_hits: Cow::Borrowed(&d.rule_hits),
+                tiers: Cow::Borrowed(&d.tiers),
+                variants: Cow::Borrowed(&d.variants),
+            }),
+            headers: headers(&b.id),
+        });
+    }
+    out
+}
+
+/// A dead-letter record for an authenticated batch that was refused.
+pub fn dead_letter(
+    prefix: &str,
+    reason: &str,
+    fields: &[FieldError],
+    body: &[u8],
+    now_ms: u64,
+) -> Record {
+    Record {
+        topic: Topic::DeadLetter.name(prefix),
+        key: reason.to_string(),
+        value: encode(&DeadLetter {
+            v: SCHEMA_VERSION,
+            reason: Cow::Borrowed(reason),
+            fields: Cow::Borrowed(fields),
+            received_ms: now_ms,
+            body: Cow::Borrowed(body),
+        }),
+        headers: vec![
+            ("edgerec-schema", SCHEMA_VERSION.to_string()),
+            ("content-type", "application/msgpack".to_string()),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AggregateDelta;
+
+    #[test]
+    fn one_record_per_counter_and_hot_keys_spread() {
+        let mut d = AggregateDelta::default();
+        d.count_event("a", EventKind::View);
+        d.count_event("a", EventKind::View);
+        d.count_event("a", EventKind::Purchase);
+        d.count_transition("a", "b");
+        d.count_rule("r");
+        d.decisions = 1;
+        let b = AggregateBatch::new("batch-1", "edge", 5, d);
+        let recs = from_batch(&b, "edgerec");
+        let topics: Vec<_> = recs.iter().map(|r| r.topic.as_str()).collect();
+        assert_eq!(
+            topics,
+            [
+                "edgerec.views",
+                "edgerec.purchases",
+                "edgerec.transitions",
+                "edgerec.decisions"
+            ]
+        );
+        assert!(recs.iter().all(|r| r
+            .headers
+            .iter()
+            .any(|h| h == &("edgerec-batch-id", "batch-1".to_string()))));
+        // Read back with the same types: what was written is what a reader gets.
+        let views: Interaction = rmp_serde::from_slice(&recs[0].value).unwrap();
+        assert_eq!((views.item.as_ref(), views.count, views.v), ("a", 2, 1));
+        assert_eq!(views.batch, "batch-1");
+        let t: Transition = rmp_serde::from_slice(&recs[2].value).unwrap();
+        assert_eq!((t.from.as_ref(), t.to.as_ref(), t.count), ("a", "b", 1));
+        let dec: Decisions = rmp_serde::from_slice(&recs[3].value).unwrap();
+        assert_eq!((dec.decisions, dec.rule_hits["r"]), (1, 1));
+        // Across many batches, one item's records use every key of its spread.
+        let keys: std::collections::BTreeSet<String> = (0..200)
+            .flat_map(|i| {
+                from_batch(
+                    &AggregateBatch::new(format!("b{i}"), "e", 1, b.delta.clone()),
+                    "p",
+                )
+            })
+            .filter(|r| r.topic == "p.views")
+            .map(|r| r.key)
+            .collect();
+        assert_eq!(keys.len() as u64, KEY_SPREAD);
+    }
+
+    #[test]
+    fn topic_names_parse_back_and_kinds_map_both_ways() {
+        for t in Topic::ALL {
+            assert_eq!(Topic::parse("shop.x", &t.name("shop.x")), Some(t));
+            if let Some(k) = t.kind() {
+                assert_eq!(Topic::of_kind(k), t);
+            }
+        }
+        assert_eq!(Topic::parse("p", "p.views"), Some(Topic::Views));
+        assert_eq!(Topic::parse("p", "q.views"), None);
+        assert_eq!(Topic::parse("p", "pviews"), None);
+        assert_eq!(Topic::parse("p", "p.nope"), None);
+        assert_eq!(Topic::Transitions.kind(), None);
+        let dl = dead_letter("p", "bad", &[FieldError::new("x", "y")], b"\x01\x02", 7);
+        let back: DeadLetter = rmp_serde::from_slice(&dl.value).unwrap();
+        assert_eq!((back.reason.as_ref(), back.body.as_ref()), ("bad", &[1u8, 2][..]));
+        assert_eq!(back.fields[0].field, "x");
+    }
+}
