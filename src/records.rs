@@ -102,7 +102,9 @@ impl Topic {
 
     /// The interaction kind a topic carries, if it carries one.
     pub fn kind(self) -> Option<EventKind> {
-        EventKind::ALL.into_iter().find(|k| Topic::of_kind(*k) == self)
+        EventKind::ALL
+            .into_iter()
+            .find(|k| Topic::of_kind(*k) == self)
     }
 }
 
@@ -219,7 +221,10 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 /// The records of a validated batch.
 pub fn from_batch(b: &AggregateBatch, prefix: &str) -> Vec<Record> {
     let n = spread(&b.id);
-    let (batch, source) = (Cow::Borrowed(b.id.as_str()), Cow::Borrowed(b.source.as_str()));
+    let (batch, source) = (
+        Cow::Borrowed(b.id.as_str()),
+        Cow::Borrowed(b.source.as_str()),
+    );
     let mut out = Vec::new();
     for (item, counts) in &b.delta.items {
         for kind in EventKind::ALL {
@@ -379,7 +384,10 @@ mod tests {
         assert_eq!(Topic::Transitions.kind(), None);
         let dl = dead_letter("p", "bad", &[FieldError::new("x", "y")], b"\x01\x02", 7);
         let back: DeadLetter = rmp_serde::from_slice(&dl.value).unwrap();
-        assert_eq!((back.reason.as_ref(), back.body.as_ref()), ("bad", &[1u8, 2][..]));
+        assert_eq!(
+            (back.reason.as_ref(), back.body.as_ref()),
+            ("bad", &[1u8, 2][..])
+        );
         assert_eq!(back.fields[0].field, "x");
     }
 }

@@ -109,14 +109,19 @@ mod tests {
             by: "publish".into(),
         };
         assert_eq!(h.key(), "release:1764201600000");
-        let earlier = HistoryEntry { at_ms: 999, ..h.clone() };
+        let earlier = HistoryEntry {
+            at_ms: 999,
+            ..h.clone()
+        };
         assert!(earlier.key() < h.key(), "history keys sort in time order");
     }
 
     #[test]
     fn an_engine_comes_from_published_bytes_or_a_typed_error() {
         let cat = crate::Catalog::from_json(br#"{"version":"c","items":[{"id":"a"}]}"#).unwrap();
-        let bytes = crate::model::build::build(&cat, None, &mut |_, _| {}).unwrap().head;
+        let bytes = crate::model::build::build(&cat, None, &mut |_, _| {})
+            .unwrap()
+            .head;
         let bundle = r#"{"version":"1","rules":[]}"#;
         let e = engine(EngineConfig::default(), bundle, &bytes).unwrap();
         assert_eq!(e.head().items, 1);

@@ -6,14 +6,14 @@
 //! Needs `tansu` on PATH; prints one JSON object.
 
 use edgerec::aggregate::{AggregateBatch, AggregateDelta};
+use edgerec::records;
 use edgerec::EventKind;
 use edgerec_collector::auth::sign;
-use edgerec_collector::sink::kafka::future_record;
-use edgerec_collector::sink::{KafkaSettings, KafkaSink};
-use edgerec::records;
 use edgerec_collector::routes::{router, App};
 use edgerec_collector::settings::Settings;
+use edgerec_collector::sink::kafka::future_record;
 use edgerec_collector::sink::Sink;
+use edgerec_collector::sink::{KafkaSettings, KafkaSink};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use std::time::{Duration, Instant};

@@ -232,14 +232,20 @@ async fn aggregates(State(app): State<Arc<App>>, req: Signed) -> Result<Json<Val
             app.metrics.duplicates.inc();
             return Ok(Json(json!({"ok": true, "duplicate": true, "id": batch.id})));
         }
-        Ok(Seen::InFlight) => return Err(Refusal::RetryLater("the same batch is being written".into())),
+        Ok(Seen::InFlight) => {
+            return Err(Refusal::RetryLater(
+                "the same batch is being written".into(),
+            ))
+        }
         Err(_) => return Err(Refusal::RetryLater("dedup window unavailable".into())),
     }
     // The write, and the commit or abort of the claim, run in their own task: a client that
     // disconnects drops this handler, never the claim.
     let id = batch.id.clone();
     match tokio::spawn(write_batch(Arc::clone(&app), batch, req.body.len())).await {
-        Ok(Ok(records)) => Ok(Json(json!({"ok": true, "duplicate": false, "id": id, "records": records}))),
+        Ok(Ok(records)) => Ok(Json(
+            json!({"ok": true, "duplicate": false, "id": id, "records": records}),
+        )),
         Ok(Err(e)) => Err(Refusal::RetryLater(e.to_string())),
         Err(e) => {
             tracing::error!(batch = %id, error = %e, "write task failed");

@@ -12,7 +12,11 @@ pub const MIN_SECRET_BYTES: usize = 16;
 
 /// The command line: serve (default), or tally a topic.
 #[derive(Debug, Parser)]
-#[command(name = "edgerec-collector", version, about = "Signed aggregate batches from the edge in, records out (Kafka, or an embedded file)")]
+#[command(
+    name = "edgerec-collector",
+    version,
+    about = "Signed aggregate batches from the edge in, records out (Kafka, or an embedded file)"
+)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -77,7 +81,11 @@ pub struct Settings {
     #[arg(long, env = "KAFKA_QUEUE_MAX", default_value_t = 100_000, value_parser = in_range::<usize>(1, 10_000_000))]
     pub kafka_queue_max: usize,
     /// Records file for the embedded mode.
-    #[arg(long, env = "OUTPUT_FILE", default_value = "data/collector/records.jsonl")]
+    #[arg(
+        long,
+        env = "OUTPUT_FILE",
+        default_value = "data/collector/records.jsonl"
+    )]
     pub output_file: PathBuf,
     /// A batch id claimed longer ago than this is taken over by a retry, ms (writes finish or
     /// fail well before).
@@ -99,9 +107,9 @@ impl Settings {
     /// Parses flags only (never the environment): the defaults for anything not given.
     fn flags_only(args: &[&str]) -> Settings {
         let cmd = Settings::augment_args(clap::Command::new("test"));
-        let cmd = cmd
-            .get_arguments()
-            .fold(cmd.clone(), |c, a| c.mut_arg(a.get_id().clone(), |a| a.env(None::<&str>)));
+        let cmd = cmd.get_arguments().fold(cmd.clone(), |c, a| {
+            c.mut_arg(a.get_id().clone(), |a| a.env(None::<&str>))
+        });
         let m = cmd.get_matches_from(args);
         Settings::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
     }
@@ -109,7 +117,9 @@ impl Settings {
     /// What clap cannot check alone: a collector serves only with a secret.
     pub fn check(&self) -> Result<(), String> {
         if self.secret.is_empty() {
-            return Err("--secret / COLLECTOR_SECRET is not set (the HMAC key shared with the edge)".into());
+            return Err(
+                "--secret / COLLECTOR_SECRET is not set (the HMAC key shared with the edge)".into(),
+            );
         }
         Ok(())
     }
@@ -146,7 +156,8 @@ fn secret(v: &str) -> Result<String, String> {
 fn topic_prefix(v: &str) -> Result<String, String> {
     let ok = !v.is_empty()
         && v.len() <= 200
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(v.to_string())
     } else {
@@ -199,10 +210,20 @@ mod tests {
         assert!(e.contains("--topic-prefix"), "{e}");
         let e = parse(&["--secret", "0123456789abcdef", "--addr", "nowhere"]).unwrap_err();
         assert!(e.contains("--addr"), "{e}");
-        let k = parse(&["--secret", "0123456789abcdef", "--kafka-brokers", "h:9092", "--topic-prefix", "shop"])
-            .unwrap()
-            .kafka()
-            .unwrap();
-        assert_eq!((k.brokers.as_str(), k.prefix.as_str(), k.partitions), ("h:9092", "shop", 4));
+        let k = parse(&[
+            "--secret",
+            "0123456789abcdef",
+            "--kafka-brokers",
+            "h:9092",
+            "--topic-prefix",
+            "shop",
+        ])
+        .unwrap()
+        .kafka()
+        .unwrap();
+        assert_eq!(
+            (k.brokers.as_str(), k.prefix.as_str(), k.partitions),
+            ("h:9092", "shop", 4)
+        );
     }
 }

@@ -24,10 +24,7 @@ async fn start(
 ) {
     let dir = std::env::temp_dir().join(format!("edgerec-conn-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut settings = Settings::for_tests(
-        "connections-test-secret",
-        dir.join("records.jsonl"),
-    );
+    let mut settings = Settings::for_tests("connections-test-secret", dir.join("records.jsonl"));
     settings.max_body_bytes = 64 * 1024;
     settings.header_timeout_ms = HEADER_TIMEOUT_MS;
     settings.body_timeout_ms = BODY_TIMEOUT_MS;

@@ -48,10 +48,7 @@ pub fn run(src: &KafkaSource, trainer: &mut Trainer, until: Until) -> Result<(),
         .set("session.timeout.ms", src.session_timeout_ms.to_string())
         .create()
         .map_err(kerr)?;
-    let topics: Vec<String> = TOPICS
-        .iter()
-        .map(|t| t.name(&trainer.prefix))
-        .collect();
+    let topics: Vec<String> = TOPICS.iter().map(|t| t.name(&trainer.prefix)).collect();
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&refs).map_err(kerr)?;
     let mut last_record = Instant::now();

@@ -5,9 +5,9 @@
 //! the same state skips everything already counted.
 
 use edgerec::aggregate::{AggregateBatch, AggregateDelta};
+use edgerec::records::from_batch;
 use edgerec::EventKind;
 use edgerec_collector::sink::{KafkaSettings, KafkaSink};
-use edgerec::records::from_batch;
 use edgerec_trainer::kafka::{run, KafkaSource, Until};
 use edgerec_trainer::model::ModelConfig;
 use edgerec_trainer::publish::load_current;

@@ -10,7 +10,7 @@
 use crate::breaker::{self, Dep};
 use crate::budget::within;
 use crate::settings::Settings;
-use crate::stats;
+use crate::stats::{self, Counter};
 use edgerec::release::{self, Pointer, POINTER_KEY};
 use edgerec::{Engine, EngineConfig};
 use std::cell::RefCell;
@@ -75,7 +75,7 @@ pub async fn engine(kv: &KvStore, s: &Settings, now: u64) -> Option<Rc<Engine>> 
             Some(engine)
         }
         Err(e) => {
-            stats::inc("config_refresh_failures");
+            stats::inc(Counter::ConfigRefreshFailures);
             if !matches!(e, ConfigError::Missing | ConfigError::Invalid(_)) {
                 breaker::failure(
                     Dep::ConfigKv,
@@ -138,7 +138,7 @@ async fn refresh(kv: &KvStore, s: &Settings, now: u64) -> Result<Rc<Engine>, Con
         bundle,
         head,
     });
-    stats::inc("config_loads");
+    stats::inc(Counter::ConfigLoads);
     CACHE.with(|c| {
         *c.borrow_mut() = Some(Cached {
             engine: engine.clone(),

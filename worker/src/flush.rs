@@ -11,7 +11,7 @@ use crate::breaker::{self, Dep};
 use crate::budget::{now_ms, within};
 use crate::outbox::{Limits, Outbox, Recorded};
 use crate::settings::Settings;
-use crate::stats;
+use crate::stats::{self, Counter};
 use edgerec::{AggregateBatch, AggregateDelta};
 use std::cell::RefCell;
 use worker::{Fetch, Headers, Method, Request, RequestInit};
@@ -35,8 +35,8 @@ fn limits(s: &Settings) -> Limits {
 pub fn record(s: &Settings, delta: &AggregateDelta, now: u64) {
     let r = OUTBOX.with(|o| o.borrow_mut().record(delta, now, &limits(s)));
     if let Recorded::Dropped { events } = r {
-        stats::inc("deltas_dropped_outbox_full");
-        stats::add("events_dropped", events);
+        stats::inc(Counter::DeltasDroppedOutboxFull);
+        stats::add(Counter::EventsDropped, events);
     }
 }
 
@@ -51,7 +51,7 @@ pub async fn flush(s: Settings, source: String) {
         // No collector configured: counters were visible in /v1/stats until now; say how
         // many events' counters are discarded rather than let them vanish silently.
         let old = OUTBOX.with(|o| o.borrow_mut().take_open());
-        stats::add("events_discarded_no_collector", old.events);
+        stats::add(Counter::EventsDiscardedNoCollector, old.events);
         return;
     };
     let now = now_ms();
@@ -59,32 +59,32 @@ pub async fn flush(s: Settings, source: String) {
         o.borrow_mut().begin(now, &limits(&s), &source, || {
             let id = crate::random::hex_id(16);
             if id.is_err() {
-                stats::inc("batch_ids_unavailable");
+                stats::inc(Counter::BatchIdsUnavailable);
             }
             id.ok()
         })
     });
     for (id, body) in batches {
         if !breaker::allow(Dep::Collector, now_ms()) {
-            stats::inc("batches_deferred_breaker");
+            stats::inc(Counter::BatchesDeferredBreaker);
             OUTBOX.with(|o| o.borrow_mut().failed(now_ms()));
             break;
         }
         match post(&url, &s.collector_secret, &body).await {
             Ok(200..=299) => {
-                stats::inc("batches_acked");
+                stats::inc(Counter::BatchesAcked);
                 breaker::success(Dep::Collector);
                 OUTBOX.with(|o| o.borrow_mut().done(&id));
             }
             Ok(status) if refused_for_good(status) => {
-                stats::inc("batches_rejected");
+                stats::inc(Counter::BatchesRejected);
                 worker::console_warn!("edgerec: collector refused batch {id}: HTTP {status}");
                 if let Some(b) = OUTBOX.with(|o| o.borrow_mut().done(&id)) {
-                    stats::add("events_rejected_by_collector", b.events);
+                    stats::add(Counter::EventsRejectedByCollector, b.events);
                 }
             }
             other => {
-                stats::inc("batch_send_failures");
+                stats::inc(Counter::BatchSendFailures);
                 worker::console_warn!("edgerec: collector send failed: {other:?}");
                 breaker::failure(
                     Dep::Collector,

@@ -8,7 +8,7 @@
 
 use crate::cookie::{self, HOT_COOKIE, SID_COOKIE, SID_HEADER};
 use crate::settings::Settings;
-use crate::stats;
+use crate::stats::{self, Counter};
 use worker::Request;
 
 /// How the session was named.
@@ -90,7 +90,7 @@ pub fn identify(req: &Request, s: &Settings) -> Result<Identity, IdentityError> 
             _ => false,
         };
         if !key_ok {
-            stats::inc("server_sessions_refused");
+            stats::inc(Counter::ServerSessionsRefused);
             return Err(IdentityError::Credential);
         }
         if !cookie::valid_id(&id) {
@@ -117,7 +117,7 @@ pub fn identify(req: &Request, s: &Settings) -> Result<Identity, IdentityError> 
         }
         None => {
             if cookie::find(&cookies, SID_COOKIE).is_some() {
-                stats::inc("bad_session_cookies");
+                stats::inc(Counter::BadSessionCookies);
             }
             (cookie::new_id()?, true, None)
         }

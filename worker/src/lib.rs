@@ -2,11 +2,15 @@
 //!
 //! | concern | module |
 //! | --- | --- |
-//! | routes and the HTTP contract | [`routes`] |
+//! | the dispatch table | [`routes`] |
+//! | endpoints: events in, recommendations out, browser reports, the model, operations | [`events`], [`recommend`], [`reports`], [`model`], [`health`] |
+//! | the fallback ladder: full → cached → static | [`ladder`] |
+//! | answers: bodies, refusals, cookies, request context | [`respond`] |
+//! | the origin: proxy, pages with their slots filled | [`origin`] |
 //! | who is asking: cookie sessions, credentialed server sessions | [`identity`] |
 //! | signed cookies: session id and the hot copy | [`cookie`] |
 //! | rate limits (the Workers rate-limiting binding) | [`limits`] |
-//! | session blobs: read order, coalesced KV writes | [`store`] |
+//! | session blobs: read order, coalesced KV writes (plain state: [`copies`]) | [`store`] |
 //! | rules and catalog from KV, cached per isolate | [`config`] |
 //! | request interception and HTML slot filling | [`intercept`] |
 //! | aggregate outbox (a plain state machine) and signed flush | [`outbox`], [`flush`] |
@@ -22,12 +26,21 @@ pub mod breaker;
 pub mod budget;
 pub mod config;
 pub mod cookie;
+pub mod copies;
+pub mod events;
 pub mod flush;
+pub mod health;
 pub mod identity;
 pub mod intercept;
+pub mod ladder;
 pub mod limits;
+pub mod model;
+pub mod origin;
 pub mod outbox;
 pub mod random;
+pub mod recommend;
+pub mod reports;
+pub mod respond;
 pub mod routes;
 pub mod settings;
 pub mod shards;
@@ -35,6 +48,7 @@ pub mod stats;
 pub mod store;
 pub mod target;
 
+use crate::stats::Counter;
 use worker::{event, Context, Env, Request, Response};
 
 #[event(fetch)]
@@ -42,11 +56,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     match routes::handle(req, env, ctx).await {
         Ok(resp) => Ok(resp),
         Err(e) => {
-            stats::inc("internal_errors");
+            stats::inc(Counter::InternalErrors);
             worker::console_error!("edgerec: {e}");
-            let body =
-                serde_json::json!({"errors": [{"field": "request", "message": e.to_string()}]});
-            Ok(Response::from_json(&body)?.with_status(500))
+            respond::error(500, "request", e)
         }
     }
 }

@@ -11,7 +11,7 @@
 //! the request goes ahead and the miss is counted: limits protect the model, they must not
 //! take the shop down.
 
-use crate::stats;
+use crate::stats::{self, Counter};
 use worker::Env;
 
 /// One limit to check.
@@ -48,20 +48,20 @@ impl Limit {
 pub async fn exceeded(env: &Env, checks: &[(Limit, &str)]) -> Option<Limit> {
     for &(limit, key) in checks {
         let Ok(binding) = env.rate_limiter(limit.binding()) else {
-            stats::inc("rate_limit_unbound");
+            stats::inc(Counter::RateLimitUnbound);
             continue;
         };
         match binding.limit(format!("{}:{key}", limit.field())).await {
             Ok(outcome) if !outcome.success => {
                 stats::inc(match limit {
-                    Limit::Client => "throttled_client",
-                    Limit::Session => "throttled_session",
-                    Limit::NewSession => "throttled_new_session",
+                    Limit::Client => Counter::ThrottledClient,
+                    Limit::Session => Counter::ThrottledSession,
+                    Limit::NewSession => Counter::ThrottledNewSession,
                 });
                 return Some(limit);
             }
             Ok(_) => {}
-            Err(_) => stats::inc("rate_limit_errors"),
+            Err(_) => stats::inc(Counter::RateLimitErrors),
         }
     }
     None

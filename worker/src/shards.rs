@@ -10,7 +10,7 @@
 use crate::breaker::{self, Dep};
 use crate::budget::within;
 use crate::settings::Settings;
-use crate::stats;
+use crate::stats::{self, Counter};
 use edgerec::model::{Head, Shard, ShardRef, ShardSource};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -54,7 +54,7 @@ impl Lru {
             };
             if let Some((s, _)) = self.entries.remove(&k) {
                 self.bytes -= s.heap_bytes();
-                stats::inc("shard_evictions");
+                stats::inc(Counter::ShardEvictions);
             }
         }
     }
@@ -93,15 +93,15 @@ pub async fn load(kv: &KvStore, head: &Head, plan: &[ShardRef], s: &Settings, no
             }
         }
     });
-    stats::add("shard_cache_hits", loaded.0.len() as u64);
+    stats::add(Counter::ShardCacheHits, loaded.0.len() as u64);
     if wanted.is_empty() {
         return loaded;
     }
     if !breaker::allow(Dep::ConfigKv, now) {
-        stats::add("shards_missing", wanted.len() as u64);
+        stats::add(Counter::ShardsMissing, wanted.len() as u64);
         return loaded;
     }
-    stats::inc("shard_reads");
+    stats::inc(Counter::ShardReads);
     let keys: Vec<&str> = wanted.iter().map(|(_, k)| k.as_str()).collect();
     let read = within(s.shard_budget_ms, kv.get_bulk(&keys).text()).await;
     let found = match read {
@@ -113,14 +113,14 @@ pub async fn load(kv: &KvStore, head: &Head, plan: &[ShardRef], s: &Settings, no
             if let Some(Err(e)) = failed {
                 worker::console_warn!("edgerec: shard read failed: {e}");
             }
-            stats::inc("shard_read_failures");
+            stats::inc(Counter::ShardReadFailures);
             breaker::failure(
                 Dep::ConfigKv,
                 now,
                 s.breaker_threshold,
                 s.breaker_cooldown_ms,
             );
-            stats::add("shards_missing", wanted.len() as u64);
+            stats::add(Counter::ShardsMissing, wanted.len() as u64);
             return loaded;
         }
     };
@@ -139,9 +139,9 @@ pub async fn load(kv: &KvStore, head: &Head, plan: &[ShardRef], s: &Settings, no
                 }
                 Some(Err(e)) => {
                     worker::console_warn!("edgerec: shard {key} does not load: {e}");
-                    stats::inc("shards_invalid");
+                    stats::inc(Counter::ShardsInvalid);
                 }
-                None => stats::inc("shards_missing"),
+                None => stats::inc(Counter::ShardsMissing),
             }
         }
     });
@@ -167,7 +167,7 @@ pub async fn decide(
     let loaded = load(kv, engine.head(), &plan, s, now).await;
     let d = engine.decide_with(req, &loaded);
     if d.missing > 0 {
-        stats::inc("decisions_partial");
+        stats::inc(Counter::DecisionsPartial);
     }
     d
 }

@@ -18,10 +18,10 @@
 
 use crate::breaker::{self, Dep};
 use crate::budget::{now_ms, within};
+use crate::copies::{kv_or_cookie, Coalescer, Copies, Newest};
 use crate::settings::Settings;
-use crate::stats;
+use crate::stats::{self, Counter};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Duration;
 use worker::{Context, KvStore};
 
@@ -49,26 +49,10 @@ pub struct Loaded {
     pub source: Source,
 }
 
-struct Latest {
-    blob: Vec<u8>,
-    written_ms: u64,
-}
-
-#[derive(Default)]
-struct WriteState {
-    last_put_ms: u64,
-    scheduled: bool,
-}
-
 thread_local! {
-    static LATEST: RefCell<HashMap<String, Latest>> = RefCell::new(HashMap::new());
-    static WRITES: RefCell<HashMap<String, WriteState>> = RefCell::new(HashMap::new());
+    static COPIES: RefCell<Copies> = RefCell::new(Copies::default());
+    static WRITES: RefCell<Coalescer> = RefCell::new(Coalescer::default());
 }
-
-/// Isolate copies kept at most this long (they only bridge KV's write interval and lag).
-const LATEST_KEEP_MS: u64 = 60_000;
-/// Most isolate copies kept.
-const LATEST_MAX: usize = 10_000;
 
 /// What KV keeps next to a blob: when it was written.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -77,18 +61,7 @@ struct Written {
 }
 
 fn remember(key: &str, blob: &[u8], written_ms: u64) {
-    LATEST.with(|l| {
-        let mut l = l.borrow_mut();
-        if l.len() < LATEST_MAX || l.contains_key(key) {
-            l.insert(
-                key.to_string(),
-                Latest {
-                    blob: blob.to_vec(),
-                    written_ms,
-                },
-            );
-        }
-    });
+    COPIES.with(|c| c.borrow_mut().remember(key, blob, written_ms));
 }
 
 /// Loads a session's blob (`key` is the session's KV key, `s:<id>` or `h:<id>`). `kv` is the
@@ -100,24 +73,17 @@ pub async fn load(
     hot: Option<(Vec<u8>, u64)>,
     s: &Settings,
 ) -> Loaded {
-    let hot_ms = hot.as_ref().map(|h| h.1);
-    // The isolate's copy wins unless the cookie's is newer (another isolate wrote it); it is
-    // copied out only when it wins.
-    let isolate = LATEST.with(|l| {
-        l.borrow().get(key).map(|x| {
-            let wins = hot_ms.is_none_or(|h| x.written_ms >= h);
-            if hot_ms.is_some_and(|h| x.written_ms > h) {
-                stats::inc("hot_copies_stale");
-            }
-            wins.then(|| x.blob.clone())
-        })
-    });
-    match (isolate, hot) {
-        (Some(Some(blob)), _) => Loaded {
+    // The isolate's copy wins unless the cookie's is newer (another isolate wrote it).
+    let (newest, stale) = COPIES.with(|c| c.borrow().newest(key, hot.as_ref().map(|h| h.1)));
+    if stale {
+        stats::inc(Counter::HotCopiesStale);
+    }
+    match (newest, hot) {
+        (Newest::Isolate(blob), _) => Loaded {
             blob: Some(blob),
             source: Source::Isolate,
         },
-        (Some(None), Some((blob, at))) => {
+        (Newest::Cookie, Some((blob, at))) => {
             remember(key, &blob, at);
             Loaded {
                 blob: Some(blob),
@@ -148,7 +114,7 @@ async fn load_kv(
             source: Source::Unavailable,
         },
     };
-    let unavailable = |counter: &'static str, hot| {
+    let unavailable = |counter: Counter, hot| {
         stats::inc(counter);
         breaker::failure(
             Dep::SessionKv,
@@ -159,43 +125,38 @@ async fn load_kv(
         unknown(hot)
     };
     if !breaker::allow(Dep::SessionKv, now) {
-        stats::inc("kv_reads_skipped_breaker");
+        stats::inc(Counter::KvReadsSkippedBreaker);
         return unknown(hot);
     }
     let Some(kv) = kv else {
-        return unavailable("kv_binding_errors", hot);
+        return unavailable(Counter::KvBindingErrors, hot);
     };
-    stats::inc("kv_reads");
+    stats::inc(Counter::KvReads);
     match within(s.kv_budget_ms, kv.get(key).bytes_with_metadata::<Written>()).await {
         Some(Ok((stored, meta))) => {
             breaker::success(Dep::SessionKv);
-            let kv_ms = meta.map_or(0, |m| m.w);
-            let (blob, at, source) = match (stored, hot) {
-                (Some(b), Some(h)) if kv_ms > h.1 => {
-                    // A replayed older hot copy: KV holds newer state.
-                    stats::inc("hot_copies_stale");
-                    (b, kv_ms, Source::Kv)
-                }
-                (_, Some(h)) => (h.0, h.1, Source::Cookie),
-                (Some(b), None) => (b, kv_ms, Source::Kv),
-                (None, None) => {
-                    return Loaded {
-                        blob: None,
-                        source: Source::New,
-                    }
-                }
+            let Some((blob, at, from_kv, stale)) =
+                kv_or_cookie(stored, meta.map_or(0, |m| m.w), hot)
+            else {
+                return Loaded {
+                    blob: None,
+                    source: Source::New,
+                };
             };
+            if stale {
+                stats::inc(Counter::HotCopiesStale);
+            }
             remember(key, &blob, at);
             Loaded {
                 blob: Some(blob),
-                source,
+                source: if from_kv { Source::Kv } else { Source::Cookie },
             }
         }
         Some(Err(e)) => {
             worker::console_warn!("edgerec: session KV read failed: {e}");
-            unavailable("kv_read_errors", hot)
+            unavailable(Counter::KvReadErrors, hot)
         }
-        None => unavailable("kv_read_timeouts", hot),
+        None => unavailable(Counter::KvReadTimeouts, hot),
     }
 }
 
@@ -203,31 +164,10 @@ async fn load_kv(
 /// KV coalesced.
 pub fn save(ctx: &Context, kv: &KvStore, key: &str, blob: Vec<u8>, s: &Settings) {
     let now = now_ms();
-    LATEST.with(|l| {
-        let mut l = l.borrow_mut();
-        if l.len() >= LATEST_MAX {
-            l.retain(|_, x| now.saturating_sub(x.written_ms) < LATEST_KEEP_MS);
-        }
-        l.insert(
-            key.to_string(),
-            Latest {
-                blob,
-                written_ms: now,
-            },
-        );
-    });
-    let interval = s.kv_write_interval_ms;
-    let delay_ms = WRITES.with(|w| {
-        let mut w = w.borrow_mut();
-        let st = w.entry(key.to_string()).or_default();
-        if st.scheduled {
-            stats::inc("kv_writes_coalesced");
-            return None;
-        }
-        st.scheduled = true;
-        Some((st.last_put_ms + interval).saturating_sub(now))
-    });
-    let Some(delay_ms) = delay_ms else {
+    COPIES.with(|c| c.borrow_mut().store(key, blob, now));
+    let delay = WRITES.with(|w| w.borrow_mut().schedule(key, now, s.kv_write_interval_ms));
+    let Some(delay_ms) = delay else {
+        stats::inc(Counter::KvWritesCoalesced);
         return;
     };
     let (kv, key, ttl) = (kv.clone(), key.to_string(), s.session_ttl_s);
@@ -237,19 +177,14 @@ pub fn save(ctx: &Context, kv: &KvStore, key: &str, blob: Vec<u8>, s: &Settings)
             worker::Delay::from(Duration::from_millis(delay_ms)).await;
         }
         // Take the newest blob at the moment of writing: everything since is folded in.
-        let newest = LATEST.with(|l| l.borrow().get(&key).map(|x| (x.blob.clone(), x.written_ms)));
+        let newest = COPIES.with(|c| c.borrow().get(&key));
         let put_at = now_ms();
-        WRITES.with(|w| {
-            if let Some(st) = w.borrow_mut().get_mut(&key) {
-                st.scheduled = false;
-                st.last_put_ms = put_at;
-            }
-        });
+        WRITES.with(|w| w.borrow_mut().putting(&key, put_at));
         let Some((blob, written_ms)) = newest else {
             return;
         };
         if !breaker::allow(Dep::SessionKv, put_at) {
-            stats::inc("kv_puts_skipped_breaker");
+            stats::inc(Counter::KvPutsSkippedBreaker);
             return;
         }
         let put = match kv
@@ -261,11 +196,11 @@ pub fn save(ctx: &Context, kv: &KvStore, key: &str, blob: Vec<u8>, s: &Settings)
         };
         match put {
             Ok(()) => {
-                stats::inc("kv_puts");
+                stats::inc(Counter::KvPuts);
                 breaker::success(Dep::SessionKv);
             }
             Err(e) => {
-                stats::inc("kv_put_errors");
+                stats::inc(Counter::KvPutErrors);
                 worker::console_warn!("edgerec: session KV put failed: {e}");
                 breaker::failure(Dep::SessionKv, now_ms(), threshold, cooldown);
             }
@@ -276,12 +211,6 @@ pub fn save(ctx: &Context, kv: &KvStore, key: &str, blob: Vec<u8>, s: &Settings)
 
 /// Forgets write bookkeeping and copies that no longer matter.
 fn prune(now: u64) {
-    WRITES.with(|w| {
-        w.borrow_mut()
-            .retain(|_, st| st.scheduled || now.saturating_sub(st.last_put_ms) < 5_000)
-    });
-    LATEST.with(|l| {
-        l.borrow_mut()
-            .retain(|_, x| now.saturating_sub(x.written_ms) < LATEST_KEEP_MS)
-    });
+    WRITES.with(|w| w.borrow_mut().prune(now));
+    COPIES.with(|c| c.borrow_mut().prune(now));
 }

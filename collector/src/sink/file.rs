@@ -69,4 +69,3 @@ impl FileSink {
         &self.path
     }
 }
-
