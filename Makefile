@@ -1,5 +1,7 @@
 # edgerec — the two commands a newcomer needs: `make dev` and `make test`.
 SHELL := /bin/bash
+# A pipe fails when any command in it fails (benches piped into `tail`).
+.SHELLFLAGS := -o pipefail -c
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 # Keep wrangler from calling out (no network here, and none wanted in tests).
 export WRANGLER_SEND_METRICS := false
@@ -9,13 +11,13 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev test tools lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke clean
+.PHONY: dev test tools tools-dev lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
 ## to the collector on 127.0.0.1:8789 (records in data/collector/records.jsonl), and the trainer
 ## turning those records into related lists published back into the edge's KV every 20 s
-dev: tools cli worker www
+dev: tools-dev cli worker www
 	scripts/seed-kv.sh data/demo/rules.json data/demo/catalog.json --persist-to $(DEV_STATE)
 	@echo "edge: http://127.0.0.1:8787  origin: http://127.0.0.1:8788  collector: http://127.0.0.1:8789/metrics  (Ctrl-C stops all)"
 	@node www/origin/server.mjs 8788 & origin=$$!; \
@@ -35,8 +37,13 @@ demo-cli: tools
 ## corpus in Chromium)
 test: tools lint unit fuzz-smoke wasm-test worker-test deploy-check e2e api-test browser-test
 
+## tools: everything `make test` uses; tools-dev: only what the demo runs (no Kafka broker,
+## browser, fuzzer or schemathesis)
 tools:
-	@scripts/ensure-tools.sh
+	@scripts/ensure-tools.sh test
+
+tools-dev:
+	@scripts/ensure-tools.sh dev
 
 lint:
 	cargo fmt --all -- --check

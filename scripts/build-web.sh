@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build -q -p edgerec-wasm --profile web --no-default-features --target wasm32-unknown-unknown
+cargo build -q -p edgerec-wasm --profile web --no-default-features --features conformance --target wasm32-unknown-unknown
 rm -rf www/pkg
 wasm-bindgen --target web --no-typescript --out-dir www/pkg target/wasm32-unknown-unknown/web/edgerec_wasm.wasm
 node_modules/binaryen/bin/wasm-opt -Oz --strip-debug --strip-producers \

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the build and tests need, each only when missing or at the wrong version:
-# the wasm32 target and wasm-bindgen-cli pinned to the wasm-bindgen version in Cargo.lock
-# (the two must match exactly).
+# Installs what the build needs, each only when missing or at the wrong version.
+#   scripts/ensure-tools.sh dev    what `make dev` runs: the wasm32 target, wasm-bindgen-cli
+#                                  pinned to the wasm-bindgen version in Cargo.lock (the two must
+#                                  match exactly), worker-build, Node and the npm packages;
+#   scripts/ensure-tools.sh [test] all of that, plus what only the tests use: the Kafka-protocol
+#                                  broker, Chromium, cargo-fuzz, schemathesis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+scope=${1:-test}
+case "$scope" in dev|test) ;; *) echo "usage: $0 [dev|test]" >&2; exit 2 ;; esac
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
@@ -27,16 +32,25 @@ if [ "$(worker-build --version 2>/dev/null)" != "0.8.7" ]; then
   cargo install worker-build --version 0.8.7 --locked
 fi
 
+if ! command -v node >/dev/null 2>&1; then
+  echo "ensure-tools: installing Node.js (Debian package)"
+  apt-get update -qq && apt-get install -y -qq nodejs
+fi
+
+# JS tooling pinned in package-lock.json (wrangler/workerd, miniflare, wasm-opt, esbuild).
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+
+[ "$scope" = dev ] && exit 0
+
+# --- test-only tools ---
+
 # The Kafka-protocol broker the collector's tests run against (Apache Kafka cannot be fetched
 # here). Cold build ≈ 17 min, so only when missing or at another version.
 if ! tansu --version 2>/dev/null | grep -q "0.6.0"; then
   echo "ensure-tools: installing tansu 0.6.0 (~17 min cold)"
   cargo install tansu --version 0.6.0 --locked --no-default-features --features dynostore
-fi
-
-if ! command -v node >/dev/null 2>&1; then
-  echo "ensure-tools: installing Node.js (Debian package)"
-  apt-get update -qq && apt-get install -y -qq nodejs
 fi
 
 # Browser tests: Debian's Chromium driven by npm playwright-core (never a downloaded browser).
@@ -68,9 +82,4 @@ if ! build/venv/bin/st --version 2>/dev/null | grep -q "$ST_VERSION"; then
     python3 -m venv build/venv
   fi
   build/venv/bin/pip install -q "schemathesis==$ST_VERSION"
-fi
-
-# JS tooling pinned in package-lock.json (wrangler/workerd, miniflare, wasm-opt, esbuild).
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
 fi

@@ -12,8 +12,9 @@ use crate::model::{
     self, find, Found, Head, ModelError, NoShards, ShardMap, ShardRef, ShardSource,
 };
 use crate::recommend::{recommend, RecommendInput, Recommendation, Tier};
-use crate::rules::compile::{compile_json, Act, BundleError, CompiledBundle, ItemRef};
+use crate::rules::compile::{compile_json, BundleError};
 use crate::rules::eval::Env;
+use crate::rules::ir::{Act, CompiledBundle, ItemRef};
 use crate::session::{Ingested, SessionConfig, SessionState, MIN_MAX_BYTES};
 use serde::{Deserialize, Serialize};
 

@@ -50,8 +50,10 @@ pub mod recommend;
 pub mod records;
 pub mod release;
 pub mod rules;
+#[cfg(feature = "kits")]
 pub mod scenario;
 pub mod session;
+#[cfg(feature = "kits")]
 pub mod workload;
 
 pub use aggregate::{AggregateBatch, AggregateDelta};

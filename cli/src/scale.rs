@@ -8,7 +8,7 @@ use edgerec::event::{Event, EventKind};
 use edgerec::model::build::{build, Previous};
 use edgerec::model::synthetic::{item_id, Synthetic};
 use edgerec::model::{item_hash, stored_len, Head, Shard, ShardMap, ShardRef};
-use edgerec::rules::compile::{Act, ItemRef};
+use edgerec::rules::ir::{Act, ItemRef};
 use edgerec::workload::{bundle_json, Rng, T0};
 use edgerec::{Context, DecideRequest, Engine, EngineConfig};
 use rustc_hash::FxHashSet;

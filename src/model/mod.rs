@@ -19,6 +19,7 @@
 //! one round a cold decision makes, returns text only.
 
 pub mod build;
+#[cfg(feature = "kits")]
 pub mod synthetic;
 
 use crate::error::FieldError;

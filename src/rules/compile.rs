@@ -1,7 +1,13 @@
-//! Validation and compilation of a bundle: done once per bundle version, so evaluation never
-//! parses a string, a duration or a feature name. Every error names its JSON path.
+//! Validation and lowering of a bundle into its compiled form ([`super::ir`]): done once per
+//! bundle version, so evaluation never parses a string, a duration or a feature name. Every
+//! error names its JSON path.
 
-use super::bundle::{self, Action, Bundle, Condition, CountTest, FeatureTest, Op, SeenPolicy};
+use super::bundle::{Action, Bundle, Condition, CountTest, FeatureTest, Op};
+use super::features::{self, Feature};
+use super::ir::{
+    parse_duration, Act, CategoryRef, CompiledBundle, CompiledRule, Cond, CountTarget, ItemRef,
+    NumOp, Policy, StrOp,
+};
 use crate::error::FieldError;
 use crate::event::{check_id, EventKind};
 use crate::session::Window;
@@ -14,344 +20,6 @@ use sha2::{Digest, Sha256};
 pub struct BundleError {
     /// The problems.
     pub issues: Vec<FieldError>,
-}
-
-/// Numeric features.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NumFeature {
-    /// `session.duration_s`
-    DurationS,
-    /// `session.since_last_event_s`
-    SinceLastEventS,
-    /// `session.events`
-    Events,
-    /// `session.views` etc.
-    KindTotal(EventKind),
-    /// `session.distinct_items`
-    DistinctItems,
-    /// `session.distinct_categories`
-    DistinctCategories,
-    /// `session.max_item_views`
-    MaxItemViews,
-    /// `cart.lines`
-    CartLines,
-    /// `cart.quantity`
-    CartQuantity,
-    /// `cart.value`
-    CartValue,
-    /// `purchased.count`
-    PurchasedCount,
-}
-
-/// Label features.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StrFeature {
-    /// `session.top_category`
-    TopCategory,
-    /// `session.last_item`
-    LastItem,
-    /// `session.most_viewed_item`
-    MostViewedItem,
-    /// `context.country`
-    Country,
-    /// `context.device`
-    Device,
-    /// `context.path`
-    Path,
-    /// `context.slot`
-    Slot,
-    /// `context.variant`
-    Variant,
-}
-
-impl StrFeature {
-    /// Whether the feature comes from the request alone (usable in the cached tier).
-    pub fn is_context(self) -> bool {
-        matches!(
-            self,
-            StrFeature::Country
-                | StrFeature::Device
-                | StrFeature::Path
-                | StrFeature::Slot
-                | StrFeature::Variant
-        )
-    }
-}
-
-fn feature_by_name(name: &str) -> Option<Result<NumFeature, StrFeature>> {
-    use NumFeature as N;
-    use StrFeature as S;
-    Some(match name {
-        "session.duration_s" => Ok(N::DurationS),
-        "session.since_last_event_s" => Ok(N::SinceLastEventS),
-        "session.events" => Ok(N::Events),
-        "session.views" => Ok(N::KindTotal(EventKind::View)),
-        "session.clicks" => Ok(N::KindTotal(EventKind::Click)),
-        "session.add_to_carts" => Ok(N::KindTotal(EventKind::AddToCart)),
-        "session.purchases" => Ok(N::KindTotal(EventKind::Purchase)),
-        "session.impressions" => Ok(N::KindTotal(EventKind::Impression)),
-        "session.distinct_items" => Ok(N::DistinctItems),
-        "session.distinct_categories" => Ok(N::DistinctCategories),
-        "session.max_item_views" => Ok(N::MaxItemViews),
-        "cart.lines" => Ok(N::CartLines),
-        "cart.quantity" => Ok(N::CartQuantity),
-        "cart.value" => Ok(N::CartValue),
-        "purchased.count" => Ok(N::PurchasedCount),
-        "session.top_category" => Err(S::TopCategory),
-        "session.last_item" => Err(S::LastItem),
-        "session.most_viewed_item" => Err(S::MostViewedItem),
-        "context.country" => Err(S::Country),
-        "context.device" => Err(S::Device),
-        "context.path" => Err(S::Path),
-        "context.slot" => Err(S::Slot),
-        "context.variant" => Err(S::Variant),
-        _ => return None,
-    })
-}
-
-/// The feature names rules may use, for error messages and docs.
-pub const FEATURE_NAMES: &[&str] = &[
-    "session.duration_s",
-    "session.since_last_event_s",
-    "session.events",
-    "session.views",
-    "session.clicks",
-    "session.add_to_carts",
-    "session.purchases",
-    "session.impressions",
-    "session.distinct_items",
-    "session.distinct_categories",
-    "session.max_item_views",
-    "cart.lines",
-    "cart.quantity",
-    "cart.value",
-    "purchased.count",
-    "session.top_category",
-    "session.last_item",
-    "session.most_viewed_item",
-    "context.country",
-    "context.device",
-    "context.path",
-    "context.slot",
-    "context.variant",
-];
-
-/// Numeric comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NumOp {
-    /// ==
-    Eq,
-    /// !=
-    Ne,
-    /// <
-    Lt,
-    /// <=
-    Le,
-    /// >
-    Gt,
-    /// >=
-    Ge,
-}
-
-impl NumOp {
-    /// Applies the comparison.
-    pub fn test(self, a: f64, b: f64) -> bool {
-        match self {
-            NumOp::Eq => a == b,
-            NumOp::Ne => a != b,
-            NumOp::Lt => a < b,
-            NumOp::Le => a <= b,
-            NumOp::Gt => a > b,
-            NumOp::Ge => a >= b,
-        }
-    }
-}
-
-/// Label comparison.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StrOp {
-    /// Equal to one of the values (`==` has one, `in` several).
-    In(Vec<String>),
-    /// Equal to none of them.
-    NotIn(Vec<String>),
-    /// Starts with the prefix.
-    StartsWith(String),
-}
-
-/// What a count condition counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CountTarget {
-    /// All items.
-    Everything,
-    /// Any single item (binds `$item`).
-    AnyItem,
-    /// One item.
-    Item(String),
-    /// The newest interacted item.
-    LastItem,
-    /// The most-viewed item.
-    MostViewed,
-    /// Any single category (binds `$category`).
-    AnyCategory,
-    /// One category.
-    Category(String),
-    /// The session's top category.
-    TopCategory,
-}
-
-/// A compiled condition.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cond {
-    /// All children.
-    All(Vec<Cond>),
-    /// Any child.
-    Any(Vec<Cond>),
-    /// Negation.
-    Not(Box<Cond>),
-    /// Numeric feature test.
-    Num(NumFeature, NumOp, f64),
-    /// Label feature test.
-    Str(StrFeature, StrOp),
-    /// Windowed count test.
-    Count {
-        /// Kind counted.
-        kind: EventKind,
-        /// What is counted.
-        target: CountTarget,
-        /// Window.
-        window: Window,
-        /// Comparison.
-        op: NumOp,
-        /// Threshold.
-        value: f64,
-    },
-}
-
-impl Cond {
-    /// Whether the condition reads only the request context.
-    pub fn context_only(&self) -> bool {
-        match self {
-            Cond::All(c) | Cond::Any(c) => c.iter().all(Cond::context_only),
-            Cond::Not(c) => c.context_only(),
-            Cond::Num(..) | Cond::Count { .. } => false,
-            Cond::Str(f, _) => f.is_context(),
-        }
-    }
-}
-
-/// An item reference in an action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ItemRef {
-    /// Items bound by an `item: "*"` count.
-    Bound,
-    /// The newest interacted item.
-    Last,
-    /// The most-viewed item.
-    MostViewed,
-    /// A literal id.
-    Id(String),
-}
-
-/// A category reference in an action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CategoryRef {
-    /// Categories bound by a `category: "*"` count.
-    Bound,
-    /// The session's top category.
-    Top,
-    /// A literal name.
-    Name(String),
-}
-
-/// A compiled action.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Act {
-    /// Add related items of an anchor.
-    BoostRelated(ItemRef, f64),
-    /// Multiply a category's scores and add its top items.
-    BoostCategory(CategoryRef, f64),
-    /// Multiply a category's scores by a factor < 1.
-    BuryCategory(CategoryRef, f64),
-    /// Pin an item to a position.
-    Pin(String, u32),
-    /// Exclude items.
-    ExcludeItems(Vec<String>),
-    /// Exclude categories.
-    ExcludeCategories(Vec<String>),
-    /// Exclude purchased items, or allow them.
-    ExcludePurchased(bool),
-    /// Category cap.
-    CapPerCategory(u32),
-}
-
-/// A compiled rule.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CompiledRule {
-    /// Rule id (shared, so a decision lists fired rules without copying strings).
-    pub id: std::sync::Arc<str>,
-    /// Priority.
-    pub priority: i32,
-    /// Condition.
-    pub when: Cond,
-    /// Actions.
-    pub then: Vec<Act>,
-    /// Whether the rule reads only the request context (so it can run in the cached tier).
-    pub context_only: bool,
-}
-
-/// Compiled policy settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
-    /// Seen-items policy.
-    pub seen_policy: SeenPolicy,
-    /// Seen window.
-    pub seen_window: Window,
-    /// Demote factor.
-    pub seen_demote_factor: f64,
-    /// Exclude purchased by default.
-    pub exclude_purchased: bool,
-    /// Default category cap (0 = none).
-    pub max_per_category: u32,
-    /// Related-item anchors.
-    pub recent_anchors: usize,
-    /// Anchor recency decay.
-    pub recency_decay: f64,
-    /// Source weights.
-    pub weights: bundle::SourceWeights,
-}
-
-/// A validated, compiled bundle.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CompiledBundle {
-    /// The author's version label.
-    pub version: String,
-    /// Content hash: first 16 hex digits of SHA-256 over the canonical JSON of the bundle.
-    pub hash: String,
-    /// Policy.
-    pub policy: Policy,
-    /// Experiment, if any.
-    pub experiment: Option<bundle::Experiment>,
-    /// Enabled rules, highest priority first, ties by id.
-    pub rules: Vec<CompiledRule>,
-    /// The source bundle, for publishing and display.
-    pub source: Bundle,
-}
-
-/// Parses a duration such as `500ms`, `90s`, `10m`, `1h`, `7d`.
-pub fn parse_duration(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    n.checked_mul(mult).filter(|&v| v > 0)
 }
 
 struct Ctx {
@@ -580,19 +248,15 @@ fn num_op(op: Op) -> Option<NumOp> {
 
 fn compile_feature(cx: &mut Ctx, path: &str, f: &FeatureTest) -> Cond {
     let fallback = Cond::All(Vec::new());
-    let Some(feature) = feature_by_name(&f.name) else {
+    let Some(feature) = features::by_name(&f.name) else {
         cx.err(
             &format!("{path}.name"),
-            format!(
-                "unknown feature {:?}; known: {}",
-                f.name,
-                FEATURE_NAMES.join(", ")
-            ),
+            format!("unknown feature {:?}; known: {}", f.name, features::names()),
         );
         return fallback;
     };
     match feature {
-        Ok(num) => {
+        Feature::Num(num) => {
             let Some(op) = num_op(f.op) else {
                 cx.err(
                     &format!("{path}.op"),
@@ -608,7 +272,7 @@ fn compile_feature(cx: &mut Ctx, path: &str, f: &FeatureTest) -> Cond {
                 }
             }
         }
-        Err(label) => {
+        Feature::Str(label) => {
             let one = |cx: &mut Ctx| match &f.value {
                 Value::String(s) => Some(s.clone()),
                 _ => {

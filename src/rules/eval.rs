@@ -5,9 +5,9 @@
 //! child that binds, `any` the union of its true children's; `not` binds nothing. Actions then
 //! resolve their references into concrete [`Effect`]s.
 
-use super::compile::{
-    Act, CategoryRef, CompiledBundle, CompiledRule, Cond, CountTarget, ItemRef, NumFeature,
-    StrFeature, StrOp,
+use super::features::{NumFeature, StrFeature};
+use super::ir::{
+    Act, CategoryRef, CompiledBundle, CompiledRule, Cond, CountTarget, ItemRef, StrOp,
 };
 use crate::event::EventKind;
 use crate::features::Features;
@@ -245,7 +245,7 @@ impl<'a> Env<'a> {
         kind: EventKind,
         target: &CountTarget,
         window: Window,
-        op: super::compile::NumOp,
+        op: super::ir::NumOp,
         value: f64,
     ) -> (bool, Bound) {
         let s = self.state;

@@ -3,8 +3,8 @@
 use clap::{Args, Parser, Subcommand};
 use edgerec::catalog::{Catalog, CatalogDoc};
 use edgerec::engine::{Engine, EngineConfig};
-use edgerec::rules::compile::parse_duration;
 use edgerec::rules::compile_json;
+use edgerec::rules::ir::parse_duration;
 use edgerec_trainer::clicklog::read_sessions;
 use edgerec_trainer::eval::replay;
 use edgerec_trainer::kafka::{self, KafkaSource, Until};

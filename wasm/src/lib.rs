@@ -222,6 +222,7 @@ pub fn device_class(user_agent: &str) -> String {
 }
 
 /// Runs one conformance case (see `edgerec::scenario`); returns the report as JSON.
+#[cfg(feature = "conformance")]
 #[wasm_bindgen(js_name = runScenario)]
 pub fn run_scenario(case_json: &str, bundle_json: &str, catalog: &[u8]) -> String {
     let report = edgerec::scenario::run_json(case_json, bundle_json, catalog);

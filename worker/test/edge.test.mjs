@@ -67,6 +67,38 @@ test('no session KV: decisions fall back to the cached tier, then the breaker st
   assert.ok(stats.counters.segment_cache_hits >= 1);
 });
 
+test('an internal error in a decision: the static rung answers (test-build fault header), pages still filled', async () => {
+  const origin = await demoOrigin();
+  cleanups.push(origin.close);
+  const mf = await worker({ ENABLE_CONFORMANCE: '1', ORIGIN_URL: origin.url });
+  const session = serverSession('ladder-session-1');
+  let r = await mf.dispatchFetch(`${U}/v1/recommendations?limit=4&slot=home`, { headers: session });
+  assert.equal(r.headers.get('x-edgerec-tier'), 'full', 'without the fault: the full rung');
+  r = await mf.dispatchFetch(`${U}/v1/recommendations?limit=4&slot=home`, { headers: { ...session, 'x-edgerec-fault': 'decide' } });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-edgerec-tier'), 'static');
+  const body = await r.json();
+  assert.equal(body.tier, 'static');
+  assert.equal(body.items.length, 4);
+  assert.equal(body.state, undefined, 'the static rung hands back no session state');
+  // The slot markup is the core's: one link per item, in order, to ITEM_URL_TEMPLATE's default.
+  const ids = [...body.html.matchAll(/<a class="edgerec-item" href="\/p\/([^"]+)" data-edgerec-item="([^"]+)"/g)];
+  assert.deepEqual(ids.map((m) => m[2]), body.items.map((i) => i.id));
+  assert.deepEqual(ids.map((m) => m[1]), body.items.map((i) => encodeURIComponent(i.id)));
+  const page = await mf.dispatchFetch(`${U}/p/sku-0005`, { headers: { 'x-edgerec-fault': 'decide' } });
+  assert.match(await page.text(), /data-edgerec-filled="static"><a class="edgerec-item"/);
+  const stats = await (await mf.dispatchFetch(`${U}/v1/stats`)).json();
+  assert.equal(stats.counters.fallback_static, 2, JSON.stringify(stats.counters));
+  assert.equal(stats.counters.decisions_static, 2);
+  assert.equal(stats.counters.decisions_full, 1);
+});
+
+test('without ENABLE_CONFORMANCE the fault header is ignored', async () => {
+  const mf = await worker({});
+  const r = await mf.dispatchFetch(`${U}/v1/recommendations?limit=4`, { headers: { ...serverSession('ladder-session-2'), 'x-edgerec-fault': 'decide' } });
+  assert.equal(r.headers.get('x-edgerec-tier'), 'full');
+});
+
 test('no config at all: an empty static answer, still 200; events are refused with 503, not lost silently', async () => {
   const mf = await worker({}, { seed: false });
   const r = await mf.dispatchFetch(`${U}/v1/recommendations`);

@@ -1,0 +1,307 @@
+//! Candidate scoring: the scorer holds every candidate once (by item hash), with its score
+//! and compact reasons; folds combine several sources of one anchor or category so each list
+//! is walked once.
+
+use crate::model::{find, Card, Found, Head, Record, ShardSource};
+use crate::rules::eval::RuleHit;
+use rustc_hash::FxHashMap;
+
+/// Most rule reasons listed per item (rules come first: they are what authors debug).
+pub(super) const MAX_WHY_RULES: usize = 4;
+/// Most source reasons listed per item.
+pub(super) const MAX_WHY_SOURCES: usize = 2;
+
+/// A reason, kept compact while scoring (no strings until the final top-k).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Why {
+    /// Index into the rule hits.
+    Rule(u16),
+    /// Related to the anchor at this index of the decision's anchors.
+    Related(u32),
+    /// From this category's top list.
+    Category(u32),
+    /// Globally popular.
+    Popular,
+    /// The shopper's own recent item, expected back (model self-relation or `weights.recent`).
+    Recent,
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct Cand<'a> {
+    pub(super) item: &'a Card,
+    pub(super) score: f64,
+    pub(super) rules: [u16; MAX_WHY_RULES],
+    pub(super) n_rules: u8,
+    pub(super) sources: [Why; MAX_WHY_SOURCES],
+    pub(super) n_sources: u8,
+}
+
+impl<'a> Cand<'a> {
+    pub(super) fn new(item: &'a Card) -> Cand<'a> {
+        Cand {
+            item,
+            score: 0.0,
+            rules: [0; MAX_WHY_RULES],
+            n_rules: 0,
+            sources: [Why::Popular; MAX_WHY_SOURCES],
+            n_sources: 0,
+        }
+    }
+
+    pub(super) fn note(&mut self, why: Why) {
+        match why {
+            Why::Rule(r) => {
+                let n = self.n_rules as usize;
+                if n < MAX_WHY_RULES && !self.rules[..n].contains(&r) {
+                    self.rules[n] = r;
+                    self.n_rules += 1;
+                }
+            }
+            w => {
+                let n = self.n_sources as usize;
+                if n < MAX_WHY_SOURCES && !self.sources[..n].contains(&w) {
+                    self.sources[n] = w;
+                    self.n_sources += 1;
+                }
+            }
+        }
+    }
+
+    pub(super) fn why(
+        &self,
+        head: &Head,
+        anchors: &[Fold<Anchor>],
+        hits: &[RuleHit],
+    ) -> Vec<String> {
+        // Plain concatenation: `format!` costs several times more and this runs per item.
+        let join = |prefix: &str, name: &str| {
+            let mut s = String::with_capacity(prefix.len() + name.len());
+            s.push_str(prefix);
+            s.push_str(name);
+            s
+        };
+        let rules = self.rules[..self.n_rules as usize]
+            .iter()
+            .filter_map(|&r| hits.get(r as usize).map(|h| join("rule:", h.id)));
+        let sources = self.sources[..self.n_sources as usize]
+            .iter()
+            .map(|w| match *w {
+                Why::Related(i) => join(
+                    "related:",
+                    anchors.get(i as usize).map_or("", |a| &a.key.rec.card.id),
+                ),
+                Why::Category(c) => join("category:", head.category_name(c).unwrap_or_default()),
+                Why::Recent => "recent".to_string(),
+                Why::Popular | Why::Rule(_) => "popular".to_string(),
+            });
+        rules.chain(sources).collect()
+    }
+}
+
+pub(super) struct Scorer<'a> {
+    pub(super) head: &'a Head,
+    pub(super) shards: &'a dyn ShardSource,
+    /// Item hash ([`Card::key`]) → position in `cands`.
+    pub(super) slot: FxHashMap<u64, u32>,
+    /// Positions of candidates whose hash another candidate already took (rare).
+    pub(super) collided: Vec<u32>,
+    /// Candidates in insertion order, so nothing depends on hash iteration order.
+    pub(super) cands: Vec<Cand<'a>>,
+    /// Lookups that found their shard missing.
+    pub(super) missing: u32,
+}
+
+impl<'a> Scorer<'a> {
+    pub(super) fn new(head: &'a Head, shards: &'a dyn ShardSource) -> Scorer<'a> {
+        Scorer {
+            head,
+            shards,
+            slot: FxHashMap::with_capacity_and_hasher(512, Default::default()),
+            collided: Vec::new(),
+            cands: Vec::with_capacity(512),
+            missing: 0,
+        }
+    }
+
+    pub(super) fn add(&mut self, item: &'a Card, score: f64, why: Why) -> &mut Cand<'a> {
+        let next = self.cands.len() as u32;
+        let mut at = *self.slot.entry(item.key).or_insert(next);
+        if at != next && !same(self.cands[at as usize].item, item) {
+            at = self.collided(&item.id).unwrap_or_else(|| {
+                self.collided.push(next);
+                next
+            });
+        }
+        if at == next {
+            self.cands.push(Cand::new(item));
+        }
+        let c = &mut self.cands[at as usize];
+        c.score += score;
+        c.note(why);
+        c
+    }
+
+    pub(super) fn collided(&self, id: &str) -> Option<u32> {
+        let cands = &self.cands;
+        self.collided
+            .iter()
+            .copied()
+            .find(|&i| cands[i as usize].item.id == id)
+    }
+
+    pub(super) fn get_mut(&mut self, item: &str) -> Option<&mut Cand<'a>> {
+        let at = *self.slot.get(&crate::model::item_hash(item))?;
+        let at = if self.cands[at as usize].item.id == item {
+            at
+        } else {
+            self.collided(item)?
+        };
+        self.cands.get_mut(at as usize)
+    }
+
+    /// An item's record; a missing shard is counted (the decision goes on without it).
+    pub(super) fn find(&mut self, id: &str) -> Option<&'a Record> {
+        match find(self.head, self.shards, id) {
+            Found::Item(r) => Some(r),
+            Found::Absent => None,
+            Found::Missing => {
+                self.missing += 1;
+                None
+            }
+        }
+    }
+
+    pub(super) fn pop_norm(&self, popularity: f32) -> f64 {
+        let max = f64::from(self.head.max_popularity);
+        if max > 0.0 {
+            f64::from(popularity) / max
+        } else {
+            0.0
+        }
+    }
+
+    /// Adds `weight × relatedness` for every item related to `anchor`, noting the anchor and
+    /// the rules that asked for it.
+    pub(super) fn add_related(&mut self, at: u32, rec: &'a Record, weight: f64, rules: &[u16]) {
+        for rel in &rec.related {
+            // A self-relation is the model saying shoppers come back to this item.
+            let why = if rel.card.key == rec.card.key && rel.card.id == rec.card.id {
+                Why::Recent
+            } else {
+                Why::Related(at)
+            };
+            let c = self.add(&rel.card, weight * f64::from(rel.score), why);
+            rules.iter().for_each(|&h| c.note(Why::Rule(h)));
+        }
+    }
+
+    /// Adds a category's top items, scored by popularity.
+    pub(super) fn add_category(&mut self, cat: u32, weight: f64, why: Why, rules: &[u16]) {
+        let head = self.head;
+        let Some(list) = head.category_top.get(cat as usize) else {
+            return;
+        };
+        for &i in list {
+            let Some(l) = head.listed.get(i as usize) else {
+                continue;
+            };
+            let s = weight * self.pop_norm(l.popularity);
+            let c = self.add(&l.card, s, why);
+            rules.iter().for_each(|&h| c.note(Why::Rule(h)));
+        }
+    }
+
+    pub(super) fn add_popular(&mut self, weight: f64) {
+        // A zero weight would add nothing but a misleading "popular" reason.
+        if weight <= 0.0 {
+            return;
+        }
+        let head = self.head;
+        for l in head
+            .popular
+            .iter()
+            .filter_map(|&i| head.listed.get(i as usize))
+        {
+            let s = weight * self.pop_norm(l.popularity);
+            self.add(&l.card, s, Why::Popular);
+        }
+    }
+}
+
+/// An anchor's identity: its hash first, so telling anchors apart rarely compares strings.
+#[derive(Clone, Copy)]
+pub(super) struct Anchor<'a> {
+    pub(super) key: u64,
+    pub(super) rec: &'a Record,
+}
+
+impl<'a> Anchor<'a> {
+    pub(super) fn of(rec: &'a Record) -> Anchor<'a> {
+        Anchor {
+            key: rec.card.key,
+            rec,
+        }
+    }
+}
+
+impl PartialEq for Anchor<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        self.key == o.key && same(&self.rec.card, &o.rec.card)
+    }
+}
+
+/// A per-key weight folded from several sources, remembering the first few rules.
+pub(super) struct Fold<K> {
+    pub(super) key: K,
+    pub(super) value: f64,
+    pub(super) rules: [u16; MAX_WHY_RULES],
+    pub(super) n: u8,
+}
+
+impl<K: Copy + PartialEq> Fold<K> {
+    pub(super) fn find(list: &mut Vec<Fold<K>>, key: K, init: f64) -> &mut Fold<K> {
+        let at = match list.iter().position(|f| f.key == key) {
+            Some(at) => at,
+            None => {
+                list.push(Fold {
+                    key,
+                    value: init,
+                    rules: [0; MAX_WHY_RULES],
+                    n: 0,
+                });
+                list.len() - 1
+            }
+        };
+        &mut list[at]
+    }
+
+    pub(super) fn note(&mut self, rule: Option<u16>) {
+        if let Some(r) = rule {
+            if (self.n as usize) < MAX_WHY_RULES && !self.rules().contains(&r) {
+                self.rules[self.n as usize] = r;
+                self.n += 1;
+            }
+        }
+    }
+
+    pub(super) fn add(list: &mut Vec<Fold<K>>, key: K, weight: f64, rule: Option<u16>) {
+        let f = Fold::find(list, key, 0.0);
+        f.value += weight;
+        f.note(rule);
+    }
+
+    pub(super) fn multiply(list: &mut Vec<Fold<K>>, key: K, factor: f64, rule: u16) {
+        let f = Fold::find(list, key, 1.0);
+        f.value *= factor;
+        f.note(Some(rule));
+    }
+
+    pub(super) fn rules(&self) -> &[u16] {
+        &self.rules[..self.n as usize]
+    }
+}
+
+/// Whether two cards name the same item (the same card, mostly: no string compare then).
+pub(super) fn same(a: &Card, b: &Card) -> bool {
+    std::ptr::eq(a, b) || a.id == b.id
+}
