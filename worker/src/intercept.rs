@@ -40,21 +40,6 @@ extern "C" {
     fn append(this: &Element, content: &str, options: &JsValue) -> Result<(), JsValue>;
 }
 
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// One rendered recommendation list (HTML) and its tier, per slot name.
 pub struct SlotFill {
@@ -84,7 +69,7 @@ pub fn rewrite(
     });
     let script = format!(
         r#"<script type="module" src="{}" data-edgerec-tracker></script>"#,
-        escape(tracker_src)
+        edgerec::api::escape_html(tracker_src)
     );
     let body_handler = Closure::<dyn Fn(Element)>::new(move |el: Element| {
         let _ = el.append(&script, &html);
