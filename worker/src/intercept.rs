@@ -40,7 +40,6 @@ extern "C" {
     fn append(this: &Element, content: &str, options: &JsValue) -> Result<(), JsValue>;
 }
 
-
 /// One rendered recommendation list (HTML) and its tier, per slot name.
 pub struct SlotFill {
     /// Rendered list items.

@@ -2,7 +2,7 @@
 //! headers, value). A write returns only after the data is on disk (`fsync`), the file-mode
 //! analogue of Kafka's acks=all.
 
-use super::SinkError;
+use super::error::SinkError;
 use edgerec::records::Record;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;

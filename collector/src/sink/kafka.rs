@@ -8,7 +8,7 @@
 //! broker dies mid-batch some records may already be stored; the retry writes them again, and
 //! the `edgerec-batch-id` header lets consumers drop those repeats.
 
-use super::SinkError;
+use super::error::SinkError;
 use edgerec::records::{Record, Topic};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -1,22 +1,17 @@
 //! Where records go: Kafka ([`kafka`]) when `KAFKA_BROKERS` is set, else the embedded
 //! default, a local append-only file of JSON lines ([`file`]), so the demo starts in seconds
-//! with no broker. Either way a write returns only when the records are durable.
+//! with no broker. Either way a write returns only when the records are durable. The sinks
+//! know nothing of each other or of this module: they share only [`SinkError`].
 
+mod error;
 pub mod file;
 pub mod kafka;
 
+pub use error::SinkError;
 pub use file::FileSink;
 pub use kafka::{KafkaSettings, KafkaSink};
 
 use edgerec::records::Record;
-
-/// Why records could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// The destination is unavailable; the caller answers 503 and the edge retries.
-    #[error("sink unavailable: {0}")]
-    Unavailable(String),
-}
 
 /// The configured sink.
 #[derive(Debug)]
