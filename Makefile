@@ -11,13 +11,13 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev test tools tools-dev lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke clean
+.PHONY: dev dev-bins test tools tools-dev lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
 ## to the collector on 127.0.0.1:8789 (records in data/collector/records.jsonl), and the trainer
 ## turning those records into related lists published back into the edge's KV every 20 s
-dev: tools-dev cli worker www
+dev: tools-dev dev-bins worker www
 	scripts/seed-kv.sh data/demo/rules.json data/demo/catalog.json --persist-to $(DEV_STATE)
 	@echo "edge: http://127.0.0.1:8787  origin: http://127.0.0.1:8788  collector: http://127.0.0.1:8789/metrics  (Ctrl-C stops all)"
 	@node www/origin/server.mjs 8788 & origin=$$!; \
@@ -48,12 +48,18 @@ tools-dev:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
+	cargo clippy -p edgerec-collector -p edgerec-trainer --no-default-features --all-targets -q -- -D warnings
 
 unit:
 	cargo test --workspace -q
 
 cli:
 	cargo build -q --release -p edgerec-cli -p edgerec-collector -p edgerec-trainer
+
+# The demo's binaries: the collector on its file sink and the trainer on its records file, so
+# librdkafka is not built (`make cli` builds them with Kafka for the tests).
+dev-bins:
+	cargo build -q --release -p edgerec-cli -p edgerec-collector -p edgerec-trainer --no-default-features
 
 # The core builds for wasm32 on its own (no platform types), and so do the bindings.
 wasm:

@@ -21,4 +21,5 @@ pub mod serve;
 pub mod settings;
 pub mod sink;
 pub mod summary;
+#[cfg(feature = "kafka")]
 pub mod tally;

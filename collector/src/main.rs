@@ -4,7 +4,7 @@
 use clap::Parser;
 use edgerec_collector::routes::{router, App};
 use edgerec_collector::settings::{Cli, Command};
-use edgerec_collector::sink::{self, Sink};
+use edgerec_collector::sink;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -60,7 +60,8 @@ async fn main() -> ExitCode {
         shutdown(),
     )
     .await;
-    if let Sink::Kafka(k) = &app.sink {
+    #[cfg(feature = "kafka")]
+    if let sink::Sink::Kafka(k) = &app.sink {
         // Acknowledged batches are already delivered; this only drains stragglers.
         k.flush(std::time::Duration::from_secs(5));
     }
@@ -92,6 +93,7 @@ async fn shutdown() {
 }
 
 /// `edgerec-collector tally TOPIC [TIMEOUT_S]`: see [`Command::Tally`].
+#[cfg(feature = "kafka")]
 fn tally(brokers: &str, topic: &str, timeout_s: u64) -> ExitCode {
     match edgerec_collector::tally::tally(brokers, topic, std::time::Duration::from_secs(timeout_s))
     {
@@ -104,4 +106,10 @@ fn tally(brokers: &str, topic: &str, timeout_s: u64) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(not(feature = "kafka"))]
+fn tally(_: &str, _: &str, _: u64) -> ExitCode {
+    eprintln!("tally: this collector was built without the `kafka` feature");
+    ExitCode::FAILURE
 }

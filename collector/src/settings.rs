@@ -2,10 +2,24 @@
 //! does not parse, is out of range or is unsafe (a short secret) stops the collector with a
 //! message naming it; nothing falls back to a default silently.
 
-use crate::sink::KafkaSettings;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+/// Kafka settings.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers` (`KAFKA_BROKERS`).
+    pub brokers: String,
+    /// Topic prefix.
+    pub prefix: String,
+    /// Partitions of each topic created (`KAFKA_PARTITIONS`, default 4).
+    pub partitions: i32,
+    /// How long a record may wait for acknowledgement, ms (`KAFKA_TIMEOUT_MS`, default 5000).
+    pub timeout_ms: u64,
+    /// Producer queue bound, messages (`KAFKA_QUEUE_MAX`, default 100,000).
+    pub queue_max: usize,
+}
 
 /// Shortest accepted `COLLECTOR_SECRET`, bytes.
 pub const MIN_SECRET_BYTES: usize = 16;

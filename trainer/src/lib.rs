@@ -8,6 +8,7 @@
 
 pub mod clicklog;
 pub mod eval;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod model;
 pub mod publish;

@@ -7,6 +7,7 @@ use edgerec::rules::compile_json;
 use edgerec::rules::ir::parse_duration;
 use edgerec_trainer::clicklog::read_sessions;
 use edgerec_trainer::eval::replay;
+#[cfg(feature = "kafka")]
 use edgerec_trainer::kafka::{self, KafkaSource, Until};
 use edgerec_trainer::model::{Model, ModelConfig};
 use edgerec_trainer::publish::{publish, Kv, KvArgs};
@@ -45,7 +46,8 @@ enum Cmd {
         #[command(flatten)]
         job: JobArgs,
     },
-    /// Train from the collector's Kafka topics as a consumer group.
+    /// Train from the collector's Kafka topics as a consumer group (feature `kafka`).
+    #[cfg(feature = "kafka")]
     Kafka {
         /// Bootstrap servers.
         #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
@@ -274,6 +276,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             println!("{}", t.stats.json());
         }
+        #[cfg(feature = "kafka")]
         Cmd::Kafka {
             brokers,
             group,

@@ -7,7 +7,8 @@
 use edgerec::aggregate::{AggregateBatch, AggregateDelta};
 use edgerec::records::from_batch;
 use edgerec::EventKind;
-use edgerec_collector::sink::{KafkaSettings, KafkaSink};
+use edgerec_collector::settings::KafkaSettings;
+use edgerec_collector::sink::KafkaSink;
 use edgerec_trainer::kafka::{run, KafkaSource, Until};
 use edgerec_trainer::model::ModelConfig;
 use edgerec_trainer::publish::load_current;

@@ -9,6 +9,7 @@
 //! the `edgerec-batch-id` header lets consumers drop those repeats.
 
 use super::error::SinkError;
+pub use crate::settings::KafkaSettings;
 use edgerec::records::{Record, Topic};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -17,21 +18,6 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use std::time::Duration;
-
-/// Kafka settings.
-#[derive(Debug, Clone)]
-pub struct KafkaSettings {
-    /// `bootstrap.servers` (`KAFKA_BROKERS`).
-    pub brokers: String,
-    /// Topic prefix.
-    pub prefix: String,
-    /// Partitions of each topic created (`KAFKA_PARTITIONS`, default 4).
-    pub partitions: i32,
-    /// How long a record may wait for acknowledgement, ms (`KAFKA_TIMEOUT_MS`, default 5000).
-    pub timeout_ms: u64,
-    /// Producer queue bound, messages (`KAFKA_QUEUE_MAX`, default 100,000).
-    pub queue_max: usize,
-}
 
 /// A connected producer.
 pub struct KafkaSink {

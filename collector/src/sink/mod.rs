@@ -5,11 +5,13 @@
 
 mod error;
 pub mod file;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 
 pub use error::SinkError;
 pub use file::FileSink;
-pub use kafka::{KafkaSettings, KafkaSink};
+#[cfg(feature = "kafka")]
+pub use kafka::KafkaSink;
 
 use edgerec::records::Record;
 
@@ -19,6 +21,7 @@ pub enum Sink {
     /// Embedded mode: a local file.
     File(FileSink),
     /// Kafka.
+    #[cfg(feature = "kafka")]
     Kafka(KafkaSink),
 }
 
@@ -27,6 +30,7 @@ impl Sink {
     pub async fn write(&self, records: &[Record]) -> Result<(), SinkError> {
         match self {
             Sink::File(f) => f.write(records).await,
+            #[cfg(feature = "kafka")]
             Sink::Kafka(k) => k.write(records).await,
         }
     }
@@ -35,6 +39,7 @@ impl Sink {
     pub async fn ready(&self) -> bool {
         match self {
             Sink::File(f) => tokio::fs::metadata(f.path()).await.is_ok(),
+            #[cfg(feature = "kafka")]
             Sink::Kafka(k) => k.ready().await,
         }
     }
@@ -43,6 +48,7 @@ impl Sink {
     pub fn kind(&self) -> &'static str {
         match self {
             Sink::File(_) => "file",
+            #[cfg(feature = "kafka")]
             Sink::Kafka(_) => "kafka",
         }
     }
@@ -52,7 +58,12 @@ impl Sink {
 /// records file.
 pub async fn open(settings: &crate::settings::Settings) -> Result<Sink, SinkError> {
     match settings.kafka() {
+        #[cfg(feature = "kafka")]
         Some(k) => Ok(Sink::Kafka(KafkaSink::connect(k).await?)),
+        #[cfg(not(feature = "kafka"))]
+        Some(_) => Err(SinkError::Unavailable(
+            "KAFKA_BROKERS is set but this collector was built without the `kafka` feature".into(),
+        )),
         None => Ok(Sink::File(FileSink::open(&settings.output_file).await?)),
     }
 }
