@@ -20,7 +20,7 @@ use edgerec::{DecideRequest, Event, Tier};
 use serde_json::json;
 use worker::{Context, Env, Request, Response};
 
-/// The handler.
+/// `POST /v1/events`: parse, identify, rate-limit, decide with the new events, store the blob.
 pub(crate) async fn events(
     req: &mut Request,
     env: &Env,

@@ -80,7 +80,7 @@ fn with_tier(mut r: Response, tier: &str) -> worker::Result<Response> {
     Ok(r)
 }
 
-/// The handler.
+/// `GET /v1/recommendations`.
 pub(crate) async fn recommendations(
     req: &Request,
     env: &Env,

@@ -18,7 +18,6 @@ use edgerec::FieldError;
 use serde_json::json;
 use worker::{Env, Request, Response};
 
-/// The handler.
 /// A report of the browser's own decisions, relayed to the collector as one batch. Only from
 /// an existing cookie session, within the rate limits, naming only the live bundle's rules and
 /// variants.
