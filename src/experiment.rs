@@ -86,6 +86,25 @@ mod tests {
             .count();
         let share = t as f64 / n as f64;
         assert!((0.73..0.77).contains(&share), "{share}");
-        assert_eq!(assign(&exp, "abc"), assign(&exp, "abc"));
+        // Buckets computed by hand (an independent FNV-1a-64 in Python, per the module docs);
+        // control takes buckets 0..floor(10000 × 1/4) = 0..2500.
+        for (sid, b, variant) in [
+            ("abc", 2309, "control"),
+            ("session-42015", 0, "control"),
+            ("session-12767", 2499, "control"),
+            ("session-3698", 2500, "treatment"),
+            ("session-193", 9999, "treatment"),
+        ] {
+            assert_eq!(bucket("s1", sid), b, "{sid}");
+            assert_eq!(assign(&exp, sid), Some(variant), "{sid}");
+        }
+        let none = Experiment {
+            variants: vec![Variant {
+                name: "off".into(),
+                weight: 0,
+            }],
+            ..exp
+        };
+        assert_eq!(assign(&none, "abc"), None, "no weight, no variant");
     }
 }

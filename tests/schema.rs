@@ -53,11 +53,17 @@ fn shipped_bundles_validate_against_the_published_schema() {
     for (bad, why) in [
         (r#"{"rules":[]}"#, "no version"),
         (r#"{"version":"1","rules":{}}"#, "rules not a list"),
-        (r#"{"version":"1","rules":[{"id":"r","when":{},"then":[{"boost_spam":{}}]}]}"#, "unknown action"),
+        (
+            r#"{"version":"1","rules":[{"id":"r","when":{},"then":[{"boost_spam":{}}]}]}"#,
+            "unknown action",
+        ),
         (r#"{"version":1,"rules":[]}"#, "version not a string"),
     ] {
         let v: serde_json::Value = serde_json::from_str(bad).unwrap();
-        assert!(!validator.is_valid(&v), "the schema accepts a bundle with {why}: {bad}");
+        assert!(
+            !validator.is_valid(&v),
+            "the schema accepts a bundle with {why}: {bad}"
+        );
         assert!(
             edgerec::rules::compile_json(bad, 86_400_000).is_err(),
             "the compiler accepts a bundle with {why}"
