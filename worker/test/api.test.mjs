@@ -194,38 +194,64 @@ test('a burst of 20 events in a second causes at most one KV put per second, and
   assert.equal(state.totals[0], 20, 'the last put carries all 20 views');
 });
 
-test('malformed requests never break the worker', async () => {
+test('malformed requests get their exact refusal, naming the field, and never break the worker', async () => {
+  const now = Date.now();
+  const batch = (n) => JSON.stringify({ events: Array.from({ length: n }, (_, i) => ({ type: 'view', item: 'sku-0005', ts: now + i })) });
+  // [url, init, status, first error field (null: not a refusal)]
   const nasty = [
-    [`${U}/v1/events`, { method: 'POST', body: '{"events":', headers: { 'content-type': 'application/json' } }],
-    [`${U}/v1/events`, { method: 'POST', body: '\u0000\u0001garbage', headers: { 'content-type': 'application/msgpack' } }],
-    [`${U}/v1/events`, { method: 'POST', body: '[]' }],
-    [`${U}/v1/events`, { method: 'POST', body: JSON.stringify({ events: Array(600).fill({ type: 'view', item: 'a', ts: 1 }) }) }],
-    [`${U}/v1/events`, { method: 'POST', body: JSON.stringify({ events: [{ type: 'view', item: 'a', ts: 1e300, price: 'NaN' }] }) }],
-    [`${U}/v1/recommendations?limit=${'9'.repeat(400)}&slot=${'x'.repeat(5000)}`, {}],
-    [`${U}/v1/recommendations`, { headers: { cookie: 'edgerec_sid=' + 'A'.repeat(8000) } }],
-    [`${U}/v1/recommendations`, { headers: { cookie: 'edgerec_sid=abcdefghijkl.x; edgerec_hot=' + 'B'.repeat(6000) + '.1.sig' } }],
-    [`${U}/v1/recommendations`, { headers: { 'x-edgerec-session': '../../etc/passwd', 'user-agent': '\u00ff'.repeat(2000) } }],
-    [`${U}/v1/browser-decisions`, { method: 'POST', body: '{"id":' }],
-    [`${U}/v1/browser-decisions`, { method: 'POST', body: JSON.stringify({ id: 'z'.repeat(5000), delta: { decisions: -1 } }) }],
-    [`${U}/v1/browser-decisions`, { method: 'POST', body: JSON.stringify({ id: 'ab'.repeat(8), delta: { decisions: 1e300, tiers: { browser: 1e300 } } }) }],
-    [`${U}/v1/browser-decisions`, { method: 'POST', body: JSON.stringify({ id: 'ab'.repeat(8), delta: { decisions: 2, tiers: { browser: 2 }, items: { x: { views: 9 } } } }) }],
-    [`${U}/v1/browser-decisions`, { method: 'POST', body: '['.repeat(100000) }],
-    [`${U}/v1/model/catalog`, { headers: { 'if-none-match': '"'.repeat(4000) } }],
-    [`${U}/v1/model/bundle`, { method: 'POST', body: 'x' }],
-    [`${U}/v1/recommendations`, { headers: { 'x-edgerec-want-state': '1'.repeat(3000) } }],
-    [`${U}/v1/nope`, { method: 'DELETE' }],
-    [`${U}/v1/events`, { method: 'PUT', body: 'x' }],
+    [`${U}/v1/events`, { method: 'POST', body: '{"events":', headers: { 'content-type': 'application/json' } }, 400, 'body'],
+    [`${U}/v1/events`, { method: 'POST', body: '\u0000\u0001garbage', headers: { 'content-type': 'application/msgpack' } }, 400, 'body'],
+    [`${U}/v1/events`, { method: 'POST', body: '[]' }, 400, 'events'],
+    // MAX_EVENTS_PER_BATCH = 500: 500 are taken, 501 and 600 refused whole.
+    [`${U}/v1/events`, { method: 'POST', body: batch(500) }, 202, null],
+    [`${U}/v1/events`, { method: 'POST', body: batch(501) }, 400, 'events'],
+    [`${U}/v1/events`, { method: 'POST', body: JSON.stringify({ events: Array(600).fill({ type: 'view', item: 'a', ts: 1 }) }) }, 400, 'events'],
+    [`${U}/v1/events`, { method: 'POST', body: JSON.stringify({ events: [{ type: 'view', item: 'a', ts: 1e300, price: 'NaN' }] }) }, 400, 'events[0].price'],
+    [`${U}/v1/recommendations?limit=${'9'.repeat(400)}&slot=${'x'.repeat(5000)}`, {}, 400, 'limit'],
+    // An unusable session cookie is replaced by a new session, not refused.
+    [`${U}/v1/recommendations`, { headers: { cookie: 'edgerec_sid=' + 'A'.repeat(8000) } }, 200, null],
+    [`${U}/v1/recommendations`, { headers: { cookie: 'edgerec_sid=abcdefghijkl.x; edgerec_hot=' + 'B'.repeat(6000) + '.1.sig' } }, 200, null],
+    [`${U}/v1/recommendations`, { headers: { 'x-edgerec-session': '../../etc/passwd', 'user-agent': '\u00ff'.repeat(2000) } }, 401, 'authorization'],
+    // Reports only come from an existing cookie session (the bodies are checked below, with one).
+    [`${U}/v1/browser-decisions`, { method: 'POST', body: '{"id":' }, 401, 'cookie'],
+    [`${U}/v1/browser-decisions`, { method: 'POST', body: '['.repeat(100000) }, 413, 'body'],
+    [`${U}/v1/model/catalog`, { headers: { 'if-none-match': '"'.repeat(4000) } }, 200, null],
+    [`${U}/v1/model/bundle`, { method: 'POST', body: 'x' }, 404, 'path'],
+    [`${U}/v1/recommendations`, { headers: { 'x-edgerec-want-state': '1'.repeat(3000) } }, 200, null],
+    [`${U}/v1/nope`, { method: 'DELETE' }, 404, 'path'],
+    [`${U}/v1/events`, { method: 'PUT', body: 'x' }, 404, 'path'],
   ];
-  for (const [url, init] of nasty) {
+  const check = async (url, init, status, field) => {
     const r = await mf.dispatchFetch(url, init);
-    assert.ok(r.status < 500, `${init.method || 'GET'} ${url.slice(0, 80)} → ${r.status}`);
-    await r.arrayBuffer();
+    const what = `${init.method || 'GET'} ${url.slice(0, 60)} (${(init.body || '').length} B body)`;
+    assert.equal(r.status, status, what);
+    const text = await r.text();
+    if (field) assert.equal(JSON.parse(text).errors[0].field, field, `${what}: ${text.slice(0, 200)}`);
+    return text;
+  };
+  for (const [url, init, status, field] of nasty) await check(url, init, status, field);
+  const limit = await check(`${U}/v1/events`, { method: 'POST', body: batch(501) }, 400, 'events');
+  assert.match(limit, /at most 500 events per batch/);
+  // Report bodies, from a real session: each refused with the field at fault.
+  const session = new Jar();
+  assert.equal((await post(session, [{ type: 'view', item: 'sku-0005', ts: now }])).status, 202);
+  const reports = [
+    ['{"id":', 'body'],
+    [JSON.stringify({ id: 'z'.repeat(5000), delta: { decisions: -1 } }), 'body'],
+    [JSON.stringify({ id: 'ab'.repeat(8), delta: { decisions: 1e300, tiers: { browser: 1e300 } } }), 'body'],
+    [JSON.stringify({ id: 'ab'.repeat(8), delta: { decisions: 2, tiers: { browser: 2 }, items: { x: { views: 9 } } } }), 'delta'],
+    [JSON.stringify({ id: 'z'.repeat(20), delta: { decisions: 1, tiers: { browser: 1 } } }), 'id'],
+  ];
+  for (const [body, field] of reports) {
+    await check(`${U}/v1/browser-decisions`, { method: 'POST', body, headers: { cookie: session.header() } }, 400, field);
   }
   const jar = new Jar();
   assert.equal((await post(jar, [{ type: 'view', item: 'sku-0005', ts: Date.now() }])).status, 202);
   const r = await recs(jar);
   assert.equal(r.status, 200);
-  assert.ok((await r.json()).items.length > 0);
+  const after = await r.json();
+  assert.equal(after.items.length, 5, 'the worker still answers in full (limit=5)');
+  assert.equal(after.tier, 'full');
   const stats = (await (await mf.dispatchFetch(`${U}/v1/stats`)).json()).counters;
   assert.equal(stats.internal_errors || 0, 0);
 });
