@@ -4,6 +4,7 @@
 //! should; copies of a record (written by two collector instances, say) are counted as
 //! `doubles`, so a reconciliation shows them instead of hiding them.
 
+use edgerec::records::Interaction;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -66,13 +67,14 @@ pub fn tally(brokers: &str, topic: &str, timeout: Duration) -> Result<Tally, Str
                 last_news = Instant::now();
                 at_end.remove(&m.partition());
                 t.records += 1;
-                let v = m
+                // The value as the core's schema defines it; anything else is not counted.
+                let Some(v) = m
                     .payload()
-                    .and_then(|p| rmp_serde::from_slice::<serde_json::Value>(p).ok())
-                    .unwrap_or_default();
-                let (Some(item), Some(count)) = (v["item"].as_str(), v["count"].as_u64()) else {
+                    .and_then(|p| rmp_serde::from_slice::<Interaction>(p).ok())
+                else {
                     continue;
                 };
+                let (item, count) = (v.item.as_ref(), v.count);
                 let batch = m
                     .headers()
                     .and_then(|h| h.iter().find(|h| h.key == "edgerec-batch-id"))
