@@ -69,6 +69,18 @@ test('three views of an item put its related items first, with the rule in why',
   }
 });
 
+test('/v1/health/kv makes one uncached read of the pointer', async () => {
+  const r = await mf.dispatchFetch(`${U}/v1/health/kv`);
+  assert.equal(r.status, 200);
+  assert.deepEqual(await r.json(), { ok: true, pointer: true });
+  const empty = await startWorker({}, { seed: false });
+  try {
+    assert.deepEqual(await (await empty.dispatchFetch(`${U}/v1/health/kv`)).json(), { ok: true, pointer: false });
+  } finally {
+    await empty.dispose();
+  }
+});
+
 test('the browser fallback gets the live model and, when it asks, the session blob', async () => {
   const jar = new Jar();
   const r = await post(jar, [{ type: 'view', item: 'sku-0163', ts: Date.now() }], { 'x-edgerec-want-state': '1' });
@@ -85,6 +97,12 @@ test('the browser fallback gets the live model and, when it asks, the session bl
   assert.equal((await mf.dispatchFetch(`${U}/v1/model/bundle`, { headers: { 'if-none-match': etag } })).status, 304);
   const c = await mf.dispatchFetch(`${U}/v1/model/catalog`);
   assert.equal(c.headers.get('content-type'), 'application/msgpack');
+  const headTag = c.headers.get('etag');
+  assert.match(headTag, /^"[0-9a-f]{16}"$/, 'the head\'s ETag is its content hash');
+  const again = await mf.dispatchFetch(`${U}/v1/model/catalog`, { headers: { 'if-none-match': headTag } });
+  assert.equal(again.status, 304);
+  assert.equal((await again.arrayBuffer()).byteLength, 0);
+  assert.equal((await mf.dispatchFetch(`${U}/v1/model/catalog`, { headers: { 'if-none-match': etag } })).status, 200, 'the bundle\'s tag is not the head\'s');
   const head = new Uint8Array(await c.arrayBuffer());
   assert.ok(head.length < 64 * 1024, `the head is small (${head.length} bytes)`);
   const engine = new wasm.Engine(bundleText, head);
