@@ -327,3 +327,50 @@ async fn the_openapi_document_lists_exactly_the_routes_and_each_is_served() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// `MAX_KEYS` (50,000) distinct keys per batch: one more is refused whole (400 naming `delta`,
+/// kept as a dead letter), exactly the limit is written.
+#[tokio::test]
+async fn a_batch_over_the_key_limit_is_refused_and_dead_lettered() {
+    let file = tmp("max-keys");
+    let mut settings = settings(&file);
+    settings.max_body_bytes = 4 << 20;
+    let sink = Sink::File(FileSink::open(&file).await.unwrap());
+    let app = router(App::new(settings, sink));
+    let keys = |n: usize| {
+        let mut d = AggregateDelta::default();
+        for i in 0..n {
+            d.count_event(&format!("k{i}"), EventKind::View);
+        }
+        d.events = n as u64;
+        d
+    };
+    let over = AggregateBatch::new(
+        "over-limit",
+        "e",
+        now(),
+        keys(edgerec::aggregate::MAX_KEYS + 1),
+    );
+    let (s, b, _) = post(&app, over.encode(), None, None).await;
+    assert_eq!(
+        (s, b["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("delta"))
+    );
+    assert!(
+        b["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("50000 keys"),
+        "{b}"
+    );
+    let written = lines(&file);
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0]["topic"], "edgerec.deadletter");
+    assert_eq!(written[0]["value"]["reason"], "invalid");
+    let at = AggregateBatch::new("at-limit", "e", now(), keys(edgerec::aggregate::MAX_KEYS));
+    let (s, b, _) = post(&app, at.encode(), None, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // 50,000 view records and the batch's decision counters.
+    assert_eq!(b["records"], 50_001);
+    assert_eq!(lines(&file).len(), 1 + 50_001);
+}
