@@ -181,5 +181,42 @@ mod tests {
             slot_html(&r, "/p/{id}"),
             r#"<a class="edgerec-item" href="/p/a%22%3Cb%3E" data-edgerec-item="a&quot;&lt;b&gt;" data-edgerec-why="rule:x popular"><span class="edgerec-title">Tea &amp; &#39;Co&#39;</span></a>"#
         );
+        let plain = Recommendation {
+            id: "b".into(),
+            title: None,
+            ..r.clone()
+        };
+        assert_eq!(
+            slot_list_html(&[plain.clone(), plain.clone()], "/i/{id}"),
+            slot_html(&plain, "/i/{id}").repeat(2),
+            "a slot is its items' markup in order"
+        );
+        assert!(slot_html(&plain, "/i/{id}").contains(r#"<span class="edgerec-title">b</span>"#));
+        assert_eq!(slot_list_html(&[], "/i/{id}"), "");
+    }
+
+    #[test]
+    fn an_answer_says_partial_only_when_shards_were_missing() {
+        let engine = crate::Engine::from_json(
+            crate::EngineConfig::default(),
+            r#"{"version":"1","rules":[]}"#,
+            br#"{"version":"c","items":[{"id":"a"}]}"#,
+        )
+        .unwrap();
+        let mut d = engine.decide(&crate::DecideRequest {
+            now_ms: 1_764_201_600_000,
+            tier: Some(crate::Tier::Full),
+            ..Default::default()
+        });
+        let whole = serde_json::to_value(Answer::of(&d)).unwrap();
+        assert_eq!(
+            whole,
+            serde_json::json!({"items": [], "tier": "full", "variant": null, "rule_hits": []})
+        );
+        d.missing = 1;
+        assert_eq!(Answer::of(&d).partial, Some(Partial { missing: 1 }));
+        d.missing = 3;
+        let v = serde_json::to_value(Answer::of(&d)).unwrap();
+        assert_eq!(v["partial"], serde_json::json!({"missing": 3}));
     }
 }
