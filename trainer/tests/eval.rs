@@ -73,3 +73,49 @@ fn hand_computed_hit_rate_and_mrr() {
     assert_eq!(spop.metrics.mrr(2), (0.5 + 1.0) / 5.0);
     assert_eq!(report.log.sessions, 4);
 }
+
+/// `seen_policy: allow` against the default (`exclude_recent`), and an item the catalog does
+/// not know, on the same hand-computed model (related lists as above).
+#[test]
+fn seen_items_allowed_can_be_hits_and_unknown_items_are_misses() {
+    let cfg = ModelConfig {
+        half_life_ms: 0,
+        ..ModelConfig::default()
+    };
+    let mut m = Model::new();
+    read_sessions(TRAIN.as_bytes(), |s| m.observe_session(&cfg, &s.clicks)).unwrap();
+    let catalog = Catalog::from_doc(&m.build(&cfg, None)).unwrap();
+    let config = EngineConfig::default();
+    let engine = |bundle: &str| {
+        Engine::with_catalog(
+            config,
+            compile_json(bundle, config.session.horizon_ms).unwrap(),
+            &catalog,
+        )
+        .unwrap()
+    };
+    let allow = engine(&BUNDLE.replace(
+        r#""recent_anchors": 5"#,
+        r#""seen_policy": "allow", "recent_anchors": 5"#,
+    ));
+    let exclude = engine(BUNDLE);
+    // V: c a c; U: a q (q is in no catalog) → 3 predictions.
+    // V after c: anchor c → b 1.0, a .25 → [b, a]; next a → rank 2 (both policies).
+    // V after c, a: anchors a 1.0, c .5 → b 1 + .5 = 1.5, c .25, a .125 (c→a .25 × .5).
+    //   allow: [b, c] → next c → rank 2. exclude_recent: c and a were seen → [b] → miss.
+    // U after a: [b, c]; next q → miss: an item nobody recommends counts against every row.
+    const LOG: &str = "SessionId\tItemId\tTime\nV\tc\t10\nV\ta\t11\nV\tc\t12\nU\ta\t10\nU\tq\t11\n";
+    let report = replay(
+        &[("allow".into(), &allow), ("exclude".into(), &exclude)],
+        &["b", "a", "c"].map(String::from),
+        LOG.as_bytes(),
+        &[1, 2],
+    )
+    .unwrap();
+    let (a, x) = (&report.rows[0].metrics, &report.rows[1].metrics);
+    assert_eq!((a.predictions, x.predictions), (3, 3));
+    assert_eq!((a.hit_rate(1), a.hit_rate(2)), (0.0, 2.0 / 3.0));
+    assert_eq!(a.mrr(2), (0.5 + 0.5) / 3.0);
+    assert_eq!((x.hit_rate(1), x.hit_rate(2)), (0.0, 1.0 / 3.0));
+    assert_eq!(x.mrr(2), 0.5 / 3.0);
+}
