@@ -106,5 +106,25 @@ mod tests {
             ..exp
         };
         assert_eq!(assign(&none, "abc"), None, "no weight, no variant");
+        // Three variants 1:1:2 → buckets 0..2500, 2500..5000, 5000..10000.
+        let three = Experiment {
+            variants: ["a", "b", "c"]
+                .iter()
+                .zip([1, 1, 2])
+                .map(|(n, w)| Variant {
+                    name: (*n).into(),
+                    weight: w,
+                })
+                .collect(),
+            ..none
+        };
+        for (sid, variant) in [
+            ("session-12767", "a"), // 2499
+            ("session-3698", "b"),  // 2500
+            ("abc", "a"),           // 2309
+            ("session-193", "c"),   // 9999
+        ] {
+            assert_eq!(assign(&three, sid), Some(variant), "{sid}");
+        }
     }
 }

@@ -370,13 +370,38 @@ mod tests {
     }
 
     #[test]
+    fn a_decisions_record_exactly_when_the_batch_has_decision_counters() {
+        let has = |f: &dyn Fn(&mut AggregateDelta)| {
+            let mut d = AggregateDelta::default();
+            d.count_event("a", EventKind::View);
+            f(&mut d);
+            from_batch(&AggregateBatch::new("b", "edge", 1, d), "p")
+                .iter()
+                .any(|r| r.topic == "p.decisions")
+        };
+        assert!(!has(&|_| {}), "views alone: no decision counters");
+        assert!(has(&|d| d.decisions = 1));
+        assert!(has(&|d| d.events = 1));
+        assert!(has(&|d| d.duplicates = 1));
+        assert!(has(&|d| d.count_rule("r")));
+        assert!(has(&|d| d.count_tier("full")));
+        assert!(has(
+            &|d| d.count_variant("e:v", crate::aggregate::VariantEvent::Exposure)
+        ));
+    }
+
+    #[test]
     fn topic_names_parse_back_and_kinds_map_both_ways() {
         for t in Topic::ALL {
             assert_eq!(Topic::parse("shop.x", &t.name("shop.x")), Some(t));
-            if let Some(k) = t.kind() {
-                assert_eq!(Topic::of_kind(k), t);
-            }
         }
+        for k in EventKind::ALL {
+            assert_eq!(Topic::of_kind(k).kind(), Some(k));
+        }
+        let with_kind = Topic::ALL.iter().filter(|t| t.kind().is_some()).count();
+        assert_eq!(with_kind, EventKind::ALL.len());
+        assert_eq!(Topic::Views.kind(), Some(EventKind::View));
+        assert_eq!(Topic::Decisions.kind(), None);
         assert_eq!(Topic::parse("p", "p.views"), Some(Topic::Views));
         assert_eq!(Topic::parse("p", "q.views"), None);
         assert_eq!(Topic::parse("p", "pviews"), None);
