@@ -141,6 +141,12 @@ mod tests {
             );
         }
         assert_eq!(by_name("session.nope"), None);
+        // Only `context.*` labels can be read by the cached tier (no session there).
+        for (n, f) in FEATURES {
+            if let Feature::Str(label) = f {
+                assert_eq!(label.is_context(), n.starts_with("context."), "{n}");
+            }
+        }
         assert!(names().starts_with("session.duration_s, "));
     }
 }
