@@ -20,15 +20,20 @@ const TEST: &str = "SessionId\tItemId\tTime\nX\ta\t10\nX\tb\t11\nX\tc\t12\nY\tc\
 const BUNDLE: &str = r#"{"version": "hand", "settings": {"recent_anchors": 5, "recency_decay": 0.5,
   "weights": {"related": 1, "category": 0, "popular": 0}}, "rules": []}"#;
 
-#[test]
-fn hand_computed_hit_rate_and_mrr() {
+/// The model trained on `TRAIN` with decay off (related lists worked out above).
+fn hand_model() -> edgerec::catalog::CatalogDoc {
     let cfg = ModelConfig {
         half_life_ms: 0,
         ..ModelConfig::default()
     };
     let mut m = Model::new();
     read_sessions(TRAIN.as_bytes(), |s| m.observe_session(&cfg, &s.clicks)).unwrap();
-    let doc = m.build(&cfg, None);
+    m.build(&cfg, None)
+}
+
+#[test]
+fn hand_computed_hit_rate_and_mrr() {
+    let doc = hand_model();
     let related = |id: &str| {
         doc.items
             .iter()
@@ -78,13 +83,7 @@ fn hand_computed_hit_rate_and_mrr() {
 /// not know, on the same hand-computed model (related lists as above).
 #[test]
 fn seen_items_allowed_can_be_hits_and_unknown_items_are_misses() {
-    let cfg = ModelConfig {
-        half_life_ms: 0,
-        ..ModelConfig::default()
-    };
-    let mut m = Model::new();
-    read_sessions(TRAIN.as_bytes(), |s| m.observe_session(&cfg, &s.clicks)).unwrap();
-    let catalog = Catalog::from_doc(&m.build(&cfg, None)).unwrap();
+    let catalog = Catalog::from_doc(&hand_model()).unwrap();
     let config = EngineConfig::default();
     let engine = |bundle: &str| {
         Engine::with_catalog(
