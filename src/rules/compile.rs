@@ -586,4 +586,114 @@ mod tests {
         assert_eq!(ids, ["high", "low"]);
         assert!(b1.rules[0].context_only && b1.rules[1].context_only);
     }
+
+    /// Each limit at its edge: the last accepted value compiles, the first refused one is
+    /// refused naming exactly its field.
+    #[test]
+    fn every_limit_is_checked_at_its_edge() {
+        let with_settings =
+            |settings: &str| format!(r#"{{"version":"1","settings":{{{settings}}},"rules":[]}}"#);
+        let with_rule = |when: &str, then: &str| {
+            format!(r#"{{"version":"1","rules":[{{"id":"r","when":{when},"then":[{then}]}}]}}"#)
+        };
+        let all = r#"{"all":[]}"#;
+        let ok = [
+            with_settings(r#""recent_anchors":50,"seen_demote_factor":1,"recency_decay":0"#),
+            with_settings(r#""weights":{"related":1000,"popular":0}"#),
+            with_rule(all, r#"{"bury_category":{"category":"x","factor":0}}"#),
+            with_rule(all, r#"{"boost_related":{"item":"a","weight":1000}}"#),
+            with_rule(all, r#"{"pin":{"item":"a","slot":100}}"#),
+            with_rule(
+                r#"{"count":{"kind":"view","window":"1d","op":">=","value":1}}"#,
+                r#"{"cap_per_category":1}"#,
+            ),
+            with_rule(
+                r#"{"all":[{"feature":{"name":"cart.value","op":"==","value":1}},
+                           {"feature":{"name":"cart.lines","op":"!=","value":1}},
+                           {"feature":{"name":"cart.quantity","op":"<=","value":1}},
+                           {"feature":{"name":"session.events","op":">","value":1}},
+                           {"feature":{"name":"context.device","op":"!=","value":"mobile"}}]}"#,
+                r#"{"cap_per_category":1}"#,
+            ),
+        ];
+        for json in &ok {
+            assert!(
+                compile_json(json, H).is_ok(),
+                "{json}: {:?}",
+                compile_json(json, H).err()
+            );
+        }
+        let refused = [
+            (
+                with_settings(r#""recent_anchors":51"#),
+                "settings.recent_anchors",
+            ),
+            (
+                with_settings(r#""seen_demote_factor":1.5"#),
+                "settings.seen_demote_factor",
+            ),
+            (
+                with_settings(r#""recency_decay":2"#),
+                "settings.recency_decay",
+            ),
+            (
+                with_settings(r#""weights":{"related":1001}"#),
+                "settings.weights.related",
+            ),
+            (
+                with_rule(all, r#"{"bury_category":{"category":"x","factor":1}}"#),
+                "rules[0].then[0].bury_category.factor",
+            ),
+            (
+                with_rule(all, r#"{"bury_category":{"category":"x","factor":1.5}}"#),
+                "rules[0].then[0].bury_category.factor",
+            ),
+            (
+                with_rule(all, r#"{"boost_related":{"item":"a","weight":0}}"#),
+                "rules[0].then[0].boost_related.weight",
+            ),
+            (
+                with_rule(all, r#"{"boost_related":{"item":"a","weight":1001}}"#),
+                "rules[0].then[0].boost_related.weight",
+            ),
+            (
+                with_rule(all, r#"{"pin":{"item":"a","slot":101}}"#),
+                "rules[0].then[0].pin.slot",
+            ),
+            (
+                with_rule(all, r#"{"pin":{"item":"","slot":1}}"#),
+                "rules[0].then[0].pin.item",
+            ),
+            (
+                with_rule(
+                    r#"{"count":{"kind":"view","window":"25h","op":">=","value":1}}"#,
+                    r#"{"cap_per_category":1}"#,
+                ),
+                "rules[0].when.count.window",
+            ),
+            (
+                with_rule(
+                    r#"{"feature":{"name":"context.country","op":"in","value":[]}}"#,
+                    r#"{"cap_per_category":1}"#,
+                ),
+                "rules[0].when.feature.value",
+            ),
+            (
+                with_rule(
+                    r#"{"feature":{"name":"context.country","op":"in","value":["SE",1]}}"#,
+                    r#"{"cap_per_category":1}"#,
+                ),
+                "rules[0].when.feature.value",
+            ),
+        ];
+        for (json, field) in &refused {
+            assert_eq!(paths(json), [*field], "{json}");
+        }
+        // At most 100 problems are listed, however many there are.
+        let many: Vec<String> = (0..150)
+            .map(|i| format!(r#"{{"id":"r{i}","when":{{"all":[]}},"then":[{{"pin":{{"item":"a","slot":500}}}}]}}"#))
+            .collect();
+        let json = format!(r#"{{"version":"1","rules":[{}]}}"#, many.join(","));
+        assert_eq!(paths(&json).len(), 100);
+    }
 }

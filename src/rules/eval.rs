@@ -475,4 +475,60 @@ mod tests {
         ];
         assert!(hits(b, &evs, T0 + 10).is_empty());
     }
+
+    /// Counts are memoised per (kind, window, per item or per category): two conditions that
+    /// differ in one of them must not share counts, and a literal item the session never saw
+    /// counts 0.
+    #[test]
+    fn counts_are_kept_apart_by_window_and_grouping_and_unknown_items_count_zero() {
+        let rule = |id: &str, prio: i32, count: &str| {
+            format!(
+                r#"{{"id":"{id}","priority":{prio},"when":{{"count":{count}}},"then":[{{"cap_per_category":1}}]}}"#
+            )
+        };
+        let bundle = format!(
+            r#"{{"version":"1","rules":[{},{},{},{},{}]}}"#,
+            rule(
+                "views-1h",
+                9,
+                r#"{"kind":"view","item":"*","window":"1h","op":">=","value":2}"#
+            ),
+            rule(
+                "views-1m",
+                8,
+                r#"{"kind":"view","item":"*","window":"1m","op":">=","value":2}"#
+            ),
+            rule(
+                "cat-views-1h",
+                7,
+                r#"{"kind":"view","category":"*","window":"1h","op":">=","value":3}"#
+            ),
+            rule(
+                "unseen-b",
+                6,
+                r#"{"kind":"view","item":"b","window":"1h","op":">=","value":1}"#
+            ),
+            rule(
+                "seen-z",
+                5,
+                r#"{"kind":"view","item":"z","window":"1h","op":">=","value":1}"#
+            ),
+        );
+        // a twice and z once (all "shoes"), ten minutes before now: 2 views of a within the
+        // hour, none within the minute; 3 views of the category; b never seen, z seen.
+        let t = T0 - 600_000;
+        let got: Vec<String> = hits(
+            &bundle,
+            &[
+                (EventKind::View, "a", "shoes", t),
+                (EventKind::View, "a", "shoes", t + 1),
+                (EventKind::View, "z", "shoes", t + 2),
+            ],
+            T0,
+        )
+        .into_iter()
+        .map(|h| h.0)
+        .collect();
+        assert_eq!(got, ["views-1h", "cat-views-1h", "seen-z"]);
+    }
 }
