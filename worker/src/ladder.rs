@@ -22,7 +22,7 @@ use edgerec::{Context as Ctx, DecideRequest, Decision, Engine, Tier};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use worker::{Context, Env};
+use worker::{Context, Env, KvStore};
 
 thread_local! {
     /// Per-segment results of the `cached` tier: (expires, decision).
@@ -78,24 +78,27 @@ pub(crate) async fn decide(
     ask: Ask<'_>,
 ) -> (Rc<Decision>, Option<Vec<u8>>) {
     let now = now_ms();
-    let context = ask.context.clone();
-    let decided = if ask.fault {
+    // The one fallible step (the config binding) comes first, so the context moves into the
+    // rung that runs instead of being copied in case a rung fails.
+    let config = if ask.fault {
         Err(worker::Error::RustError(
             "fault injected: x-edgerec-fault".into(),
         ))
-    } else if ask.loaded.source == Source::Unavailable {
-        stats::inc(Counter::FallbackCached);
-        cached(engine, env, s, ask.context, ask.limit, now).await
     } else {
-        full(engine, env, ctx, s, &ask, now).await
+        env.kv("CONFIG")
     };
-    let d = match decided {
-        Ok(d) => d,
+    let limit = ask.limit;
+    let d = match config {
         Err(e) => {
             worker::console_warn!("edgerec: decision failed: {e}; serving static");
             stats::inc(Counter::FallbackStatic);
-            Rc::new(static_decision(engine, context, ask.limit, now))
+            Rc::new(static_decision(engine, ask.context, limit, now))
         }
+        Ok(kv) if ask.loaded.source == Source::Unavailable => {
+            stats::inc(Counter::FallbackCached);
+            cached(engine, &kv, s, ask.context, limit, now).await
+        }
+        Ok(kv) => full(engine, &kv, env, ctx, s, ask, now).await,
     };
     stats::inc(match d.tier {
         Tier::Full => Counter::DecisionsFull,
@@ -122,21 +125,22 @@ pub(crate) fn static_decision(engine: &Engine, context: Ctx, limit: usize, now: 
 /// The `full` rung: the session's state; a blob pruned by time is written back (coalesced).
 async fn full(
     engine: &Engine,
+    config: &KvStore,
     env: &Env,
     ctx: &Context,
     s: &Settings,
-    ask: &Ask<'_>,
+    ask: Ask<'_>,
     now: u64,
-) -> worker::Result<Rc<Decision>> {
+) -> Rc<Decision> {
     let request = DecideRequest {
         state: ask.loaded.blob.as_deref(),
         events: &[],
-        context: ask.context.clone(),
+        context: ask.context,
         now_ms: now,
         limit: ask.limit,
         tier: Some(Tier::Full),
     };
-    let d = shards::decide(&env.kv("CONFIG")?, engine, &request, s, now).await;
+    let d = shards::decide(config, engine, &request, s, now).await;
     if let (Some(b), true, Ok(kv)) = (
         &d.state,
         d.state_changed && ask.loaded.blob.is_some(),
@@ -144,19 +148,19 @@ async fn full(
     ) {
         store::save(ctx, &kv, &ask.id.key, b.clone(), s);
     }
-    Ok(Rc::new(d))
+    Rc::new(d)
 }
 
 /// The `cached` rung: context-only decisions per segment, kept for `SEGMENT_TTL_MS` (unless
 /// made without some model shard).
 async fn cached(
     engine: &Engine,
-    env: &Env,
+    config: &KvStore,
     s: &Settings,
     context: Ctx,
     limit: usize,
     now: u64,
-) -> worker::Result<Rc<Decision>> {
+) -> Rc<Decision> {
     let key = format!("{}|{limit}", engine.segment_key(&context));
     let hit = SEGMENTS.with(|m| {
         m.borrow()
@@ -166,7 +170,7 @@ async fn cached(
     });
     if let Some(hit) = hit {
         stats::inc(Counter::SegmentCacheHits);
-        return Ok(hit);
+        return hit;
     }
     let request = DecideRequest {
         context,
@@ -175,7 +179,7 @@ async fn cached(
         tier: Some(Tier::Cached),
         ..Default::default()
     };
-    let d = Rc::new(shards::decide(&env.kv("CONFIG")?, engine, &request, s, now).await);
+    let d = Rc::new(shards::decide(config, engine, &request, s, now).await);
     if d.missing == 0 {
         SEGMENTS.with(|m| {
             let mut m = m.borrow_mut();
@@ -185,7 +189,7 @@ async fn cached(
             m.insert(key, (now + s.segment_ttl_ms, d.clone()));
         });
     }
-    Ok(d)
+    d
 }
 
 /// Whether this request asks for an injected decision failure (test build only).
