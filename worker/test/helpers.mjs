@@ -134,3 +134,43 @@ export class Jar {
 
 export const T = () => Date.now();
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A Miniflare worker (`kv-chaos`) whose default export wraps a real KV namespace (INNER) so a
+ * test can make it slow (1.5 s per call) or unavailable (every call throws) by writing `mode`
+ * into its CONTROL namespace; it counts the calls it is given (CONTROL `calls`). Bind it with
+ * `wrappedBindings: { CONFIG: { scriptName: 'kv-chaos' } }`. The only test double: it injects
+ * the outage; the data behind it is the real namespace.
+ */
+export const chaosKv = {
+  name: 'kv-chaos',
+  modules: true,
+  kvNamespaces: { INNER: 'config', CONTROL: 'control' },
+  script: `
+let calls = 0;
+export default function (env) {
+  const guard = async () => {
+    await env.CONTROL.put('calls', String(++calls));
+    const m = await env.CONTROL.get('mode');
+    if (m === 'slow') await new Promise((r) => setTimeout(r, 1500));
+    if (m === 'down') throw new Error('KV unavailable (injected)');
+  };
+  return {
+    async get(k, o) { await guard(); return env.INNER.get(k, o); },
+    async getWithMetadata(k, o) { await guard(); return env.INNER.getWithMetadata(k, o); },
+    async put(k, v, o) { await guard(); return env.INNER.put(k, v, o); },
+    async list(o) { await guard(); return env.INNER.list(o); },
+    async delete(k) { await guard(); return env.INNER.delete(k); },
+  };
+}`,
+};
+
+/** Sets the chaos wrapper's mode: 'normal', 'slow' or 'down'. */
+export async function setChaos(mf, mode) {
+  await (await mf.getKVNamespace('CONTROL', 'kv-chaos')).put('mode', mode);
+}
+
+/** Calls the chaos wrapper has been given so far. */
+export async function chaosCalls(mf) {
+  return Number(await (await mf.getKVNamespace('CONTROL', 'kv-chaos')).get('calls') || 0);
+}

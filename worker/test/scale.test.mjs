@@ -3,42 +3,21 @@
 // turns slow and then unavailable mid-run they degrade — popular and category lists from the
 // head, `partial` in the answer — and never answer 5xx. The CONFIG binding is the real
 // Miniflare KV namespace behind a wrapper that can delay or fail every call (the only test
-// double here: it injects the outage).
+// double here: it injects the outage; helpers.mjs `chaosKv`).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Miniflare } from 'miniflare';
 import path from 'node:path';
-import { root, publishEntries, COLLECTOR_SECRET, SERVER_API_KEY, serverSession } from './helpers.mjs';
+import { root, publishEntries, COLLECTOR_SECRET, SERVER_API_KEY, serverSession, chaosKv, setChaos } from './helpers.mjs';
 
 const ITEMS = 200_000;
 const U = 'http://localhost';
 const CACHE_BYTES = 4 << 20;
 
-// The wrapped CONFIG binding: the real namespace (INNER), made slow or unavailable by a mode
-// read from a control namespace.
-const CHAOS = `
-export default function (env) {
-  const mode = () => env.CONTROL.get('mode');
-  const guard = async () => {
-    const m = await mode();
-    if (m === 'slow') await new Promise((r) => setTimeout(r, 1500));
-    if (m === 'down') throw new Error('KV unavailable (injected)');
-  };
-  return {
-    async get(k, o) { await guard(); return env.INNER.get(k, o); },
-    async getWithMetadata(k, o) { await guard(); return env.INNER.getWithMetadata(k, o); },
-    async put(k, v, o) { await guard(); return env.INNER.put(k, v, o); },
-    async list(o) { await guard(); return env.INNER.list(o); },
-    async delete(k) { await guard(); return env.INNER.delete(k); },
-  };
-}`;
-
 let mf;
 after(async () => mf && mf.dispose());
 
-async function setMode(m) {
-  await (await mf.getKVNamespace('CONTROL', 'kv-chaos')).put('mode', m);
-}
+const setMode = (m) => setChaos(mf, m);
 
 const sku = (i) => `sku-${String(i).padStart(5, '0')}`;
 
@@ -75,7 +54,7 @@ test(`${ITEMS} items: cold and warm decisions read only their shards; slow and u
           FLUSH_MAX_AGE_MS: '600000', SHARD_CACHE_BYTES: String(CACHE_BYTES),
         },
       },
-      { name: 'kv-chaos', modules: true, script: CHAOS, kvNamespaces: { INNER: 'config', CONTROL: 'control' } },
+      chaosKv,
     ],
   });
   const inner = await mf.getKVNamespace('INNER', 'kv-chaos');
