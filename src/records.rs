@@ -29,6 +29,9 @@ use std::collections::BTreeMap;
 pub const SCHEMA_VERSION: u8 = 1;
 /// Partitions a hot item's key spreads over.
 pub const KEY_SPREAD: u64 = 8;
+/// Most records [`from_batch`] makes of one valid batch: every key an item with all five
+/// interaction kinds, plus the decisions record. A producer queue must hold at least this many.
+pub const MAX_RECORDS_PER_BATCH: usize = crate::aggregate::MAX_KEYS * EventKind::ALL.len() + 1;
 
 /// The topics, named `<prefix>.<suffix>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -321,6 +324,20 @@ pub fn dead_letter(
 mod tests {
     use super::*;
     use crate::AggregateDelta;
+
+    #[test]
+    fn the_largest_valid_batch_makes_max_records_per_batch() {
+        let mut d = AggregateDelta::default();
+        for i in 0..crate::aggregate::MAX_KEYS {
+            for kind in EventKind::ALL {
+                d.count_event(&format!("i{i}"), kind);
+            }
+        }
+        d.events = 1;
+        let b = AggregateBatch::new("largest", "e", 1, d);
+        assert!(b.validate().is_ok());
+        assert_eq!(from_batch(&b, "p").len(), MAX_RECORDS_PER_BATCH);
+    }
 
     #[test]
     fn one_record_per_counter_and_hot_keys_spread() {

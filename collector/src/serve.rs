@@ -1,7 +1,7 @@
 //! Serving connections with the limits axum's own `serve` does not set: a client must send its
 //! request headers within `HEADER_TIMEOUT_MS` (also how long an idle keep-alive connection is
 //! held), at most `MAX_CONNECTIONS` connections are open at once (more wait in the listen
-//! backlog), and SIGTERM stops accepting, lets requests in progress finish (at most 10 s),
+//! backlog), and SIGTERM closes the listening socket, lets requests in progress finish (at most 10 s),
 //! then returns. The body's own deadline is the handler's (`BODY_TIMEOUT_MS`).
 
 use axum::Router;
@@ -75,6 +75,9 @@ pub async fn serve(
             drop(permit);
         });
     }
+    // Close the listening socket now: a new connection is refused at once (a load balancer
+    // moves on) instead of waiting in the backlog for a process that will not accept it.
+    drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(DRAIN) => tracing::warn!("requests still running at shutdown"),

@@ -3,6 +3,7 @@
 //! message naming it; nothing falls back to a default silently.
 
 use clap::{Args, FromArgMatches, Parser, Subcommand};
+use edgerec::records::MAX_RECORDS_PER_BATCH;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -17,7 +18,7 @@ pub struct KafkaSettings {
     pub partitions: i32,
     /// How long a record may wait for acknowledgement, ms (`KAFKA_TIMEOUT_MS`, default 5000).
     pub timeout_ms: u64,
-    /// Producer queue bound, messages (`KAFKA_QUEUE_MAX`, default 100,000).
+    /// Producer queue bound, messages (`KAFKA_QUEUE_MAX`, default 500,000).
     pub queue_max: usize,
 }
 
@@ -91,8 +92,9 @@ pub struct Settings {
     /// Kafka: how long a record may wait for acknowledgement, ms.
     #[arg(long, env = "KAFKA_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=300_000))]
     pub kafka_timeout_ms: u64,
-    /// Kafka: producer queue bound, messages.
-    #[arg(long, env = "KAFKA_QUEUE_MAX", default_value_t = 100_000, value_parser = in_range::<usize>(1, 10_000_000))]
+    /// Kafka: producer queue bound, messages; at least one largest batch's records
+    /// (`records::MAX_RECORDS_PER_BATCH`, 250,001), or such a batch could never be written.
+    #[arg(long, env = "KAFKA_QUEUE_MAX", default_value_t = 500_000, value_parser = in_range::<usize>(MAX_RECORDS_PER_BATCH, 10_000_000))]
     pub kafka_queue_max: usize,
     /// Records file for the embedded mode.
     #[arg(
@@ -236,8 +238,29 @@ mod tests {
         .kafka()
         .unwrap();
         assert_eq!(
-            (k.brokers.as_str(), k.prefix.as_str(), k.partitions),
-            ("h:9092", "shop", 4)
+            (
+                k.brokers.as_str(),
+                k.prefix.as_str(),
+                k.partitions,
+                k.queue_max
+            ),
+            ("h:9092", "shop", 4, 500_000)
         );
+        // A queue smaller than the largest valid batch's records could never take that batch.
+        let q = |n: usize| {
+            parse(&[
+                "--secret",
+                "0123456789abcdef",
+                "--kafka-queue-max",
+                &n.to_string(),
+            ])
+        };
+        assert_eq!(MAX_RECORDS_PER_BATCH, 250_001);
+        let e = q(MAX_RECORDS_PER_BATCH - 1).unwrap_err();
+        assert!(
+            e.contains("--kafka-queue-max") && e.contains("from 250001"),
+            "{e}"
+        );
+        assert_eq!(q(MAX_RECORDS_PER_BATCH).unwrap().kafka_queue_max, 250_001);
     }
 }

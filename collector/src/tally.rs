@@ -7,7 +7,7 @@
 use edgerec::records::Interaction;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::ClientConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -35,6 +35,54 @@ const SETTLE: Duration = Duration::from_millis(1500);
 /// Consumes `topic` from the earliest offset to the end of every partition (or until
 /// `timeout`; then `Err` says how far it got).
 pub fn tally(brokers: &str, topic: &str, timeout: Duration) -> Result<Tally, String> {
+    let mut t = Tally {
+        topic: topic.to_string(),
+        ..Tally::default()
+    };
+    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut batches: BTreeSet<String> = BTreeSet::new();
+    read_to_end(brokers, topic, timeout, |m| {
+        t.records += 1;
+        // The value as the core's schema defines it; anything else is not counted.
+        let Some(v) = m
+            .payload()
+            .and_then(|p| rmp_serde::from_slice::<Interaction>(p).ok())
+        else {
+            return;
+        };
+        let (item, count) = (v.item.as_ref(), v.count);
+        let batch = header(m, "edgerec-batch-id").unwrap_or_default();
+        t.partitions
+            .entry(item.to_string())
+            .or_default()
+            .insert(m.partition());
+        batches.insert(batch.clone());
+        if seen.insert((batch, item.to_string())) {
+            *t.items.entry(item.to_string()).or_insert(0) += count;
+        } else {
+            t.doubles += 1;
+        }
+    })?;
+    t.batches = batches.len();
+    Ok(t)
+}
+
+/// A record header's value as text.
+pub fn header(m: &BorrowedMessage<'_>, key: &str) -> Option<String> {
+    m.headers()
+        .and_then(|h| h.iter().find(|h| h.key == key))
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Hands every record of `topic`, from the earliest offset, to `each`, and returns once every
+/// partition reported its end and nothing new came for a moment (or `Err` at `timeout`).
+pub fn read_to_end(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<u64, String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set(
@@ -48,12 +96,7 @@ pub fn tally(brokers: &str, topic: &str, timeout: Duration) -> Result<Tally, Str
         .create()
         .map_err(|e| e.to_string())?;
     consumer.subscribe(&[topic]).map_err(|e| e.to_string())?;
-    let mut t = Tally {
-        topic: topic.to_string(),
-        ..Tally::default()
-    };
-    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut batches: BTreeSet<String> = BTreeSet::new();
+    let mut records = 0u64;
     let mut at_end: BTreeSet<i32> = BTreeSet::new();
     let mut last_news = Instant::now();
     let deadline = Instant::now() + timeout;
@@ -66,43 +109,18 @@ pub fn tally(brokers: &str, topic: &str, timeout: Duration) -> Result<Tally, Str
             Some(Ok(m)) => {
                 last_news = Instant::now();
                 at_end.remove(&m.partition());
-                t.records += 1;
-                // The value as the core's schema defines it; anything else is not counted.
-                let Some(v) = m
-                    .payload()
-                    .and_then(|p| rmp_serde::from_slice::<Interaction>(p).ok())
-                else {
-                    continue;
-                };
-                let (item, count) = (v.item.as_ref(), v.count);
-                let batch = m
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == "edgerec-batch-id"))
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default();
-                t.partitions
-                    .entry(item.to_string())
-                    .or_default()
-                    .insert(m.partition());
-                batches.insert(batch.clone());
-                if seen.insert((batch, item.to_string())) {
-                    *t.items.entry(item.to_string()).or_insert(0) += count;
-                } else {
-                    t.doubles += 1;
-                }
+                records += 1;
+                each(&m);
             }
             None => {}
         }
         let assigned = consumer.assignment().map_or(0, |a| a.count());
         if assigned > 0 && at_end.len() >= assigned && last_news.elapsed() >= SETTLE {
-            t.batches = batches.len();
-            return Ok(t);
+            return Ok(records);
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "not at the end of {topic} after {timeout:?} ({} records read, {} of {assigned} partitions at their end)",
-                t.records,
+                "not at the end of {topic} after {timeout:?} ({records} records read, {} of {assigned} partitions at their end)",
                 at_end.len()
             ));
         }

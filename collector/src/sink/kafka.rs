@@ -2,8 +2,9 @@
 //! every one of its records is. Topics are created at start-up through the admin API (the test
 //! broker, tansu, does not auto-create them), and again if the broker forgot them.
 //!
-//! Back-pressure: the producer queue is bounded (`queue.buffering.max.messages`); a full queue
-//! or a broker that does not acknowledge within `message.timeout.ms` makes the write fail, the
+//! Back-pressure: the producer queue is bounded (`queue.buffering.max.messages`); a batch that
+//! does not fit beside what is queued is refused whole before any of it is enqueued, and it or a
+//! broker that does not acknowledge within `message.timeout.ms` makes the write fail, the
 //! collector answers 503 + Retry-After, and the edge retries the same batch id later. If a
 //! broker dies mid-batch some records may already be stored; the retry writes them again, and
 //! the `edgerec-batch-id` header lets consumers drop those repeats.
@@ -108,6 +109,17 @@ impl KafkaSink {
     /// Produces records; Ok only when the broker acknowledged all of them.
     pub async fn write(&self, records: &[Record]) -> Result<(), SinkError> {
         let producer = self.producer();
+        // Refuse the whole batch while it does not fit beside what is queued, rather than
+        // enqueue part of it: a partly written batch would be written again on retry (copies
+        // consumers must drop). Two requests racing past this check can still meet a full
+        // queue below; that path stays correct, only less tidy.
+        let queued = usize::try_from(producer.in_flight_count()).unwrap_or(0);
+        if queued + records.len() > self.settings.queue_max {
+            return Err(SinkError::Unavailable(format!(
+                "producer queue full ({queued} queued, {} more)",
+                records.len()
+            )));
+        }
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             match producer.send_result(future_record(r)) {
