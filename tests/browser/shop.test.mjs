@@ -89,7 +89,9 @@ test('a slow edge: the page decides locally within the budget', async () => {
   assert.equal(detail.tier, 'browser');
   assert.equal(detail.n, 4);
   metrics.slowEdgeRenderMs = detail.ms;
-  assert.ok(detail.ms < 600, `local list after ${detail.ms} ms (budget 150 ms)`);
+  // The page waits out its budget, then decides locally (a few ms): budget + 150 ms tolerance
+  // for timers on a loaded 2-core machine (measured 154-157 ms).
+  assert.ok(detail.ms >= 150 && detail.ms <= 150 + 150, `local list after ${detail.ms} ms (budget 150 ms)`);
 });
 
 const summary = async () => (await fetch(`${stack.collector}/v1/summary`)).json();
@@ -125,7 +127,9 @@ test('the edge stops: recommendations still show (tier browser); it restarts: bu
   assert.ok(held.includes('/v1/model/catalog') && shards.length >= 1 && shards.length <= 8, JSON.stringify(held));
   const firstLocal = await page.evaluate(() => globalThis.edgerec.stats.firstLocalMs);
   metrics.pageLoadToFirstLocalMs = firstLocal;
-  assert.ok(firstLocal != null && firstLocal < 3000, `first local list ${firstLocal} ms after navigation`);
+  // Edge refused at once, engine and shards from Cache Storage: within the 150 ms budget plus
+  // 500 ms tolerance for compiling the cached wasm on a loaded machine (measured 122-129 ms).
+  assert.ok(firstLocal != null && firstLocal <= 150 + 500, `first local list ${firstLocal} ms after navigation`);
   // Add to cart while the edge is away: the list is decided again in the page.
   await page.click('button.add');
   await page.waitForFunction(() => JSON.parse(localStorage.getItem('edgerec_outbox') || '[]').some((e) => e.type === 'add_to_cart'));
