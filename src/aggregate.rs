@@ -584,4 +584,165 @@ mod tests {
         let fields: Vec<_> = err.fields().into_iter().map(|f| f.field).collect();
         assert_eq!(fields, ["id", "delta.items[\"x\"]"]);
     }
+
+    fn fields(r: Result<(), BatchError>) -> Vec<String> {
+        r.err().map_or(vec![], |e| {
+            e.fields().into_iter().map(|f| f.field).collect()
+        })
+    }
+
+    fn batch(d: AggregateDelta) -> AggregateBatch {
+        AggregateBatch::new("b", "e", 1, d)
+    }
+
+    #[test]
+    fn key_count_and_totals_add_every_map() {
+        let mut d = AggregateDelta::default();
+        d.count_event("a", EventKind::View);
+        d.count_event("a", EventKind::View);
+        d.count_event("b", EventKind::View);
+        d.count_event("b", EventKind::Click);
+        for r in ["r1", "r2", "r3"] {
+            d.count_rule(r);
+        }
+        d.count_tier("full");
+        d.count_variant("e/a", VariantEvent::Exposure);
+        d.count_variant("e/b", VariantEvent::Exposure);
+        d.count_transition("a", "b");
+        d.count_transition("a", "c");
+        d.count_transition("d", "e");
+        // 2 items + 3 rules + 1 tier + 2 variants + 3 transitions.
+        assert_eq!(d.key_count(), 11);
+        assert_eq!(
+            (d.total(EventKind::View), d.total(EventKind::Click)),
+            (3, 1)
+        );
+        assert_eq!(d.total(EventKind::Purchase), 0);
+    }
+
+    #[test]
+    fn validate_refuses_exactly_past_each_limit() {
+        let items = |n: usize| {
+            let mut d = AggregateDelta::default();
+            for i in 0..n {
+                d.count_event(&format!("k{i}"), EventKind::View);
+            }
+            d
+        };
+        assert_eq!(
+            fields(batch(items(MAX_KEYS)).validate()),
+            Vec::<String>::new()
+        );
+        assert_eq!(fields(batch(items(MAX_KEYS + 1)).validate()), ["delta"]);
+        // Variant keys: 1 to 257 bytes.
+        let variant = |k: &str| {
+            let mut d = AggregateDelta::default();
+            d.count_variant(k, VariantEvent::Exposure);
+            fields(batch(d).validate())
+        };
+        assert_eq!(variant(&"v".repeat(257)), Vec::<String>::new());
+        assert_eq!(variant(&"v".repeat(258)).len(), 1);
+        assert_eq!(variant("").len(), 1);
+        // A transition is refused for a bad target id alone, or for a huge count alone.
+        let mut d = AggregateDelta::default();
+        d.transitions
+            .entry("a".into())
+            .or_default()
+            .insert("bad\u{7}".into(), 1);
+        assert_eq!(
+            fields(batch(d).validate()),
+            ["delta.transitions[\"a\"][\"bad\\u{7}\"]"]
+        );
+        let mut d = AggregateDelta::default();
+        d.transitions
+            .entry("a".into())
+            .or_default()
+            .insert("b".into(), MAX_COUNTER + 1);
+        assert_eq!(
+            fields(batch(d).validate()),
+            ["delta.transitions[\"a\"][\"b\"]"]
+        );
+    }
+
+    #[test]
+    fn signed_batches_verify_within_the_skew_window_only() {
+        let (secret, body, ts) = ("s3cret", b"body".as_slice(), 1_000_000);
+        let sig = batch_signature(secret, ts, body);
+        let check = |now: u64, sig: &str| {
+            verify_signed_batch(secret, Some(&ts.to_string()), Some(sig), body, now, 500)
+        };
+        assert_eq!(check(ts, &sig), Ok(()));
+        assert_eq!(
+            check(ts + 500, &sig),
+            Ok(()),
+            "exactly at the window's edge"
+        );
+        assert_eq!(check(ts - 500, &sig), Ok(()));
+        assert_eq!(
+            check(ts + 501, &sig),
+            Err(SignatureError::Skew { max_ms: 500 })
+        );
+        assert_eq!(
+            check(ts - 501, &sig),
+            Err(SignatureError::Skew { max_ms: 500 })
+        );
+        let other = batch_signature("other", ts, body);
+        assert_eq!(check(ts, &other), Err(SignatureError::BadSignature));
+        assert_eq!(
+            verify_signed_batch(secret, None, Some(&sig), body, ts, 500),
+            Err(SignatureError::Malformed("x-edgerec-timestamp"))
+        );
+        let e = check(ts, "v2=00").unwrap_err();
+        assert_eq!((e.field(), e.reason()), ("x-edgerec-signature", "unsigned"));
+        assert_eq!(
+            (
+                SignatureError::BadSignature.field(),
+                SignatureError::BadSignature.reason()
+            ),
+            ("x-edgerec-signature", "bad_signature")
+        );
+        let skew = SignatureError::Skew { max_ms: 1 };
+        assert_eq!(
+            (skew.field(), skew.reason()),
+            ("x-edgerec-timestamp", "skew")
+        );
+    }
+
+    #[test]
+    fn browser_reports_are_bounded_at_the_edges() {
+        let report = |n: u64, hits: u64| {
+            let mut d = AggregateDelta {
+                decisions: n,
+                ..Default::default()
+            };
+            d.tiers.insert("browser".into(), n);
+            if hits > 0 {
+                d.rule_hits.insert("r".into(), hits);
+            }
+            check_browser_report(&d)
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(report(MAX_BROWSER_DECISIONS, 0), Vec::<String>::new());
+        assert_eq!(report(MAX_BROWSER_DECISIONS + 1, 0), ["delta.decisions"]);
+        assert_eq!(report(0, 0), ["delta.decisions"]);
+        assert_eq!(
+            report(1, 1),
+            Vec::<String>::new(),
+            "one hit per decision is fine"
+        );
+        assert_eq!(report(1, 2), ["delta.rule_hits[\"r\"]"]);
+        let mut d = AggregateDelta {
+            decisions: 1,
+            ..Default::default()
+        };
+        d.tiers.insert("browser".into(), 1);
+        d.rule_hits.insert(String::new(), 1);
+        assert_eq!(
+            check_browser_report(&d).len(),
+            1,
+            "an empty rule id alone is refused"
+        );
+    }
 }

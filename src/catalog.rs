@@ -330,4 +330,76 @@ mod tests {
             ["items[1].id", "items[1].price", "items[0].related[0]"]
         );
     }
+
+    fn item(id: &str) -> ItemDoc {
+        ItemDoc {
+            id: id.into(),
+            category: Some("c".into()),
+            price: None,
+            available: true,
+            tags: vec![],
+            title: None,
+            popularity: 1.0,
+            related: vec![],
+        }
+    }
+
+    fn refused(items: Vec<ItemDoc>) -> Vec<String> {
+        match Catalog::from_doc(&CatalogDoc {
+            version: "v".into(),
+            items,
+        }) {
+            Ok(_) => vec![],
+            Err(CatalogError::Invalid(e)) => e.into_iter().map(|e| e.field).collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_and_limits_hold_at_their_edge() {
+        for p in [f32::INFINITY, f32::NAN, -1.0] {
+            let mut a = item("a");
+            a.popularity = p;
+            assert_eq!(refused(vec![a]), ["items[0].popularity"], "{p}");
+        }
+        for score in [f32::INFINITY, f32::NAN, 0.0, -0.5] {
+            let mut a = item("a");
+            a.related = vec![("b".into(), score)];
+            assert_eq!(
+                refused(vec![a, item("b")]),
+                ["items[0].related[0]"],
+                "{score}"
+            );
+        }
+        let mut many: Vec<ItemDoc> = (0..=MAX_RELATED).map(|i| item(&format!("i{i}"))).collect();
+        many[0].related = (1..=MAX_RELATED).map(|i| (format!("i{i}"), 1.0)).collect();
+        assert_eq!(
+            refused(many.clone()),
+            Vec::<String>::new(),
+            "exactly 50 related"
+        );
+        many[0].related.push(("i0".into(), 1.0));
+        assert_eq!(refused(many), ["items[0].related"]);
+    }
+
+    #[test]
+    fn category_lists_keep_their_best_category_top_len() {
+        let items: Vec<ItemDoc> = (0..CATEGORY_TOP_LEN + 5)
+            .map(|i| {
+                let mut it = item(&format!("i{i:03}"));
+                it.popularity = i as f32;
+                it
+            })
+            .collect();
+        let c = Catalog::from_doc(&CatalogDoc {
+            version: "v".into(),
+            items,
+        })
+        .unwrap();
+        let cat = c.category_of_name("c").unwrap();
+        assert_eq!(c.category_of_name("nope"), None);
+        let top = &c.category_top[cat as usize];
+        assert_eq!(top.len(), CATEGORY_TOP_LEN);
+        assert_eq!(top[0] as usize, CATEGORY_TOP_LEN + 4, "most popular first");
+    }
 }

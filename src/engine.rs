@@ -733,4 +733,88 @@ mod tests {
             assert!(plan.contains(&head.place(id).unwrap().base), "{id}");
         }
     }
+
+    #[test]
+    fn one_event_without_shards_counts_each_missing_lookup() {
+        let engine = demo_engine();
+        let t = 1_764_201_600_000;
+        let events = [Event::new(EventKind::View, "sku-0005", t)];
+        let req = DecideRequest {
+            events: &events,
+            now_ms: t + 10,
+            limit: 4,
+            ..Default::default()
+        };
+        let d = engine.decide_with(&req, &NoShards);
+        // One lookup in ingest (the event's item, for its category) plus one in ranking (the
+        // session's anchor, for its related list): missing adds them.
+        assert_eq!(d.missing, 2);
+    }
+
+    #[test]
+    fn segment_keys_separate_every_input_of_the_cached_tier() {
+        let engine = demo_engine();
+        let ctx = |device: &str, country: &str, slot: &str, variant: &str| Context {
+            device: Some(device.into()),
+            country: Some(country.into()),
+            slot: Some(slot.into()),
+            variant: Some(variant.into()),
+            ..Context::default()
+        };
+        let base = engine.segment_key(&ctx("mobile", "AT", "home", "control"));
+        assert_eq!(
+            base,
+            engine.segment_key(&ctx("mobile", "AT", "home", "control"))
+        );
+        for other in [
+            ctx("desktop", "AT", "home", "control"),
+            ctx("mobile", "DE", "home", "control"),
+            ctx("mobile", "AT", "pdp", "control"),
+            ctx("mobile", "AT", "home", "treatment"),
+        ] {
+            assert_ne!(base, engine.segment_key(&other), "{other:?}");
+        }
+        assert!(base.starts_with(&engine.bundle().hash), "{base}");
+    }
+
+    #[test]
+    fn browser_reports_may_name_only_the_live_bundle_s_rules_and_variants() {
+        let engine = demo_engine();
+        let report = |rule: &str, variant: &str| {
+            let mut d = AggregateDelta {
+                decisions: 1,
+                ..Default::default()
+            };
+            d.count_tier("browser");
+            d.count_rule(rule);
+            d.count_variant(&engine.variant_key(variant), VariantEvent::Exposure);
+            engine
+                .check_browser_report(&d)
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            report("repeat-view-related", "treatment"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            report("invented", "treatment"),
+            ["delta.rule_hits[\"invented\"]"]
+        );
+        let key = engine.variant_key("nope");
+        assert_eq!(
+            report("repeat-view-related", "nope"),
+            [format!("delta.variants[{key:?}]")]
+        );
+    }
+
+    #[test]
+    fn errors_list_every_field_with_its_message() {
+        let e = crate::aggregate::BatchError::Invalid(vec![
+            crate::FieldError::new("id", "bad"),
+            crate::FieldError::new("delta", "too big"),
+        ]);
+        assert_eq!(e.to_string(), "invalid batch: id: bad; delta: too big");
+    }
 }

@@ -482,4 +482,20 @@ mod tests {
         let b = events_from_value(&doc, NOW, TimeLimits::default()).unwrap();
         assert_eq!(a, b);
     }
+
+    #[test]
+    fn timestamps_are_accepted_up_to_each_limit_and_refused_one_ms_past_it() {
+        let l = TimeLimits::default();
+        let one = |ts: u64| parse(&format!(r#"[{{"type":"view","item":"a","ts":{ts}}}]"#));
+        assert!(one(NOW + l.max_future_ms).is_ok());
+        assert_eq!(
+            one(NOW + l.max_future_ms + 1).unwrap_err().errors[0].field,
+            "events[0].ts"
+        );
+        assert!(one(NOW - l.max_past_ms).is_ok());
+        assert_eq!(
+            one(NOW - l.max_past_ms - 1).unwrap_err().errors[0].field,
+            "events[0].ts"
+        );
+    }
 }

@@ -225,4 +225,28 @@ mod tests {
         assert_eq!(device_class("Mozilla/5.0 (X11; Linux x86_64)"), "desktop");
         assert_eq!(device_class(""), "unknown");
     }
+
+    #[test]
+    fn impressions_alone_do_not_make_an_item_or_category_visited() {
+        let cfg = SessionConfig::default();
+        let t0 = 1_764_201_600_000;
+        let mut s = SessionState::new();
+        s.ingest(
+            &Event::new(EventKind::View, "a", t0),
+            Some("shoes"),
+            None,
+            &cfg,
+        );
+        s.ingest(
+            &Event::new(EventKind::Impression, "b", t0 + 1),
+            Some("hats"),
+            None,
+            &cfg,
+        );
+        let f = Features::compute(&s, Context::default(), t0 + 10, &cfg);
+        assert_eq!(
+            (f.distinct_items, f.distinct_categories, f.impressions),
+            (1, 1, 1)
+        );
+    }
 }

@@ -731,4 +731,55 @@ mod tests {
             assert!(!crate::model::is_shard_key(bad), "{bad}");
         }
     }
+
+    #[test]
+    fn item_placement_hash_is_the_published_one() {
+        // FNV-1a-64 then the SplitMix64 finaliser, computed independently (Python): shards
+        // already in KV are found by these values, so they must never change.
+        assert_eq!(crate::model::item_hash(""), 0xf52a_15e9_a9b5_e89b);
+        assert_eq!(crate::model::item_hash("a"), 0x02c0_bdbf_4814_20f8);
+        assert_eq!(crate::model::item_hash("sku-0005"), 0xf2ee_cd3f_7c50_4fa0);
+        assert_eq!(crate::model::item_hash("é"), 0x2334_0361_7480_019e);
+    }
+
+    #[test]
+    fn shards_find_their_records_charge_their_memory_and_refuse_repeated_ids() {
+        let (_, kv) = release(&doc(300, "v1"), None);
+        // Shards are filled towards their target (16 KiB), under the 64 KiB limit.
+        let largest = kv.values().map(|b| stored_len(b.len())).max().unwrap();
+        assert!(
+            largest > SHARD_TARGET_BYTES / 2 && largest <= 64 * 1024,
+            "{largest}"
+        );
+        let bytes = kv.values().find(|b| b.len() > 1000).expect("a shard");
+        let shard = Shard::decode(bytes).unwrap();
+        let first = shard.records[0].card.id.to_string();
+        assert_eq!(
+            shard.record(&first).map(|r| r.card.id.to_string()),
+            Some(first.clone())
+        );
+        assert!(shard.record("not-an-item").is_none());
+        // The LRU charges a decoded shard at least three times its stored bytes.
+        assert!(
+            shard.heap_bytes() >= 3 * bytes.len(),
+            "{} for {}",
+            shard.heap_bytes(),
+            bytes.len()
+        );
+        let twice = crate::model::encode(&ShardDoc {
+            records: vec![shard.records[0].clone(), shard.records[0].clone()],
+            gone: vec![],
+        });
+        let Err(e) = Shard::decode(&twice) else {
+            panic!("a repeated id must be refused")
+        };
+        assert!(e.to_string().contains("records"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_catalog_publishes_a_head_that_loads() {
+        let (r, kv) = release(&doc(0, "empty"), None);
+        let head = Head::decode(&r.head).unwrap();
+        assert_eq!((head.items, kv.len()), (0, 0));
+    }
 }

@@ -495,3 +495,6 @@ fn recently_seen<'a>(inp: &RecommendInput<'a>) -> Vec<&'a str> {
     }
     out.into_iter().map(|i| s.item_id(i)).collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -463,4 +463,59 @@ mod tests {
         s.prune(later + cfg.horizon_ms + 1, &cfg);
         assert!(s.ring.is_empty() && s.items.is_empty());
     }
+
+    #[test]
+    fn cart_lines_keep_the_latest_known_price_and_at_most_max_cart_lines() {
+        let cfg = SessionConfig {
+            max_cart_lines: 3,
+            ..Default::default()
+        };
+        let mut s = SessionState::new();
+        let cart = |s: &mut SessionState, item: &str, ts: u64, price: Option<f64>| {
+            s.ingest(
+                &Event::new(EventKind::AddToCart, item, ts),
+                None,
+                price,
+                &cfg,
+            );
+        };
+        cart(&mut s, "a", T0, Some(10.0));
+        cart(&mut s, "a", T0 + 1, Some(12.5));
+        cart(&mut s, "a", T0 + 2, None);
+        assert_eq!((s.cart[0].quantity, s.cart[0].unit_cents), (3, 1250));
+        // A price that is not a finite, non-negative number is unknown (0), never huge.
+        cart(&mut s, "b", T0 + 3, Some(f64::INFINITY));
+        cart(&mut s, "c", T0 + 4, Some(-5.0));
+        assert_eq!(s.cart.len(), 3, "exactly max_cart_lines are kept");
+        assert_eq!((s.cart[1].unit_cents, s.cart[2].unit_cents), (0, 0));
+        cart(&mut s, "d", T0 + 5, Some(1.0));
+        let items: Vec<&str> = s.cart.iter().map(|l| s.item_id(l.item)).collect();
+        assert_eq!(items, ["b", "c", "d"], "the oldest line goes");
+    }
+
+    #[test]
+    fn an_older_event_arriving_late_moves_the_session_start_back() {
+        let cfg = SessionConfig::default();
+        let mut s = SessionState::new();
+        s.ingest(
+            &Event::new(EventKind::View, "a", T0 + 5000),
+            None,
+            None,
+            &cfg,
+        );
+        s.ingest(
+            &Event::new(EventKind::View, "b", T0 + 5000),
+            None,
+            None,
+            &cfg,
+        );
+        assert_eq!(s.started_ms, T0 + 5000);
+        s.ingest(&Event::new(EventKind::View, "c", T0), None, None, &cfg);
+        assert_eq!((s.started_ms, s.last_ms), (T0, T0 + 5000));
+        assert_eq!(
+            s.last_item.map(|i| s.item_id(i)),
+            Some("b"),
+            "the newest stays last"
+        );
+    }
 }

@@ -1,0 +1,130 @@
+//! Ranking steps on a five-item catalog, with scores derived by hand from the policy weights.
+
+use crate::{DecideRequest, Decision, Engine, EngineConfig, Event, EventKind};
+
+const T: u64 = 1_764_201_600_000;
+
+/// a → b (0.5), c (0.25); d has popularity 0; e is unavailable.
+const CATALOG: &str = r#"{"version":"t","items":[
+  {"id":"a","category":"x","popularity":10,"related":[["b",0.5],["c",0.25]]},
+  {"id":"b","category":"y","popularity":6},
+  {"id":"c","category":"y","popularity":4},
+  {"id":"d","category":"z","popularity":0},
+  {"id":"e","category":"z","popularity":2,"available":false}]}"#;
+
+fn engine(settings: &str, rules: &str) -> Engine {
+    let bundle = format!(r#"{{"version":"t","settings":{settings},"rules":[{rules}]}}"#);
+    Engine::from_json(EngineConfig::default(), &bundle, CATALOG.as_bytes()).unwrap()
+}
+
+fn decide(e: &Engine, events: &[Event], limit: usize) -> Decision {
+    e.decide(&DecideRequest {
+        events,
+        now_ms: T + 1000,
+        limit,
+        ..Default::default()
+    })
+}
+
+fn ids(d: &Decision) -> Vec<&str> {
+    d.items.iter().map(|r| r.id.as_str()).collect()
+}
+
+fn score(d: &Decision, id: &str) -> Option<f64> {
+    d.items.iter().find(|r| r.id == id).map(|r| r.score)
+}
+
+#[test]
+fn an_anchor_counts_by_its_kind_weight_and_zero_scores_are_left_out() {
+    // Only related items and popularity (0.05 × popularity / 10) score; a is seen but allowed,
+    // and nothing sources it but popularity.
+    let e = engine(
+        r#"{"seen_policy":"allow","weights":{"related":1,"category":0,"popular":0.05,"recent":0}}"#,
+        "",
+    );
+    let view = decide(&e, &[Event::new(EventKind::View, "a", T)], 10);
+    // b: related 1 × decay 1 × view 1.0 × 0.5, plus popular 0.05 × 6/10 = 0.53.
+    assert_eq!(ids(&view), ["b", "c", "a"]);
+    assert!((score(&view, "b").unwrap() - 0.53).abs() < 1e-9);
+    // c: 0.25 + 0.05 × 0.4 = 0.27; a: 0.05 × 1 = 0.05; d scores 0 and e is unavailable.
+    assert!((score(&view, "c").unwrap() - 0.27).abs() < 1e-9);
+    assert!((score(&view, "a").unwrap() - 0.05).abs() < 1e-9);
+    let cart = decide(&e, &[Event::new(EventKind::AddToCart, "a", T)], 10);
+    // An add-to-cart anchor weighs 1.5: b = 0.75 + 0.03, c = 0.375 + 0.02.
+    assert!((score(&cart, "b").unwrap() - 0.78).abs() < 1e-9);
+    assert!((score(&cart, "c").unwrap() - 0.395).abs() < 1e-9);
+}
+
+#[test]
+fn recently_seen_items_are_left_out_or_demoted_by_policy() {
+    let seen = [Event::new(EventKind::View, "b", T)];
+    let with = |policy: &str| {
+        let e = engine(
+            &format!(r#"{{"seen_policy":"{policy}","seen_demote_factor":0.5}}"#),
+            "",
+        );
+        decide(&e, &seen, 10)
+    };
+    let (out, demoted, allowed) = (with("exclude_recent"), with("demote"), with("allow"));
+    assert!(!ids(&out).contains(&"b"), "{:?}", ids(&out));
+    let (d, a) = (score(&demoted, "b").unwrap(), score(&allowed, "b").unwrap());
+    assert!((d - a * 0.5).abs() < 1e-12, "{d} vs {a}");
+}
+
+#[test]
+fn pins_stand_only_when_available_and_first_for_their_slot_and_item() {
+    let e = engine(
+        "{}",
+        r#"{"id":"pins","when":{"all":[]},"then":[
+          {"pin":{"item":"e","slot":0}},
+          {"pin":{"item":"d","slot":1}},
+          {"pin":{"item":"c","slot":1}},
+          {"pin":{"item":"d","slot":2}}]}"#,
+    );
+    let d = decide(&e, &[], 4);
+    let at = |i: usize| {
+        (
+            d.items[i].id.as_str(),
+            d.items[i].why.contains(&"pin:pins".to_string()),
+        )
+    };
+    assert_ne!(at(0).0, "e", "an unavailable item is never pinned");
+    assert_eq!(at(1), ("d", true));
+    assert_eq!(ids(&d).iter().filter(|&&i| i == "d").count(), 1);
+    assert!(d
+        .items
+        .iter()
+        .all(|r| r.id == "d" || !r.why.contains(&"pin:pins".to_string())));
+}
+
+#[test]
+fn a_rule_may_let_purchased_items_back_in() {
+    let bought = [Event::new(EventKind::Purchase, "b", T)];
+    let default = decide(&engine("{}", ""), &bought, 10);
+    assert!(!ids(&default).contains(&"b"));
+    let rebuy = engine(
+        "{}",
+        r#"{"id":"rebuy","when":{"all":[]},"then":[{"exclude_purchased":false}]}"#,
+    );
+    assert!(ids(&decide(&rebuy, &bought, 10)).contains(&"b"));
+}
+
+#[test]
+fn exactly_as_many_candidates_as_the_partial_sort_takes_rank_like_one_more() {
+    // limit 4: the partial sort takes the best 32 candidates when there are more than 32.
+    for n in [31, 32, 33] {
+        let items: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"id":"i{i:02}","popularity":{}}}"#, i + 1))
+            .collect();
+        let catalog = format!(r#"{{"version":"t","items":[{}]}}"#, items.join(","));
+        let e = Engine::from_json(
+            EngineConfig::default(),
+            r#"{"version":"t","rules":[]}"#,
+            catalog.as_bytes(),
+        )
+        .unwrap();
+        let d = decide(&e, &[], 4);
+        let want: Vec<String> = (0..4).map(|k| format!("i{:02}", n - 1 - k)).collect();
+        assert_eq!(ids(&d), want, "{n} candidates");
+    }
+}
