@@ -26,7 +26,7 @@ pub struct Case {
     pub bundle: String,
     /// Catalog fixture file name.
     pub catalog: String,
-    /// Request context for every step.
+    /// Request context for every step (a step may replace it).
     #[serde(default)]
     pub context: Context,
     /// Steps, in order.
@@ -48,6 +48,10 @@ pub struct Step {
     /// Tier asked for.
     #[serde(default)]
     pub tier: Option<Tier>,
+    /// This step's request context instead of the case's (a rule in effect in one step and
+    /// not in the next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Context>,
     /// Replace the stored blob with these bytes before the step (to test bad blobs).
     #[serde(default)]
     pub corrupt_state: Option<Vec<u8>>,
@@ -192,7 +196,7 @@ fn run_step(engine: &Engine, case: &Case, step: &Step, blob: &mut Option<Vec<u8>
     let d = engine.decide(&DecideRequest {
         state: blob.as_deref(),
         events: &events,
-        context: case.context.clone(),
+        context: step.context.as_ref().unwrap_or(&case.context).clone(),
         now_ms: step.now,
         limit: step.limit,
         tier: step.tier,

@@ -18,7 +18,6 @@ use super::{
 };
 use crate::catalog::Catalog;
 use crate::error::FieldError;
-use std::borrow::Cow;
 
 /// Bytes a shard adds around its records (format byte, array headers).
 const SHARD_OVERHEAD: usize = 16;
@@ -35,8 +34,6 @@ pub trait Source {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Item `i`'s id.
-    fn id(&self, i: usize) -> Cow<'_, str>;
     /// Item `i`'s card.
     fn card(&self, i: usize) -> Card;
     /// Item `i`'s popularity.
@@ -54,9 +51,6 @@ impl Source for Catalog {
     }
     fn len(&self) -> usize {
         self.items.len()
-    }
-    fn id(&self, i: usize) -> Cow<'_, str> {
-        Cow::Borrowed(&self.items[i].id)
     }
     fn card(&self, i: usize) -> Card {
         let it = &self.items[i];
@@ -781,5 +775,112 @@ mod tests {
         let (r, kv) = release(&doc(0, "empty"), None);
         let head = Head::decode(&r.head).unwrap();
         assert_eq!((head.items, kv.len()), (0, 0));
+    }
+
+    #[test]
+    fn every_item_reads_back_as_authored_and_the_index_round_trips() {
+        let d = doc(500, "v7");
+        let cat = Catalog::from_doc(&d).unwrap();
+        let (r, kv) = release(&d, None);
+        let head = Head::decode(&r.head).unwrap();
+        assert_eq!(head.version, "v7");
+        let recs = load(&head, &kv).records(&head);
+        assert_eq!(recs.len(), 500);
+        for (i, it) in d.items.iter().enumerate() {
+            let rec = &recs[it.id.as_str()];
+            let card = &rec.card;
+            assert_eq!(card.id, it.id);
+            let category = card.category().and_then(|c| head.category_name(c));
+            assert_eq!(category.as_deref(), it.category.as_deref(), "{}", it.id);
+            assert_eq!(card.price(), it.price, "{}", it.id);
+            assert_eq!(card.available, it.available);
+            assert_eq!(card.title().map(|t| t.to_string()), it.title);
+            assert_eq!(rec.popularity, it.popularity);
+            let related: Vec<(&str, f32)> = rec
+                .related
+                .iter()
+                .map(|x| (x.card.id.as_str(), x.score))
+                .collect();
+            let want: Vec<(&str, f32)> = cat.related[i]
+                .iter()
+                .map(|&(j, s)| (d.items[j as usize].id.as_str(), s))
+                .collect();
+            assert_eq!(related, want, "{}", it.id);
+        }
+        let bytes = r.index.to_bytes();
+        assert_eq!(bytes.len(), 500 * 16);
+        assert_eq!(BaseIndex::from_bytes(&bytes).unwrap(), r.index);
+        assert!(BaseIndex::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        let mut unsorted = bytes[16..32].to_vec();
+        unsorted.extend_from_slice(&bytes[..16]);
+        assert!(BaseIndex::from_bytes(&unsorted).is_err());
+        assert!(BaseIndex::default().is_empty() && !r.index.is_empty());
+        // Two items sharing a hash: neither is trusted (treated as changed).
+        let i = BaseIndex(vec![(1, 10), (2, 20), (2, 21), (3, 30)]);
+        let got: Vec<Option<u64>> = (1..=4).map(|h| i.get(h)).collect();
+        assert_eq!(got, [Some(10), None, Some(30), None]);
+    }
+
+    fn titled(n: usize, title_len: usize) -> CatalogDoc {
+        let mut d = doc(n, "big");
+        for it in &mut d.items {
+            it.title = Some("t".repeat(title_len));
+            it.related.clear();
+        }
+        d
+    }
+
+    #[test]
+    fn a_record_is_refused_exactly_when_its_shard_would_pass_64_kib() {
+        let mut outcomes = std::collections::BTreeSet::new();
+        for len in 49_100..49_160 {
+            let cat = Catalog::from_doc(&titled(1, len)).unwrap();
+            let (_, map) = categories(&cat, None);
+            let bytes = rmp_serde::to_vec(&record(&cat, 0, &map)).unwrap();
+            let fits = stored_len(bytes.len() + SHARD_OVERHEAD) <= SHARD_MAX_BYTES;
+            let got = scan(&cat, &map);
+            assert_eq!(got.is_ok(), fits, "title {len}: {} bytes", bytes.len());
+            if let Err(e) = got {
+                assert!(e.to_string().contains("items[0]"), "{e}");
+            }
+            outcomes.insert((
+                fits,
+                stored_len(bytes.len() + SHARD_OVERHEAD) == SHARD_MAX_BYTES,
+            ));
+        }
+        assert!(
+            outcomes.contains(&(true, true)),
+            "the exact limit is accepted: {outcomes:?}"
+        );
+        assert!(outcomes.contains(&(false, false)));
+    }
+
+    #[test]
+    fn an_uneven_spread_grows_the_shard_count_by_quarters_to_the_first_that_fits() {
+        // Ten records of ~40 KiB stored: any two in one shard overflow it.
+        let d = titled(10, 30_000);
+        let cat = Catalog::from_doc(&d).unwrap();
+        let (_, map) = categories(&cat, None);
+        let s = scan(&cat, &map).unwrap();
+        let fits = |shards: u32| {
+            let mut sum = vec![SHARD_OVERHEAD; shards as usize];
+            for (h, &b) in s.hashes.iter().zip(&s.sizes) {
+                sum[(h % u64::from(shards)) as usize] += b as usize;
+            }
+            sum.iter().all(|&b| stored_len(b) <= SHARD_MAX_BYTES)
+        };
+        let total: usize = s.sizes.iter().map(|&b| b as usize).sum();
+        let mut want = (stored_len(total) / SHARD_TARGET_BYTES).max(1) as u32;
+        assert!(
+            !fits(want),
+            "the size-based count must not fit for this test"
+        );
+        while !fits(want) {
+            want += want / 4 + 1;
+        }
+        let (r, kv) = release(&d, None);
+        let head = Head::decode(&r.head).unwrap();
+        assert_eq!(head.base_shards, want);
+        assert!(kv.values().all(|b| stored_len(b.len()) <= SHARD_MAX_BYTES));
     }
 }

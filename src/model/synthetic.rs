@@ -12,7 +12,6 @@ use super::build::Source;
 use super::{Card, Record, Related};
 use crate::catalog::{CatalogDoc, ItemDoc};
 use crate::workload::Rng;
-use std::borrow::Cow;
 
 /// Related items per item.
 pub const RELATED: usize = 20;
@@ -113,9 +112,6 @@ impl Source for Synthetic {
     }
     fn len(&self) -> usize {
         self.items
-    }
-    fn id(&self, i: usize) -> Cow<'_, str> {
-        Cow::Owned(item_id(i))
     }
     fn card(&self, i: usize) -> Card {
         let mut r = self.rng(i, 1);

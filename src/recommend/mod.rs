@@ -456,7 +456,17 @@ fn pick<'c, 'a>(
     cap: u32,
     want: usize,
 ) -> Vec<&'c Cand<'a>> {
+    // Pins always stand, and each uses up one place of its category under the cap: "at most
+    // two per category" holds for the list as shown.
     let mut per_cat: Vec<(u32, u32)> = Vec::new();
+    if cap > 0 {
+        for category in pinned.iter().filter_map(|p| p.0.category()) {
+            match per_cat.iter_mut().find(|e| e.0 == category) {
+                Some(e) => e.1 += 1,
+                None => per_cat.push((category, 1)),
+            }
+        }
+    }
     let mut out = Vec::with_capacity(want);
     for &c in ranked {
         if out.len() >= want {

@@ -128,3 +128,26 @@ fn exactly_as_many_candidates_as_the_partial_sort_takes_rank_like_one_more() {
         assert_eq!(ids(&d), want, "{n} candidates");
     }
 }
+
+#[test]
+fn a_pinned_item_uses_up_a_place_of_its_category_under_the_cap() {
+    let capped =
+        |rules: &str| ids(&decide(&engine(r#"{"max_per_category":1}"#, rules), &[], 4)).join(",");
+    // Popularity alone: a (x), b (y); c (y) is capped out.
+    assert_eq!(capped(""), "a,b");
+    // c pinned: it stands, and y has no place left for b.
+    let pin = r#"{"id":"pin-c","when":{"all":[]},"then":[{"pin":{"item":"c","slot":0}}]}"#;
+    assert_eq!(capped(pin), "c,a");
+}
+
+#[test]
+fn an_item_names_at_most_four_rules_in_its_why() {
+    let rules: Vec<String> = (0..6)
+        .map(|i| format!(r#"{{"id":"r{i}","when":{{"all":[]}},"then":[{{"boost_category":{{"category":"y","weight":1.1}}}}]}}"#))
+        .collect();
+    let d = decide(&engine("{}", &rules.join(",")), &[], 4);
+    let b = d.items.iter().find(|r| r.id == "b").unwrap();
+    let named: Vec<&String> = b.why.iter().filter(|w| w.starts_with("rule:")).collect();
+    assert_eq!(named, ["rule:r0", "rule:r1", "rule:r2", "rule:r3"]);
+    assert_eq!(d.rule_hits.len(), 6, "all six fired");
+}

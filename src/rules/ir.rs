@@ -224,3 +224,25 @@ pub fn parse_duration(s: &str) -> Option<u64> {
     };
     n.checked_mul(mult).filter(|&v| v > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::NumOp;
+
+    #[test]
+    fn numeric_operators_compare_as_named() {
+        // (a, b) = below, equal, above.
+        let table = [
+            (NumOp::Eq, [false, true, false]),
+            (NumOp::Ne, [true, false, true]),
+            (NumOp::Lt, [true, false, false]),
+            (NumOp::Le, [true, true, false]),
+            (NumOp::Gt, [false, false, true]),
+            (NumOp::Ge, [false, true, true]),
+        ];
+        for (op, want) in table {
+            let got = [op.test(1.0, 2.0), op.test(2.0, 2.0), op.test(3.0, 2.0)];
+            assert_eq!(got, want, "{op:?}");
+        }
+    }
+}

@@ -471,4 +471,81 @@ mod tests {
             Some("item-with-a-long-id-0199")
         );
     }
+
+    #[test]
+    fn ids_sharing_part_of_a_multibyte_character_round_trip() {
+        let cfg = SessionConfig::default();
+        let mut s = SessionState::new();
+        // "é" and "è" share their first UTF-8 byte: the shared prefix must back off to 0.
+        for (i, id) in ["é", "è", "èa", "éé"].iter().enumerate() {
+            s.ingest(
+                &Event::new(EventKind::View, *id, 1_764_201_600_000 + i as u64),
+                None,
+                None,
+                &cfg,
+            );
+        }
+        let back = SessionState::decode(&s.encode(&cfg), &cfg).unwrap();
+        let ids: Vec<&str> = back.items.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["é", "è", "èa", "éé"]);
+    }
+
+    #[test]
+    fn the_cap_drops_old_views_before_cart_lines() {
+        let cfg = SessionConfig {
+            max_bytes: 600,
+            ..Default::default()
+        };
+        let mut s = SessionState::new();
+        let t = 1_764_201_600_000;
+        for (i, id) in ["c1", "c2"].iter().enumerate() {
+            s.ingest(
+                &Event::new(EventKind::AddToCart, *id, t + i as u64),
+                None,
+                Some(1.0),
+                &cfg,
+            );
+        }
+        for i in 0..40u64 {
+            // Ids that share no prefix, so each costs its length.
+            let ev = Event::new(EventKind::View, format!("{i:03}-viewed-item"), t + 10 + i);
+            s.ingest(&ev, None, None, &cfg);
+        }
+        let back = SessionState::decode(&s.encode_capped(&cfg), &cfg).unwrap();
+        assert!(
+            back.ring.len() > 1 && back.ring.len() < 42,
+            "{}",
+            back.ring.len()
+        );
+        assert_eq!(back.cart.len(), 2, "cart lines outlive old views");
+    }
+
+    #[test]
+    fn a_category_index_past_the_table_is_refused() {
+        let cfg = SessionConfig::default();
+        let mut s = SessionState::new();
+        s.ingest(
+            &Event::new(EventKind::View, "a", 1_764_201_600_000),
+            Some("c"),
+            None,
+            &cfg,
+        );
+        let blob = s.encode(&cfg);
+        // Every way of turning a 1 into a 2 either fails to decode or stays in range.
+        let mut refused = 0;
+        for at in (0..blob.len()).filter(|&i| blob[i] == 1) {
+            let mut b = blob.clone();
+            b[at] = 2;
+            match SessionState::decode(&b, &cfg) {
+                Ok(d) => assert!(
+                    d.items
+                        .iter()
+                        .all(|e| e.category.is_none_or(|c| (c as usize) < d.categories.len())),
+                    "byte {at}: {d:?}"
+                ),
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(refused > 0);
+    }
 }

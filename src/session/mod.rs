@@ -518,4 +518,40 @@ mod tests {
             "the newest stays last"
         );
     }
+
+    #[test]
+    fn prune_keeps_the_horizon_s_edge_and_forgets_unreferenced_items_and_categories() {
+        let cfg = SessionConfig::default();
+        let mut s = SessionState::new();
+        s.ingest(
+            &Event::new(EventKind::View, "a", T0),
+            Some("shoes"),
+            None,
+            &cfg,
+        );
+        s.ingest(
+            &Event::new(EventKind::View, "b", T0 + 1),
+            Some("hats"),
+            None,
+            &cfg,
+        );
+        // Exactly one horizon old: kept.
+        s.prune(T0 + cfg.horizon_ms, &cfg);
+        assert_eq!(s.ring.len(), 2);
+        s.prune(T0 + cfg.horizon_ms + 1, &cfg);
+        assert_eq!(s.ring.len(), 1);
+        assert_eq!(
+            (s.items.len(), s.categories.clone()),
+            (1, vec!["hats".to_string()])
+        );
+        // An item re-filed under another category leaves the old one unused: it goes too.
+        s.ingest(
+            &Event::new(EventKind::View, "b", T0 + 2),
+            Some("caps"),
+            None,
+            &cfg,
+        );
+        s.compact_tables();
+        assert_eq!(s.categories, ["caps"]);
+    }
 }

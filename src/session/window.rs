@@ -224,4 +224,20 @@ mod tests {
             vec![n]
         );
     }
+
+    #[test]
+    fn an_event_at_the_window_s_lower_bound_counts() {
+        let cfg = SessionConfig::default();
+        let t = 1_764_201_600_000u64;
+        let mut s = SessionState::new();
+        s.ingest(&Event::new(EventKind::View, "x", t), None, None, &cfg);
+        let w = Window::sliding(600_000);
+        let count = |now: u64| s.count_item(0, EventKind::View, w, now, cfg.bucket_ms);
+        assert_eq!(
+            count(t + 599_999),
+            1,
+            "lower bound = now - 599,999 = the event"
+        );
+        assert_eq!(count(t + 600_000), 0);
+    }
 }
