@@ -31,9 +31,24 @@ fn limits(s: &Settings) -> Limits {
     }
 }
 
+/// The `source` batches are sealed under.
+pub const SOURCE: &str = "edge";
+
+/// A fresh batch id (none when the platform's random source fails: sealing waits).
+fn new_id() -> Option<String> {
+    let id = crate::random::hex_id(16);
+    if id.is_err() {
+        stats::inc(Counter::BatchIdsUnavailable);
+    }
+    id.ok()
+}
+
 /// Adds a decision's counters to the outbox.
 pub fn record(s: &Settings, delta: &AggregateDelta, now: u64) {
-    let r = OUTBOX.with(|o| o.borrow_mut().record(delta, now, &limits(s)));
+    let r = OUTBOX.with(|o| {
+        o.borrow_mut()
+            .record(delta, now, &limits(s), SOURCE, new_id)
+    });
     if let Recorded::Dropped { events } = r {
         stats::inc(Counter::DeltasDroppedOutboxFull);
         stats::add(Counter::EventsDropped, events);
@@ -46,7 +61,7 @@ pub fn due(s: &Settings, now: u64) -> bool {
 }
 
 /// Seals what may be sealed and posts every waiting batch, oldest first, until one fails.
-pub async fn flush(s: Settings, source: String) {
+pub async fn flush(s: Settings) {
     let Some(url) = s.collector_url.clone() else {
         // No collector configured: counters were visible in /v1/stats until now; say how
         // many events' counters are discarded rather than let them vanish silently.
@@ -55,15 +70,7 @@ pub async fn flush(s: Settings, source: String) {
         return;
     };
     let now = now_ms();
-    let batches = OUTBOX.with(|o| {
-        o.borrow_mut().begin(now, &limits(&s), &source, || {
-            let id = crate::random::hex_id(16);
-            if id.is_err() {
-                stats::inc(Counter::BatchIdsUnavailable);
-            }
-            id.ok()
-        })
-    });
+    let batches = OUTBOX.with(|o| o.borrow_mut().begin(now, &limits(&s), SOURCE, new_id));
     for (id, body) in batches {
         if !breaker::allow(Dep::Collector, now_ms()) {
             stats::inc(Counter::BatchesDeferredBreaker);

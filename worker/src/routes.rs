@@ -118,7 +118,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<
         None => origin::page(req, &env, &ctx, &s).await,
     };
     if flush::due(&s, now_ms()) {
-        ctx.wait_until(flush::flush(s.clone(), "edge".to_string()));
+        ctx.wait_until(flush::flush(s.clone()));
     }
     resp
 }

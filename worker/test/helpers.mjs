@@ -136,16 +136,16 @@ export const T = () => Date.now();
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * A Miniflare worker (`kv-chaos`) whose default export wraps a real KV namespace (INNER) so a
- * test can make it slow (1.5 s per call) or unavailable (every call throws) by writing `mode`
- * into its CONTROL namespace; it counts the calls it is given (CONTROL `calls`). Bind it with
- * `wrappedBindings: { CONFIG: { scriptName: 'kv-chaos' } }`. The only test double: it injects
+ * A Miniflare worker (named `name`) whose default export wraps a real KV namespace (INNER) so
+ * a test can make it slow (1.5 s per call) or unavailable (every call throws) by writing
+ * `mode` into its CONTROL namespace; it counts the calls it is given (CONTROL `calls`). Bind it
+ * with `wrappedBindings: { CONFIG: { scriptName: name } }`. The only test double: it injects
  * the outage; the data behind it is the real namespace.
  */
-export const chaosKv = {
-  name: 'kv-chaos',
+export const chaosKv = (name = 'kv-chaos') => ({
+  name,
   modules: true,
-  kvNamespaces: { INNER: 'config', CONTROL: 'control' },
+  kvNamespaces: { INNER: `${name}-inner`, CONTROL: `${name}-control` },
   script: `
 let calls = 0;
 export default function (env) {
@@ -163,14 +163,14 @@ export default function (env) {
     async delete(k) { await guard(); return env.INNER.delete(k); },
   };
 }`,
-};
+});
 
-/** Sets the chaos wrapper's mode: 'normal', 'slow' or 'down'. */
-export async function setChaos(mf, mode) {
-  await (await mf.getKVNamespace('CONTROL', 'kv-chaos')).put('mode', mode);
+/** Sets a chaos wrapper's mode: 'normal', 'slow' or 'down'. */
+export async function setChaos(mf, mode, name = 'kv-chaos') {
+  await (await mf.getKVNamespace('CONTROL', name)).put('mode', mode);
 }
 
-/** Calls the chaos wrapper has been given so far. */
-export async function chaosCalls(mf) {
-  return Number(await (await mf.getKVNamespace('CONTROL', 'kv-chaos')).get('calls') || 0);
+/** Calls a chaos wrapper has been given so far. */
+export async function chaosCalls(mf, name = 'kv-chaos') {
+  return Number(await (await mf.getKVNamespace('CONTROL', name)).get('calls') || 0);
 }

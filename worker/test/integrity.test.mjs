@@ -262,3 +262,44 @@ test('a browser report is relayed under a batch id that is the same on every res
   await mf.dispatchFetch(`${U}/v1/browser-decisions`, { method: 'POST', headers: { cookie: other.header() }, body: JSON.stringify(report) });
   assert.notEqual(collector.batches[2].id, ids[0]);
 });
+
+test('FLUSH_MAX_KEYS and MAX_UNACKED_BATCHES bound what an outage holds; the overflow is counted, the rest arrives once', async () => {
+  let down = true;
+  const collector = await recordingCollector(() => (down ? 503 : 200));
+  cleanups.push(collector.close);
+  const KEYS = 10;
+  const mf = await worker({
+    COLLECTOR_URL: `${collector.url}/v1/aggregates`, FLUSH_MAX_AGE_MS: '0', FLUSH_MAX_KEYS: String(KEYS),
+    MAX_UNACKED_BATCHES: '2', BREAKER_COOLDOWN_MS: '1500',
+  });
+  // 60 views of 60 different items from three sessions: each decision adds a few keys (the
+  // item, the transition from the session's previous item, its tier and rule counters).
+  const jars = [new Jar(), new Jar(), new Jar()];
+  let sent = 0;
+  for (let i = 0; i < 60; i++) {
+    const r = await events(mf, jars[i % 3], [{ type: 'view', item: `sku-0${100 + i}`, ts: Date.now() }]);
+    assert.equal(r.status, 202);
+    sent += 1;
+  }
+  const during = await (await mf.dispatchFetch(`${U}/v1/stats`)).json();
+  const a = during.aggregates;
+  const dropped = during.counters.events_dropped;
+  console.log(`# held ${a.unacked_keys} + ${a.buffered_keys} keys, ${a.unacked_events} + ${a.buffered_events} events; dropped ${dropped}`);
+  assert.equal(a.unacked_batches, 2, 'both slots taken');
+  // Bound: two sealed batches and the open buffer, each at most FLUSH_MAX_KEYS plus the keys of
+  // the one delta that filled it (at most 4 here: item, transition, tier, rule).
+  assert.ok(a.unacked_keys + a.buffered_keys <= 3 * (KEYS + 4), JSON.stringify(a));
+  assert.ok(dropped > 0, 'the overflow is refused and counted');
+  assert.equal(a.unacked_events + a.buffered_events + dropped, sent, 'every event held or counted as dropped');
+  down = false;
+  const arrived = () => collector.batches.reduce((n, b) => n + b.delta.events, 0);
+  for (let i = 0; i < 100 && arrived() < sent - dropped; i++) {
+    await (await mf.dispatchFetch(`${U}/v1/health`)).arrayBuffer();
+    await sleep(100);
+  }
+  assert.equal(arrived(), sent - dropped, 'what was held arrives, once');
+  const keys = (d) => Object.keys(d.items).length + Object.keys(d.rule_hits).length + Object.keys(d.tiers).length
+    + Object.keys(d.variants).length + Object.values(d.transitions).reduce((n, m) => n + Object.keys(m).length, 0);
+  for (const b of collector.batches) assert.ok(keys(b.delta) <= KEYS + 4, `batch of ${keys(b.delta)} keys`);
+  assert.equal(new Set(collector.batches.map((b) => b.id)).size, collector.batches.length, 'no batch twice');
+});

@@ -2,7 +2,9 @@
 // the release it has while refreshes fail, the config-KV breaker opens after BREAKER_THRESHOLD
 // failures and makes no KV call during its cool-down, a failed trial re-opens it, and once KV is
 // back the next trial loads the release published meanwhile. A slow KV costs a request at most
-// CONFIG_BUDGET_MS. CONFIG is the real Miniflare namespace behind helpers.mjs `chaosKv`.
+// CONFIG_BUDGET_MS. A slow session KV costs at most KV_BUDGET_MS and serves the cached tier,
+// then its breaker skips it. CONFIG and SESSIONS are real Miniflare namespaces behind
+// helpers.mjs `chaosKv`.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -13,7 +15,7 @@ import { root, publishEntries, seedConfig, COLLECTOR_SECRET, SERVER_API_KEY, ser
 const U = 'http://localhost';
 const TTL = 2000; // CONFIG_TTL_MS; a failed refresh is retried after 1 s (config.rs)
 const COOLDOWN = 4000; // BREAKER_COOLDOWN_MS
-const BUDGET = 300; // CONFIG_BUDGET_MS
+const BUDGET = 300; // CONFIG_BUDGET_MS, SHARD_BUDGET_MS and KV_BUDGET_MS
 const mfs = [];
 after(async () => { for (const mf of mfs) await mf.dispose(); });
 
@@ -27,21 +29,22 @@ async function start() {
         scriptPath: path.join(root, 'worker/build-test/index.js'),
         modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
         compatibilityDate: '2026-04-01',
-        kvNamespaces: ['SESSIONS'],
-        wrappedBindings: { CONFIG: { scriptName: 'kv-chaos' } },
+        wrappedBindings: { CONFIG: { scriptName: 'kv-chaos' }, SESSIONS: { scriptName: 'sessions-chaos' } },
         bindings: {
           SESSION_SECRET: 'test-session-secret', COLLECTOR_SECRET, SERVER_API_KEY,
-          KV_BUDGET_MS: '1000', CONFIG_BUDGET_MS: String(BUDGET), SHARD_BUDGET_MS: String(BUDGET),
+          KV_BUDGET_MS: String(BUDGET), CONFIG_BUDGET_MS: String(BUDGET), SHARD_BUDGET_MS: String(BUDGET),
           BREAKER_THRESHOLD: '2', BREAKER_COOLDOWN_MS: String(COOLDOWN), CONFIG_TTL_MS: String(TTL),
           FLUSH_MAX_AGE_MS: '600000',
         },
       },
-      chaosKv,
+      chaosKv(),
+      chaosKv('sessions-chaos'),
     ],
   });
   mfs.push(mf);
   await seedConfig(await mf.getKVNamespace('INNER', 'kv-chaos'));
   await setChaos(mf, 'normal');
+  await setChaos(mf, 'normal', 'sessions-chaos');
   return mf;
 }
 
@@ -153,4 +156,36 @@ test(`config KV slow: a due refresh costs a request at most CONFIG_BUDGET_MS (${
   assert.equal(s.counters.config_refresh_failures, 1, 'the blown budget counts as a failure');
   assert.ok(slow - base <= BUDGET + 250, `slow refresh cost ${Math.round(slow - base)} ms over a ${Math.round(base)} ms baseline`);
   assert.ok(slow >= BUDGET, `the budget was waited out (${Math.round(slow)} ms)`);
+});
+
+test(`session KV slow: the cached tier answers within KV_BUDGET_MS (${BUDGET} ms) plus 250 ms tolerance, and after BREAKER_THRESHOLD timeouts KV is skipped`, async (t) => {
+  const mf = await start();
+  const times = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    assert.equal((await decide(mf)).tier, 'full');
+    times.push(performance.now() - t0);
+  }
+  const base = times.sort((a, b) => a - b)[2];
+  await setChaos(mf, 'slow', 'sessions-chaos'); // every session KV call takes 1.5 s
+  const timed = async () => {
+    const t0 = performance.now();
+    const d = await decide(mf);
+    return { ...d, ms: performance.now() - t0 };
+  };
+  const slow = [await timed(), await timed()];
+  const calls = await chaosCalls(mf, 'sessions-chaos');
+  const skipped = await timed();
+  t.diagnostic(`baseline ${base.toFixed(1)} ms; slow reads ${slow.map((x) => x.ms.toFixed(1))} ms; breaker open ${skipped.ms.toFixed(1)} ms`);
+  for (const d of slow) {
+    assert.equal(d.tier, 'cached');
+    assert.ok(d.ms >= BUDGET && d.ms - base <= BUDGET + 250, `${d.ms} ms`);
+  }
+  assert.equal(skipped.tier, 'cached');
+  assert.equal(await chaosCalls(mf, 'sessions-chaos'), calls, 'an open breaker makes no session KV call');
+  assert.ok(skipped.ms < BUDGET, `skipping costs no budget: ${skipped.ms} ms`);
+  const s = await json(mf, '/v1/stats');
+  assert.equal(s.counters.kv_read_timeouts, 2, JSON.stringify(s.counters));
+  assert.equal(s.counters.kv_reads_skipped_breaker, 1);
+  assert.equal(s.breakers.session_kv.opened, 1);
 });

@@ -54,7 +54,7 @@ test(`${ITEMS} items: cold and warm decisions read only their shards; slow and u
           FLUSH_MAX_AGE_MS: '600000', SHARD_CACHE_BYTES: String(CACHE_BYTES),
         },
       },
-      chaosKv,
+      chaosKv(),
     ],
   });
   const inner = await mf.getKVNamespace('INNER', 'kv-chaos');

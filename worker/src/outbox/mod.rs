@@ -69,15 +69,29 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Adds a decision's counters.
-    pub fn record(&mut self, delta: &AggregateDelta, now_ms: u64, l: &Limits) -> Recorded {
+    /// Adds a decision's counters. A full open buffer is sealed here when a slot is free
+    /// (under the id `new_id` gives), not only when a send starts: during a retry delay or an
+    /// open breaker no send starts, and the bound must hold then too.
+    pub fn record(
+        &mut self,
+        delta: &AggregateDelta,
+        now_ms: u64,
+        l: &Limits,
+        source: &str,
+        new_id: impl FnOnce() -> Option<String>,
+    ) -> Recorded {
         if delta.is_empty() {
             return Recorded::Merged;
         }
-        if self.sealed.len() >= l.max_sealed.max(1) && self.open.key_count() >= l.seal_keys {
-            return Recorded::Dropped {
-                events: delta.events,
-            };
+        if self.open.key_count() >= l.seal_keys {
+            if self.sealed.len() < l.max_sealed.max(1) {
+                self.seal(now_ms, source, new_id);
+            }
+            if self.open.key_count() >= l.seal_keys {
+                return Recorded::Dropped {
+                    events: delta.events,
+                };
+            }
         }
         if self.open.is_empty() {
             self.open_since_ms = now_ms;
@@ -115,24 +129,32 @@ impl Outbox {
     ) -> Vec<(String, Vec<u8>)> {
         let may_seal = self.sealed.is_empty()
             || (self.open.key_count() >= l.seal_keys && self.sealed.len() < l.max_sealed.max(1));
-        if may_seal && !self.open.is_empty() {
-            if let Some(id) = new_id() {
-                let delta = std::mem::take(&mut self.open);
-                let (events, keys) = (delta.events, delta.key_count());
-                let batch = AggregateBatch::new(id, source, now_ms, delta);
-                self.sealed.push_back(Sealed {
-                    id: batch.id.clone(),
-                    body: batch.encode(),
-                    events,
-                    keys,
-                });
-            }
+        if may_seal {
+            self.seal(now_ms, source, new_id);
         }
         self.sending_since_ms = Some(now_ms);
         self.sealed
             .iter()
             .map(|s| (s.id.clone(), s.body.clone()))
             .collect()
+    }
+
+    /// Seals the open buffer (if any) under the id `new_id` gives (none: it stays open).
+    fn seal(&mut self, now_ms: u64, source: &str, new_id: impl FnOnce() -> Option<String>) {
+        if self.open.is_empty() {
+            return;
+        }
+        if let Some(id) = new_id() {
+            let delta = std::mem::take(&mut self.open);
+            let (events, keys) = (delta.events, delta.key_count());
+            let batch = AggregateBatch::new(id, source, now_ms, delta);
+            self.sealed.push_back(Sealed {
+                id: batch.id.clone(),
+                body: batch.encode(),
+                events,
+                keys,
+            });
+        }
     }
 
     /// The collector acknowledged a batch (or refused it for good): it leaves the outbox.

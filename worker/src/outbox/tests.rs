@@ -29,7 +29,7 @@ fn ids() -> impl FnMut() -> Option<String> {
 fn an_outage_merges_into_one_open_buffer_and_loses_nothing() {
     let mut o = Outbox::default();
     let mut next = ids();
-    o.record(&views("a", 1), 0, &L);
+    o.record(&views("a", 1), 0, &L, "edge", &mut next);
     assert!(!o.due(999, &L));
     assert!(o.due(1000, &L), "old enough");
     let sent = o.begin(1000, &L, "edge", &mut next);
@@ -38,7 +38,13 @@ fn an_outage_merges_into_one_open_buffer_and_loses_nothing() {
     o.finish();
     // The outage goes on: 10,000 decisions on the same two items.
     for t in 0..10_000 {
-        o.record(&views(if t % 2 == 0 { "a" } else { "b" }, 1), 1000 + t, &L);
+        o.record(
+            &views(if t % 2 == 0 { "a" } else { "b" }, 1),
+            1000 + t,
+            &L,
+            "edge",
+            &mut next,
+        );
         assert!(
             o.due(1000 + t, &L) == (t >= 1000),
             "retry waits for the backoff"
@@ -78,7 +84,9 @@ fn memory_is_bounded_by_keys_and_overflow_is_counted() {
     let mut next = ids();
     let mut dropped = 0;
     for i in 0..100 {
-        if let Recorded::Dropped { events } = o.record(&views(&format!("i{i}"), 1), i, &L) {
+        if let Recorded::Dropped { events } =
+            o.record(&views(&format!("i{i}"), 1), i, &L, "edge", &mut next)
+        {
             dropped += events;
         }
         if o.due(i, &L) {
@@ -100,7 +108,7 @@ fn memory_is_bounded_by_keys_and_overflow_is_counted() {
 #[test]
 fn a_cut_off_send_is_taken_over_and_a_missing_id_seals_later() {
     let mut o = Outbox::default();
-    o.record(&views("a", 2), 0, &L);
+    o.record(&views("a", 2), 0, &L, "edge", || None);
     assert!(
         o.begin(5000, &L, "edge", || None).is_empty(),
         "no id: nothing sealed"
@@ -114,4 +122,29 @@ fn a_cut_off_send_is_taken_over_and_a_missing_id_seals_later() {
     assert_eq!(sent.len(), 1);
     assert_eq!(o.done("x").map(|s| s.events), Some(2));
     assert!(o.done("x").is_none(), "acknowledged once");
+}
+
+#[test]
+fn the_bound_holds_while_a_retry_waits() {
+    let mut o = Outbox::default();
+    let mut next = ids();
+    o.record(&views("first", 1), 0, &L, "edge", &mut next);
+    o.begin(0, &L, "edge", &mut next);
+    o.failed(0);
+    o.finish();
+    // Within the 1 s retry delay no send starts; 100 distinct items arrive meanwhile.
+    let mut dropped = 0;
+    for i in 0..100 {
+        assert!(!o.due(1 + i, &L));
+        if let Recorded::Dropped { events } =
+            o.record(&views(&format!("i{i}"), 1), 1 + i, &L, "edge", &mut next)
+        {
+            dropped += events;
+        }
+    }
+    // Slots: the batch in flight and one more sealed here; the open buffer full.
+    assert_eq!(o.sealed(), 2);
+    assert_eq!(o.sealed_keys() + o.open().key_count(), 1 + 3 + 3);
+    assert_eq!(o.sealed_events() + o.open().events + dropped, 101);
+    assert_eq!(dropped, 100 - 3 - 3);
 }
