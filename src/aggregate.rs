@@ -745,4 +745,88 @@ mod tests {
             "an empty rule id alone is refused"
         );
     }
+
+    #[test]
+    fn emptiness_ids_sources_counters_and_the_error_cap_each_on_their_own() {
+        assert!(AggregateDelta::default().is_empty());
+        let mut one = AggregateDelta::default();
+        one.count_tier("full");
+        assert!(!one.is_empty());
+        let with = |f: &dyn Fn(&mut AggregateBatch)| {
+            let mut b = batch(AggregateDelta::default());
+            f(&mut b);
+            fields(b.validate())
+        };
+        assert_eq!(with(&|_| {}), Vec::<String>::new());
+        assert_eq!(with(&|b| b.id = String::new()), ["id"]);
+        assert_eq!(with(&|b| b.id = "i".repeat(64)), Vec::<String>::new());
+        assert_eq!(with(&|b| b.id = "i".repeat(65)), ["id"]);
+        assert_eq!(with(&|b| b.id = "id-é".into()), ["id"], "ASCII only");
+        assert_eq!(with(&|b| b.source = "s".repeat(128)), Vec::<String>::new());
+        assert_eq!(with(&|b| b.source = "s".repeat(129)), ["source"]);
+        assert_eq!(
+            with(&|b| b.delta.events = MAX_COUNTER),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            with(&|b| b.delta.events = MAX_COUNTER + 1),
+            ["delta.events"]
+        );
+        // At most 50 errors are listed, however many there are.
+        let many = with(&|b| {
+            for i in 0..60 {
+                b.delta.rule_hits.insert(format!("r{i}"), MAX_COUNTER + 1);
+            }
+        });
+        assert_eq!(many.len(), 50);
+    }
+
+    #[test]
+    fn a_browser_report_is_refused_for_each_foreign_counter_alone() {
+        let base = || {
+            let mut d = AggregateDelta {
+                decisions: 2,
+                ..Default::default()
+            };
+            d.tiers.insert("browser".into(), 2);
+            d
+        };
+        let refused = |f: &dyn Fn(&mut AggregateDelta)| {
+            let mut d = base();
+            f(&mut d);
+            check_browser_report(&d)
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(refused(&|_| {}), Vec::<String>::new());
+        assert_eq!(refused(&|d| d.events = 1), ["delta"]);
+        assert_eq!(refused(&|d| d.duplicates = 1), ["delta"]);
+        assert_eq!(refused(&|d| d.count_event("x", EventKind::View)), ["delta"]);
+        assert_eq!(refused(&|d| d.count_transition("x", "y")), ["delta"]);
+        let variant = |f: &dyn Fn(&mut VariantCounts)| {
+            refused(&|d| f(d.variants.entry("e/a".into()).or_default()))
+        };
+        assert_eq!(
+            variant(&|v| v.exposures = 2),
+            Vec::<String>::new(),
+            "one per decision"
+        );
+        assert_eq!(variant(&|v| v.exposures = 3), ["delta.variants[\"e/a\"]"]);
+        assert_eq!(variant(&|v| v.clicks = 1), ["delta.variants[\"e/a\"]"]);
+        let key = |k: String| {
+            refused(&|d| {
+                d.variants.insert(k.clone(), VariantCounts::default());
+            })
+            .len()
+        };
+        assert_eq!(
+            (
+                key(String::new()),
+                key("v".repeat(257)),
+                key("v".repeat(258))
+            ),
+            (1, 0, 1)
+        );
+    }
 }

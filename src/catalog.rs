@@ -402,4 +402,27 @@ mod tests {
         assert_eq!(top.len(), CATEGORY_TOP_LEN);
         assert_eq!(top[0] as usize, CATEGORY_TOP_LEN + 4, "most popular first");
     }
+
+    #[test]
+    fn lookups_by_id_and_index_and_at_most_50_errors() {
+        let c = Catalog::from_json(doc().as_bytes()).unwrap();
+        assert_eq!(
+            (c.index_of("a"), c.index_of("c"), c.index_of("zz")),
+            (Some(0), Some(2), None)
+        );
+        assert_eq!(c.item(1).map(|i| i.id.as_str()), Some("b"));
+        assert!(c.item(3).is_none());
+        assert_eq!(
+            (c.item_category(0), c.item_category(2)),
+            (Some("shoes"), Some("hats"))
+        );
+        let many: Vec<ItemDoc> = (0..60)
+            .map(|i| {
+                let mut it = item(&format!("i{i}"));
+                it.popularity = -1.0;
+                it
+            })
+            .collect();
+        assert_eq!(refused(many).len(), 50);
+    }
 }

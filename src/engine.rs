@@ -818,4 +818,68 @@ mod tests {
         ]);
         assert_eq!(e.to_string(), "invalid batch: id: bad; delta: too big");
     }
+
+    #[test]
+    fn the_engine_keeps_its_config_and_plans_no_session_items_for_stateless_tiers() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo/");
+        let bundle = std::fs::read_to_string(format!("{dir}rules.json")).unwrap();
+        let catalog = std::fs::read(format!("{dir}catalog.json")).unwrap();
+        let mut cfg = EngineConfig::default();
+        cfg.session.ring_capacity = 7;
+        let engine = Engine::from_json(cfg, &bundle, &catalog).unwrap();
+        assert_eq!(engine.config().session.ring_capacity, 7);
+        let t = 1_764_201_600_000;
+        let events = [Event::new(EventKind::View, "sku-0163", t)];
+        let d = engine.decide(&DecideRequest {
+            events: &events,
+            now_ms: t + 1,
+            limit: 0,
+            ..Default::default()
+        });
+        // limit 0: events stored, no decision made or counted.
+        assert!(d.state_changed && d.items.is_empty() && d.rule_hits.is_empty());
+        assert_eq!(d.delta.decisions, 0);
+        let blob = d.state.unwrap();
+        let again = engine.decide(&DecideRequest {
+            state: Some(&blob),
+            now_ms: t + 2,
+            limit: 4,
+            ..Default::default()
+        });
+        assert!(!again.state_changed, "nothing new: the same bytes");
+        assert_eq!(again.delta.decisions, 1);
+        let plan = |tier, state: Option<&[u8]>| {
+            engine.plan(&DecideRequest {
+                state,
+                now_ms: t + 2,
+                limit: 4,
+                tier: Some(tier),
+                ..Default::default()
+            })
+        };
+        assert_eq!(plan(Tier::Static, Some(&blob)), plan(Tier::Static, None));
+        assert_eq!(plan(Tier::Cached, Some(&blob)), plan(Tier::Cached, None));
+        assert_eq!(
+            plan(Tier::Full, Some(&blob)).len(),
+            plan(Tier::Full, None).len() + 1
+        );
+        assert_eq!(plan(Tier::Full, Some(&[])), plan(Tier::Full, None));
+    }
+
+    #[test]
+    fn a_report_field_refused_for_its_shape_and_as_unknown_is_listed_once() {
+        let engine = demo_engine();
+        let mut d = AggregateDelta {
+            decisions: 1,
+            ..Default::default()
+        };
+        d.count_tier("browser");
+        d.rule_hits.insert("invented".into(), 5);
+        let fields: Vec<String> = engine
+            .check_browser_report(&d)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["delta.rule_hits[\"invented\"]"]);
+    }
 }

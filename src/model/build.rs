@@ -791,7 +791,7 @@ mod tests {
             let card = &rec.card;
             assert_eq!(card.id, it.id);
             let category = card.category().and_then(|c| head.category_name(c));
-            assert_eq!(category.as_deref(), it.category.as_deref(), "{}", it.id);
+            assert_eq!(category, it.category.as_deref(), "{}", it.id);
             assert_eq!(card.price(), it.price, "{}", it.id);
             assert_eq!(card.available, it.available);
             assert_eq!(card.title().map(|t| t.to_string()), it.title);
