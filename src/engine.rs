@@ -882,4 +882,31 @@ mod tests {
             .collect();
         assert_eq!(fields, ["delta.rule_hits[\"invented\"]"]);
     }
+
+    #[test]
+    fn after_the_idle_timeout_a_new_session_is_not_held_to_the_old_numbers() {
+        let engine = demo_engine();
+        let t = 1_764_201_600_000;
+        let mut first = Event::new(EventKind::View, "sku-0005", t);
+        first.seq = Some(5);
+        let blob = engine
+            .decide(&DecideRequest {
+                events: &[first],
+                now_ms: t + 1,
+                ..Default::default()
+            })
+            .state
+            .unwrap();
+        let idle = engine.config().session.idle_ms;
+        let mut far = Event::new(EventKind::View, "sku-0006", t + idle + 1);
+        far.seq = Some(5 + MAX_SEQ_JUMP + 1);
+        let d = engine.decide(&DecideRequest {
+            state: Some(&blob),
+            events: &[far],
+            now_ms: t + idle + 2,
+            ..Default::default()
+        });
+        assert!(d.rejected.is_empty(), "{:?}", d.rejected);
+        assert_eq!(d.accepted, 1);
+    }
 }

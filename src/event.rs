@@ -498,4 +498,37 @@ mod tests {
             "events[0].ts"
         );
     }
+
+    #[test]
+    fn kinds_name_themselves_and_impressions_are_not_interactions() {
+        let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["view", "click", "add_to_cart", "purchase", "impression"]
+        );
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+            assert_eq!(k.is_interaction(), k != EventKind::Impression);
+        }
+    }
+
+    #[test]
+    fn batch_size_id_length_and_listed_errors_are_bounded_at_their_edges() {
+        let batch = |n: usize, item: &str| {
+            let one = format!(r#"{{"type":"view","item":"{item}","ts":{NOW}}}"#);
+            parse(&format!("[{}]", vec![one; n].join(",")))
+        };
+        assert_eq!(
+            batch(MAX_EVENTS_PER_BATCH, "a").unwrap().len(),
+            MAX_EVENTS_PER_BATCH
+        );
+        assert_eq!(
+            batch(MAX_EVENTS_PER_BATCH + 1, "a").unwrap_err().errors[0].field,
+            "events"
+        );
+        assert!(batch(1, &"x".repeat(MAX_ID_LEN)).is_ok());
+        assert!(batch(1, &"x".repeat(MAX_ID_LEN + 1)).is_err());
+        // 60 bad events: at most 50 errors listed.
+        assert_eq!(batch(60, "").unwrap_err().errors.len(), 50);
+    }
 }
