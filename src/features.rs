@@ -249,4 +249,27 @@ mod tests {
             (1, 1, 1)
         );
     }
+
+    #[test]
+    fn nothing_past_the_horizon_counts_and_cart_value_is_price_times_quantity() {
+        let cfg = SessionConfig::default();
+        let t0 = 1_764_201_600_000;
+        let mut s = SessionState::new();
+        s.ingest(
+            &Event::new(EventKind::View, "a", t0),
+            Some("shoes"),
+            None,
+            &cfg,
+        );
+        let mut cart = Event::new(EventKind::AddToCart, "b", t0);
+        cart.quantity = Some(3);
+        s.ingest(&cart, Some("hats"), Some(2.5), &cfg);
+        let f = Features::compute(&s, Context::default(), t0 + 1, &cfg);
+        assert_eq!((f.distinct_items, f.cart_value), (2, 7.5));
+        // One horizon later the events are out of every window (nothing pruned yet).
+        let f = Features::compute(&s, Context::default(), t0 + cfg.horizon_ms, &cfg);
+        assert_eq!((f.distinct_items, f.distinct_categories), (0, 0));
+        assert_eq!(f.most_viewed_item, None);
+        assert!(f.top_categories.is_empty());
+    }
 }

@@ -720,6 +720,8 @@ mod tests {
             "config:current",
             "shard:xyz:1",
             "shard:0123456789abcdef:",
+            "shard:0123456789abcdef:+1",
+            "shard:0123456789abcdef:-1",
             "patch:0123",
         ] {
             assert!(!crate::model::is_shard_key(bad), "{bad}");
@@ -753,12 +755,14 @@ mod tests {
             Some(first.clone())
         );
         assert!(shard.record("not-an-item").is_none());
-        // The LRU charges a decoded shard at least three times its stored bytes.
+        // The LRU charges a decoded shard about what it holds: three times its stored bytes
+        // plus ~160 bytes a record (the decoded strings and vectors).
+        let (n, b) = (shard.records().len(), bytes.len());
+        assert!(n > 1);
+        let heap = shard.heap_bytes();
         assert!(
-            shard.heap_bytes() >= 3 * bytes.len(),
-            "{} for {}",
-            shard.heap_bytes(),
-            bytes.len()
+            heap >= 3 * b + 100 * n && heap <= 4 * b + 200 * n,
+            "{heap} for {b} bytes, {n} records"
         );
         let twice = crate::model::encode(&ShardDoc {
             records: vec![shard.records[0].clone(), shard.records[0].clone()],
@@ -882,5 +886,43 @@ mod tests {
         let head = Head::decode(&r.head).unwrap();
         assert_eq!(head.base_shards, want);
         assert!(kv.values().all(|b| stored_len(b.len()) <= SHARD_MAX_BYTES));
+    }
+
+    #[test]
+    fn heads_refuse_inconsistent_fields_and_name_their_own_shard_keys_only() {
+        let (r, _) = release(&doc(50, "v"), None);
+        let body = &r.head[1..];
+        let tweak = |f: &dyn Fn(&mut HeadDoc)| {
+            let mut d: HeadDoc = rmp_serde::from_slice(body).unwrap();
+            f(&mut d);
+            Head::decode(&crate::model::encode(&d))
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(tweak(&|_| {}), None);
+        let e = tweak(&|d| d.base_shards = 0).expect("items without shards");
+        assert!(e.contains("base_shards"), "{e}");
+        let e = tweak(&|d| d.category_top.push(vec![])).expect("a list past the categories");
+        assert!(e.contains("category_top"), "{e}");
+        let head = Head::decode(&r.head).unwrap();
+        let last = ShardRef::Base(head.base_shards - 1);
+        assert!(head.key(last).is_some());
+        assert_eq!(head.key(ShardRef::Base(head.base_shards)), None);
+        // A patch release: its patch keys are its own; others' and the empty one are not.
+        let d1 = doc(300, "v1");
+        let (r1, _) = release(&d1, None);
+        let prev = Previous {
+            head: Head::decode(&r1.head).unwrap(),
+            index: r1.index.clone(),
+        };
+        let mut d2 = d1.clone();
+        d2.items[3].popularity += 1.0;
+        let (r2, written) = release(&d2, Some(&prev));
+        let h2 = Head::decode(&r2.head).unwrap();
+        let key = written.keys().find(|k| k.starts_with("patch:")).unwrap();
+        let at = h2.shard_of_key(key).expect("its own patch shard");
+        assert_eq!(h2.key(at).as_deref(), Some(key.as_str()));
+        assert_eq!(h2.shard_of_key("patch:0000000000000000"), None);
+        assert_eq!(h2.shard_of_key("patch:0123456789abcdef"), None);
     }
 }
