@@ -68,6 +68,9 @@ pub struct Expect {
     pub items: Option<Vec<String>>,
     /// The list starts with these ids.
     pub items_prefix: Option<Vec<String>>,
+    /// The first scores of the list, as derived by hand to 4 decimals (each must be within
+    /// 0.00005), so the corpus checks the arithmetic, not only the order.
+    pub scores: Option<Vec<f64>>,
     /// None of these ids appear.
     pub excludes: Option<Vec<String>>,
     /// Tier served.
@@ -233,6 +236,21 @@ fn check(m: &mut Vec<String>, i: usize, e: &Expect, o: &StepOutcome) {
     if let Some(prefix) = &e.items_prefix {
         let got: Vec<_> = o.items.iter().take(prefix.len()).collect();
         eq("items_prefix", format!("{prefix:?}"), format!("{got:?}"));
+    }
+    if let Some(want) = &e.scores {
+        let close = want.len() <= o.scores.len()
+            && want
+                .iter()
+                .zip(&o.scores)
+                .all(|(w, g)| (w - g).abs() <= 0.00005);
+        if !close {
+            let got: Vec<String> = o.scores.iter().map(|g| format!("{g:.4}")).collect();
+            eq(
+                "scores",
+                format!("{want:?}"),
+                format!("[{}]", got.join(", ")),
+            );
+        }
     }
     if let Some(t) = e.tier {
         eq("tier", format!("{:?}", Some(t)), format!("{:?}", o.tier));

@@ -151,3 +151,52 @@ fn an_item_names_at_most_four_rules_in_its_why() {
     assert_eq!(named, ["rule:r0", "rule:r1", "rule:r2", "rule:r3"]);
     assert_eq!(d.rule_hits.len(), 6, "all six fired");
 }
+
+#[test]
+fn tiers_parse_from_their_wire_names() {
+    use crate::Tier;
+    for t in [Tier::Full, Tier::Cached, Tier::Static, Tier::Browser] {
+        assert_eq!(Tier::parse(t.as_str()), Some(t));
+    }
+    assert_eq!(Tier::parse("gold"), None);
+}
+
+#[test]
+fn the_highest_priority_rule_decides_purchases_and_the_cap() {
+    let bought = [Event::new(EventKind::Purchase, "b", T)];
+    let two = |first: &str, second: &str| {
+        format!(
+            r#"{{"id":"high","priority":10,"when":{{"all":[]}},"then":[{first}]}},
+               {{"id":"low","priority":5,"when":{{"all":[]}},"then":[{second}]}}"#
+        )
+    };
+    let e = engine(
+        r#"{"exclude_purchased":false}"#,
+        &two(
+            r#"{"exclude_purchased":true}"#,
+            r#"{"exclude_purchased":false}"#,
+        ),
+    );
+    assert!(
+        !ids(&decide(&e, &bought, 10)).contains(&"b"),
+        "high's exclusion stands"
+    );
+    let e = engine(
+        "{}",
+        &two(r#"{"cap_per_category":1}"#, r#"{"cap_per_category":3}"#),
+    );
+    // Popularity alone: a (x), b and c (y): the cap of 1 leaves one y.
+    assert_eq!(ids(&decide(&e, &[], 10)), ["a", "b"]);
+}
+
+#[test]
+fn a_zero_recent_weight_adds_no_recent_reason() {
+    let e = engine(r#"{"seen_policy":"allow"}"#, "");
+    let d = decide(&e, &[Event::new(EventKind::View, "a", T)], 10);
+    let a = d
+        .items
+        .iter()
+        .find(|r| r.id == "a")
+        .expect("allowed back by popularity");
+    assert!(!a.why.contains(&"recent".to_string()), "{:?}", a.why);
+}
