@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev dev-bins test tools tools-dev lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke mutants clean
+.PHONY: dev dev-bins test tools tools-dev lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke mutants mutants-worker clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
@@ -105,12 +105,20 @@ fuzz: tools
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 ## mutants: cargo-mutants over the core (its test kits excluded: .cargo/mutants.toml), tested by
-## the core's own tests; results in mutants.out/. About 1,340 mutants: hours on 2 cores, so not part
-## of `make test`. MUTANTS_ARGS narrows or spreads it (`--file src/experiment.rs`, `--shard 1/4`).
+## the core's own unit, property and corpus tests; results in mutants.out/. 1,345 mutants, about
+## 100 minutes on 2 cores, so not part of `make test`. MUTANTS_ARGS narrows or spreads it
+## (`--file src/experiment.rs`, `--shard 1/4`, `--iterate` to re-test only what a run missed).
 MUTANTS_ARGS ?=
 mutants:
 	@cargo mutants --version >/dev/null 2>&1 || cargo install cargo-mutants --version 27.1.0 --locked
 	cargo mutants --package edgerec --jobs 2 --no-shuffle $(MUTANTS_ARGS)
+
+## mutants-worker: the same over the worker's plain state machines (outbox, breaker, copies),
+## tested by their native unit tests; results in mutants.out/ (about 10 minutes).
+mutants-worker:
+	@cargo mutants --version >/dev/null 2>&1 || cargo install cargo-mutants --version 27.1.0 --locked
+	cargo mutants --package edgerec-worker --jobs 2 --no-shuffle -f worker/src/outbox/mod.rs \
+		-f worker/src/breaker.rs -f worker/src/copies.rs $(MUTANTS_ARGS)
 
 fuzz-smoke: tools
 	scripts/fuzz.sh 3
