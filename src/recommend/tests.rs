@@ -200,3 +200,50 @@ fn a_zero_recent_weight_adds_no_recent_reason() {
         .expect("allowed back by popularity");
     assert!(!a.why.contains(&"recent".to_string()), "{:?}", a.why);
 }
+
+#[test]
+fn two_pins_of_one_category_fill_its_places_under_the_cap() {
+    let catalog = r#"{"version":"t","items":[
+      {"id":"y1","category":"y","popularity":9},{"id":"y2","category":"y","popularity":8},
+      {"id":"y3","category":"y","popularity":7},{"id":"x1","category":"x","popularity":1}]}"#;
+    let bundle = r#"{"version":"t","settings":{"max_per_category":2},"rules":[{"id":"p","when":{"all":[]},
+      "then":[{"pin":{"item":"y3","slot":0}},{"pin":{"item":"y2","slot":1}}]}]}"#;
+    let e = Engine::from_json(EngineConfig::default(), bundle, catalog.as_bytes()).unwrap();
+    // y3 and y2 pinned use both of y's places: y1, the most popular, has none left.
+    assert_eq!(ids(&decide(&e, &[], 4)), ["y3", "y2", "x1"]);
+}
+
+#[test]
+fn a_pin_past_the_list_does_not_stand() {
+    let e = engine(
+        "{}",
+        r#"{"id":"late","when":{"all":[]},"then":[{"pin":{"item":"d","slot":3}}]}"#,
+    );
+    // limit 3: slot 3 is past the list; d (popularity 0) has no other way in.
+    let d = decide(&e, &[], 3);
+    assert_eq!(ids(&d), ["a", "b", "c"]);
+}
+
+#[test]
+fn when_the_cap_empties_the_partial_sort_the_full_ranking_fills_the_list() {
+    // 40 items of category y outrank 3 of other categories; limit 4 takes the best 32 first,
+    // of which the cap of 1 keeps only one: the rest must come from the full ranking.
+    let mut items: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                r#"{{"id":"y{i:02}","category":"y","popularity":{}}}"#,
+                100 + i
+            )
+        })
+        .collect();
+    for (i, c) in ["p", "q", "r"].iter().enumerate() {
+        items.push(format!(
+            r#"{{"id":"{c}","category":"{c}","popularity":{}}}"#,
+            10 - i
+        ));
+    }
+    let catalog = format!(r#"{{"version":"t","items":[{}]}}"#, items.join(","));
+    let bundle = r#"{"version":"t","settings":{"max_per_category":1},"rules":[]}"#;
+    let e = Engine::from_json(EngineConfig::default(), bundle, catalog.as_bytes()).unwrap();
+    assert_eq!(ids(&decide(&e, &[], 4)), ["y39", "p", "q", "r"]);
+}

@@ -554,4 +554,81 @@ mod tests {
         s.compact_tables();
         assert_eq!(s.categories, ["caps"]);
     }
+
+    #[test]
+    fn a_purchase_leaves_the_cart_and_purchases_keep_their_newest_max() {
+        let cfg = SessionConfig {
+            max_purchased: 3,
+            ..Default::default()
+        };
+        let mut s = SessionState::new();
+        let ev = |k, id: &str, t: u64| Event::new(k, id, T0 + t);
+        s.ingest(&ev(EventKind::AddToCart, "a", 0), Some("shoes"), None, &cfg);
+        s.ingest(&ev(EventKind::AddToCart, "b", 1), Some("hats"), None, &cfg);
+        s.ingest(&ev(EventKind::Purchase, "a", 2), None, None, &cfg);
+        let cart: Vec<&str> = s.cart.iter().map(|l| s.item_id(l.item)).collect();
+        assert_eq!(cart, ["b"]);
+        assert_eq!(
+            (s.item_category(0), s.item_category(1)),
+            (Some("shoes"), Some("hats"))
+        );
+        s.ingest(&ev(EventKind::Purchase, "c", 3), None, None, &cfg);
+        s.ingest(&ev(EventKind::Purchase, "d", 4), None, None, &cfg);
+        assert_eq!(s.purchased.len(), 3, "exactly max_purchased kept");
+        s.ingest(&ev(EventKind::Purchase, "e", 5), None, None, &cfg);
+        let bought: Vec<&str> = s.purchased.iter().map(|&i| s.item_id(i)).collect();
+        assert_eq!(bought, ["c", "d", "e"]);
+    }
+
+    #[test]
+    fn a_bucket_is_kept_while_any_of_it_is_inside_the_horizon() {
+        let cfg = SessionConfig {
+            ring_capacity: 1,
+            ..Default::default()
+        };
+        let mut s = SessionState::new();
+        s.ingest(&Event::new(EventKind::View, "a", T0), None, None, &cfg);
+        s.ingest(&Event::new(EventKind::View, "b", T0 + 1), None, None, &cfg);
+        assert_eq!(
+            s.buckets.len(),
+            1,
+            "the older view overflowed into a bucket"
+        );
+        let end = (T0 / cfg.bucket_ms + 1) * cfg.bucket_ms;
+        let mut kept = s.clone();
+        kept.prune(end + cfg.horizon_ms - 1, &cfg);
+        assert_eq!(kept.buckets.len(), 1, "its last millisecond is inside");
+        s.prune(end + cfg.horizon_ms, &cfg);
+        assert_eq!(s.buckets.len(), 0);
+    }
+
+    #[test]
+    fn compaction_drops_a_category_no_item_uses_even_when_every_item_is_used() {
+        let cfg = SessionConfig::default();
+        let mut s = SessionState::new();
+        s.ingest(
+            &Event::new(EventKind::View, "a", T0),
+            Some("hats"),
+            None,
+            &cfg,
+        );
+        s.ingest(
+            &Event::new(EventKind::View, "b", T0 + 1),
+            Some("caps"),
+            None,
+            &cfg,
+        );
+        s.ingest(
+            &Event::new(EventKind::View, "b", T0 + 2),
+            Some("shoes"),
+            None,
+            &cfg,
+        );
+        s.compact_tables();
+        assert_eq!(s.categories, ["hats", "shoes"]);
+        assert_eq!(
+            (s.item_category(0), s.item_category(1)),
+            (Some("hats"), Some("shoes"))
+        );
+    }
 }
