@@ -130,4 +130,14 @@ mod tests {
         success(Dep::Collector);
         assert!(allow(Dep::Collector, 50));
     }
+
+    #[test]
+    fn the_snapshot_names_each_dependency_s_breaker() {
+        failure(Dep::Collector, 1_000, 1, 500);
+        let s = snapshot();
+        assert_eq!(s["collector"]["opened"], 1);
+        assert_eq!(s["collector"]["open_until_ms"], 1_500);
+        assert_eq!(s["session_kv"]["failures"], 0);
+        assert_eq!(s["config_kv"]["opened"], 0);
+    }
 }

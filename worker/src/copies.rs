@@ -267,4 +267,23 @@ mod tests {
         w.prune(16_100);
         assert!(w.is_empty());
     }
+
+    #[test]
+    fn copies_and_write_records_are_kept_until_exactly_their_age_limit() {
+        let mut c = Copies::default();
+        assert!(c.is_empty());
+        c.store("s:a", vec![1], 1_000);
+        assert!(!c.is_empty());
+        c.prune(1_000 + KEEP_MS - 1);
+        assert_eq!(c.len(), 1, "one millisecond short of KEEP_MS: kept");
+        c.prune(1_000 + KEEP_MS);
+        assert!(c.is_empty());
+        let mut w = Coalescer::default();
+        assert_eq!(w.schedule("s:a", 1_000, 1_000), Some(0));
+        w.putting("s:a", 1_000);
+        w.prune(5_999);
+        assert_eq!(w.len(), 1, "a put 4,999 ms ago is remembered");
+        w.prune(6_000);
+        assert!(w.is_empty());
+    }
 }
