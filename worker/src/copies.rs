@@ -283,7 +283,9 @@ mod tests {
         w.putting("s:a", 1_000);
         w.prune(5_999);
         assert_eq!(w.len(), 1, "a put 4,999 ms ago is remembered");
+        assert!(!w.is_empty());
         w.prune(6_000);
         assert!(w.is_empty());
+        assert_eq!(w.len(), 0);
     }
 }
