@@ -226,8 +226,8 @@ mod tests {
         assert_eq!(device_class(""), "unknown");
     }
 
-    #[test]
-    fn impressions_alone_do_not_make_an_item_or_category_visited() {
+    /// A session that viewed item a (category shoes) at t0.
+    fn viewed_a_shoe() -> (SessionConfig, u64, SessionState) {
         let cfg = SessionConfig::default();
         let t0 = 1_764_201_600_000;
         let mut s = SessionState::new();
@@ -237,6 +237,12 @@ mod tests {
             None,
             &cfg,
         );
+        (cfg, t0, s)
+    }
+
+    #[test]
+    fn impressions_alone_do_not_make_an_item_or_category_visited() {
+        let (cfg, t0, mut s) = viewed_a_shoe();
         s.ingest(
             &Event::new(EventKind::Impression, "b", t0 + 1),
             Some("hats"),
@@ -252,15 +258,7 @@ mod tests {
 
     #[test]
     fn nothing_past_the_horizon_counts_and_cart_value_is_price_times_quantity() {
-        let cfg = SessionConfig::default();
-        let t0 = 1_764_201_600_000;
-        let mut s = SessionState::new();
-        s.ingest(
-            &Event::new(EventKind::View, "a", t0),
-            Some("shoes"),
-            None,
-            &cfg,
-        );
+        let (cfg, t0, mut s) = viewed_a_shoe();
         let mut cart = Event::new(EventKind::AddToCart, "b", t0);
         cart.quantity = Some(3);
         s.ingest(&cart, Some("hats"), Some(2.5), &cfg);

@@ -67,19 +67,8 @@ async fn post(app: &axum::Router, body: Vec<u8>) -> StatusCode {
 }
 
 async fn post_full(app: &axum::Router, body: Vec<u8>) -> (StatusCode, String) {
-    let ts = now();
-    let req = Request::post("/v1/aggregates")
-        .header("x-edgerec-timestamp", ts.to_string())
-        .header("x-edgerec-signature", sign(SECRET, ts, &body))
-        .body(Body::from(body))
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    let (status, _, body) = post_with_headers(app, body).await;
+    (status, body)
 }
 
 /// Reads `topic` to its end (the collector's own `tally`: each batch counted once per item,

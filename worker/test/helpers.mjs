@@ -94,25 +94,38 @@ export async function demoOrigin() {
   return origin;
 }
 
-export async function startWorker(bindings = {}, { seed = true, kv = ['SESSIONS', 'CONFIG'], options = {} } = {}) {
-  const mf = new Miniflare({
-    ...options,
+/**
+ * The worker's Miniflare definition (the test build) with the test secrets and `bindings`;
+ * `extra` adds fields such as `kvNamespaces` or `wrappedBindings`. A binding given as
+ * `undefined` is left out (a worker without that setting).
+ */
+export function edgeWorker(bindings = {}, extra = {}) {
+  return {
+    name: 'edge',
     cf: false,
     modules: true,
     scriptPath: path.join(root, 'worker/build-test/index.js'),
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
     compatibilityDate: '2026-04-01',
-    kvNamespaces: kv,
-    // A binding given as `undefined` is left out (a worker without that setting).
+    ...extra,
     bindings: Object.fromEntries(Object.entries({
       SESSION_SECRET: 'test-session-secret',
       COLLECTOR_SECRET,
       SERVER_API_KEY,
+      ...bindings,
+    }).filter(([, v]) => v !== undefined)),
+  };
+}
+
+export async function startWorker(bindings = {}, { seed = true, kv = ['SESSIONS', 'CONFIG'], options = {} } = {}) {
+  const mf = new Miniflare({
+    ...options,
+    ...edgeWorker({
       KV_BUDGET_MS: '1000',
       CONFIG_BUDGET_MS: '2000',
       FLUSH_MAX_AGE_MS: '600000',
       ...bindings,
-    }).filter(([, v]) => v !== undefined)),
+    }, { kvNamespaces: kv }),
   });
   if (seed) await seedConfig(await mf.getKVNamespace('CONFIG'));
   return mf;

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Miniflare } from 'miniflare';
-import { root, publishEntries, seedConfig, COLLECTOR_SECRET, SERVER_API_KEY, serverSession, chaosKv, setChaos, chaosCalls, sleep } from './helpers.mjs';
+import { root, publishEntries, seedConfig, serverSession, chaosKv, setChaos, chaosCalls, sleep, edgeWorker } from './helpers.mjs';
 
 const U = 'http://localhost';
 const TTL = 2000; // CONFIG_TTL_MS; a failed refresh is retried after 1 s (config.rs)
@@ -22,21 +22,11 @@ after(async () => { for (const mf of mfs) await mf.dispose(); });
 async function start() {
   const mf = new Miniflare({
     workers: [
-      {
-        name: 'edge',
-        cf: false,
-        modules: true,
-        scriptPath: path.join(root, 'worker/build-test/index.js'),
-        modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
-        compatibilityDate: '2026-04-01',
-        wrappedBindings: { CONFIG: { scriptName: 'kv-chaos' }, SESSIONS: { scriptName: 'sessions-chaos' } },
-        bindings: {
-          SESSION_SECRET: 'test-session-secret', COLLECTOR_SECRET, SERVER_API_KEY,
-          KV_BUDGET_MS: String(BUDGET), CONFIG_BUDGET_MS: String(BUDGET), SHARD_BUDGET_MS: String(BUDGET),
-          BREAKER_THRESHOLD: '2', BREAKER_COOLDOWN_MS: String(COOLDOWN), CONFIG_TTL_MS: String(TTL),
-          FLUSH_MAX_AGE_MS: '600000',
-        },
-      },
+      edgeWorker({
+        KV_BUDGET_MS: String(BUDGET), CONFIG_BUDGET_MS: String(BUDGET), SHARD_BUDGET_MS: String(BUDGET),
+        BREAKER_THRESHOLD: '2', BREAKER_COOLDOWN_MS: String(COOLDOWN), CONFIG_TTL_MS: String(TTL),
+        FLUSH_MAX_AGE_MS: '600000',
+      }, { wrappedBindings: { CONFIG: { scriptName: 'kv-chaos' }, SESSIONS: { scriptName: 'sessions-chaos' } } }),
       chaosKv(),
       chaosKv('sessions-chaos'),
     ],

@@ -7,8 +7,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Miniflare } from 'miniflare';
-import path from 'node:path';
-import { root, publishEntries, COLLECTOR_SECRET, SERVER_API_KEY, serverSession, chaosKv, setChaos } from './helpers.mjs';
+import { publishEntries, serverSession, chaosKv, setChaos, edgeWorker } from './helpers.mjs';
 
 const ITEMS = 200_000;
 const U = 'http://localhost';
@@ -38,22 +37,11 @@ test(`${ITEMS} items: cold and warm decisions read only their shards; slow and u
   assert.ok(shards.every((e) => e.value.length <= 64 * 1024), 'every shard <= 64 KiB');
   mf = new Miniflare({
     workers: [
-      {
-        name: 'edge',
-        cf: false,
-        modules: true,
-        scriptPath: path.join(root, 'worker/build-test/index.js'),
-        modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
-        compatibilityDate: '2026-04-01',
-        kvNamespaces: ['SESSIONS'],
-        wrappedBindings: { CONFIG: { scriptName: 'kv-chaos' } },
-        bindings: {
-          SESSION_SECRET: 'test-session-secret', COLLECTOR_SECRET, SERVER_API_KEY,
-          KV_BUDGET_MS: '1000', CONFIG_BUDGET_MS: '1000', SHARD_BUDGET_MS: '400',
-          BREAKER_THRESHOLD: '3', BREAKER_COOLDOWN_MS: '1000', CONFIG_TTL_MS: '600000',
-          FLUSH_MAX_AGE_MS: '600000', SHARD_CACHE_BYTES: String(CACHE_BYTES),
-        },
-      },
+      edgeWorker({
+        KV_BUDGET_MS: '1000', CONFIG_BUDGET_MS: '1000', SHARD_BUDGET_MS: '400',
+        BREAKER_THRESHOLD: '3', BREAKER_COOLDOWN_MS: '1000', CONFIG_TTL_MS: '600000',
+        FLUSH_MAX_AGE_MS: '600000', SHARD_CACHE_BYTES: String(CACHE_BYTES),
+      }, { kvNamespaces: ['SESSIONS'], wrappedBindings: { CONFIG: { scriptName: 'kv-chaos' } } }),
       chaosKv(),
     ],
   });
