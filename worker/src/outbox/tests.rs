@@ -148,3 +148,33 @@ fn the_bound_holds_while_a_retry_waits() {
     assert_eq!(o.sealed_events() + o.open().events + dropped, 101);
     assert_eq!(dropped, 100 - 3 - 3);
 }
+
+#[test]
+fn a_waiting_batch_is_retried_and_a_full_buffer_sealed_beside_it() {
+    let mut o = Outbox::default();
+    let mut next = ids();
+    o.record(&views("a", 1), 0, &L, "edge", &mut next);
+    o.begin(0, &L, "edge", &mut next);
+    o.failed(0);
+    o.finish();
+    assert!(o.open().is_empty());
+    // Only a sealed batch waits: due once the retry delay has passed.
+    assert!(!o.due(999, &L) && o.due(1_000, &L));
+    // The buffer fills to exactly seal_keys (no later delta seals it): the next send seals it
+    // into the free slot and posts both, oldest first.
+    let mut three = views("x", 1);
+    three.merge(&views("y", 1));
+    three.merge(&views("z", 1));
+    o.record(&three, 1_000, &L, "edge", &mut next);
+    assert_eq!((o.sealed(), o.open().key_count()), (1, 3));
+    let sent = o.begin(1_000, &L, "edge", &mut next);
+    assert_eq!(
+        sent.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        ["b1", "b2"]
+    );
+    o.finish();
+    // With no collector, the open buffer is handed over whole.
+    o.record(&views("w", 2), 1_001, &L, "edge", &mut next);
+    assert_eq!(o.take_open().events, 2);
+    assert!(o.open().is_empty());
+}
