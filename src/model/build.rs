@@ -925,4 +925,68 @@ mod tests {
         assert_eq!(h2.shard_of_key("patch:0000000000000000"), None);
         assert_eq!(h2.shard_of_key("patch:0123456789abcdef"), None);
     }
+
+    #[test]
+    fn release_stats_count_what_was_written_and_a_patch_keeps_categories_by_name() {
+        let d1 = doc(300, "v1");
+        let (r1, kv1) = release(&d1, None);
+        let h1 = Head::decode(&r1.head).unwrap();
+        let sizes: Vec<u64> = kv1.values().map(|b| stored_len(b.len()) as u64).collect();
+        assert_eq!(r1.index.len(), 300);
+        assert_eq!(
+            (
+                r1.stats.base_shards,
+                r1.stats.shards_written,
+                r1.stats.bytes_written
+            ),
+            (h1.base_shards, kv1.len() as u64, sizes.iter().sum::<u64>())
+        );
+        assert_eq!(r1.stats.max_shard_bytes, *sizes.iter().max().unwrap());
+        // A patch: item 0 moves to a category the release has never seen, so the catalog's
+        // category order (new one first) differs from the release's (new one last).
+        let prev = Previous {
+            head: h1.clone(),
+            index: r1.index.clone(),
+        };
+        let mut d2 = d1.clone();
+        d2.items[0].category = Some("a-new-category".into());
+        d2.items[1].popularity += 1.0;
+        let (r2, kv2) = release(&d2, Some(&prev));
+        assert!(!r2.stats.full);
+        assert_eq!(r2.stats.base_shards, h1.base_shards);
+        // The two items, and those whose related lists carry item 0's card.
+        assert!(
+            r2.stats.patched >= 2 && r2.stats.patched < 300,
+            "{}",
+            r2.stats.patched
+        );
+        let patch_bytes: u64 = kv2.values().map(|b| stored_len(b.len()) as u64).sum();
+        assert_eq!(
+            (r2.stats.shards_written, r2.stats.bytes_written),
+            (kv2.len() as u64, patch_bytes)
+        );
+        let h2 = Head::decode(&r2.head).unwrap();
+        let mut kv = kv1.clone();
+        kv.extend(kv2);
+        let recs = load(&h2, &kv).records(&h2);
+        for it in &d2.items {
+            let card = &recs[it.id.as_str()].card;
+            let name = card.category().and_then(|c| h2.category_name(c));
+            assert_eq!(name, it.category.as_deref(), "{}", it.id);
+        }
+    }
+
+    #[test]
+    fn a_previous_release_without_shards_never_seeds_a_patch() {
+        // An empty catalog's head (no shards) beside another release's index, as a damaged
+        // output folder could hold: the build must not place items into zero shards.
+        let (empty, _) = release(&doc(0, "e"), None);
+        let (full, _) = release(&doc(50, "v"), None);
+        let prev = Previous {
+            head: Head::decode(&empty.head).unwrap(),
+            index: full.index.clone(),
+        };
+        let (r, _) = release(&doc(50, "v2"), Some(&prev));
+        assert!(r.stats.full);
+    }
 }

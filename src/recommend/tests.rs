@@ -247,3 +247,17 @@ fn when_the_cap_empties_the_partial_sort_the_full_ranking_fills_the_list() {
     let e = Engine::from_json(EngineConfig::default(), bundle, catalog.as_bytes()).unwrap();
     assert_eq!(ids(&decide(&e, &[], 4)), ["y39", "p", "q", "r"]);
 }
+
+#[test]
+fn an_item_reached_by_five_rules_names_the_first_four() {
+    // Four category boosts of y, and a fifth rule anchoring on a (related to b).
+    let mut rules: Vec<String> = (0..4)
+        .map(|i| format!(r#"{{"id":"r{i}","priority":{},"when":{{"all":[]}},"then":[{{"boost_category":{{"category":"y","weight":1.1}}}}]}}"#, 10 - i))
+        .collect();
+    rules.push(r#"{"id":"r4","priority":1,"when":{"all":[]},"then":[{"boost_related":{"item":"a","weight":1}}]}"#.into());
+    let d = decide(&engine("{}", &rules.join(",")), &[], 4);
+    let b = d.items.iter().find(|r| r.id == "b").unwrap();
+    let named = b.why.iter().filter(|w| w.starts_with("rule:")).count();
+    assert_eq!(named, 4, "{:?}", b.why);
+    assert_eq!(d.rule_hits.len(), 5);
+}
