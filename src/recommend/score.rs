@@ -305,3 +305,105 @@ impl<K: Copy + PartialEq> Fold<K> {
 pub(super) fn same(a: &Card, b: &Card) -> bool {
     std::ptr::eq(a, b) || a.id == b.id
 }
+
+#[cfg(test)]
+mod tests {
+    //! Two items whose 64-bit keys collide (built by hand: real ids never share one in
+    //! practice) are still scored, found and explained apart.
+    use super::*;
+    use crate::model::{NoShards, Record, Related};
+
+    fn card(id: &str, key: u64) -> Card {
+        Card {
+            id: id.into(),
+            category: 0,
+            available: true,
+            price: 0,
+            title: "".into(),
+            key,
+        }
+    }
+
+    fn head() -> Head {
+        let e = crate::Engine::from_json(
+            crate::EngineConfig::default(),
+            r#"{"version":"t","rules":[]}"#,
+            br#"{"version":"t","items":[{"id":"z","popularity":0}]}"#,
+        )
+        .unwrap();
+        e.head().clone()
+    }
+
+    #[test]
+    fn colliding_keys_stay_two_candidates() {
+        let head = head();
+        let mut sc = Scorer::new(&head, &NoShards);
+        // y's key is x's (the collision); lookups by id hash x's real key.
+        let k = crate::model::item_hash("x");
+        let (x, y) = (card("x", k), card("y", k));
+        sc.add(&x, 1.0, Why::Popular);
+        sc.add(&y, 2.0, Why::Popular);
+        sc.add(&x, 0.5, Why::Popular);
+        sc.add(&y, 0.25, Why::Popular);
+        assert_eq!(sc.cands.len(), 2);
+        assert_eq!(
+            (sc.cands[0].item.id.as_str(), sc.cands[0].score),
+            ("x", 1.5)
+        );
+        assert_eq!(
+            (sc.cands[1].item.id.as_str(), sc.cands[1].score),
+            ("y", 2.25)
+        );
+        assert_eq!(sc.collided("y"), Some(1));
+        assert_eq!(
+            sc.collided("x"),
+            None,
+            "the first holder of a key is in the slot map"
+        );
+        assert_eq!(sc.get_mut("x").map(|c| c.score), Some(1.5));
+        // Zero popularity everywhere: normalised popularity is 0, never NaN.
+        assert_eq!(sc.pop_norm(5.0), 0.0);
+    }
+
+    #[test]
+    fn a_colliding_related_item_is_related_not_a_return_and_anchors_compare_by_item() {
+        let head = head();
+        let mut sc = Scorer::new(&head, &NoShards);
+        let rec = Record {
+            card: card("x", 42),
+            popularity: 1.0,
+            tags: vec![],
+            related: vec![
+                Related {
+                    card: card("y", 42),
+                    score: 0.5,
+                },
+                Related {
+                    card: card("x", 42),
+                    score: 0.25,
+                },
+            ],
+        };
+        sc.add_related(3, &rec, 2.0, &[]);
+        let why = |id: &str| {
+            let c = sc.cands.iter().find(|c| c.item.id == id).unwrap();
+            (c.score, c.sources[..c.n_sources as usize].to_vec())
+        };
+        assert_eq!(why("y"), (1.0, vec![Why::Related(3)]));
+        assert_eq!(
+            why("x"),
+            (0.5, vec![Why::Recent]),
+            "a self-relation is a return"
+        );
+        let other = Record {
+            card: card("y", 42),
+            ..rec.clone()
+        };
+        assert!(Anchor::of(&rec) == Anchor::of(&rec));
+        assert!(
+            Anchor::of(&rec) != Anchor::of(&other),
+            "same key, another item"
+        );
+        assert!(!same(&rec.card, &other.card) && same(&rec.card, &rec.card.clone()));
+    }
+}
