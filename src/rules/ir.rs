@@ -245,4 +245,15 @@ mod tests {
             assert_eq!(got, want, "{op:?}");
         }
     }
+
+    #[test]
+    fn durations_parse_in_every_unit_and_refuse_zero_and_unknown_units() {
+        use super::parse_duration as d;
+        let got = [d("500ms"), d("90s"), d("10m"), d("1h"), d("7d"), d(" 2s ")];
+        let want = [500, 90_000, 600_000, 3_600_000, 604_800_000, 2_000].map(Some);
+        assert_eq!(got, want);
+        for bad in ["0s", "5x", "s", "10", "", "-1s", "99999999999999999d"] {
+            assert_eq!(d(bad), None, "{bad}");
+        }
+    }
 }
