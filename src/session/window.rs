@@ -239,5 +239,10 @@ mod tests {
             "lower bound = now - 599,999 = the event"
         );
         assert_eq!(count(t + 600_000), 0);
+        let per_item = |now: u64| s.counts_per_item(EventKind::View, w, now, cfg.bucket_ms);
+        assert_eq!(
+            (per_item(t + 599_999), per_item(t + 600_000)),
+            (vec![1], vec![0])
+        );
     }
 }
