@@ -261,3 +261,15 @@ fn an_item_reached_by_five_rules_names_the_first_four() {
     assert_eq!(named, 4, "{:?}", b.why);
     assert_eq!(d.rule_hits.len(), 5);
 }
+
+#[test]
+fn a_return_weighs_by_the_kind_of_the_shopper_s_own_event() {
+    let e = engine(
+        r#"{"seen_policy":"allow","weights":{"related":0,"category":0,"popular":0,"recent":0.25}}"#,
+        "",
+    );
+    // recent 0.25 x decay 1 x add-to-cart 1.5.
+    let d = decide(&e, &[Event::new(EventKind::AddToCart, "a", T)], 10);
+    assert_eq!(ids(&d), ["a"]);
+    assert!((score(&d, "a").unwrap() - 0.375).abs() < 1e-12);
+}
