@@ -520,8 +520,8 @@ mod tests {
         assert_eq!(back.cart.len(), 2, "cart lines outlive old views");
     }
 
-    #[test]
-    fn a_category_index_past_the_table_is_refused() {
+    /// A session that viewed item a (category c).
+    fn one_view() -> (SessionConfig, SessionState) {
         let cfg = SessionConfig::default();
         let mut s = SessionState::new();
         s.ingest(
@@ -530,6 +530,12 @@ mod tests {
             None,
             &cfg,
         );
+        (cfg, s)
+    }
+
+    #[test]
+    fn a_category_index_past_the_table_is_refused() {
+        let (cfg, s) = one_view();
         let blob = s.encode(&cfg);
         // Every way of raising a 0 or a 1 by one either fails to decode or stays in range.
         let mut refused = 0;
@@ -556,14 +562,7 @@ mod tests {
 
     #[test]
     fn the_debug_json_shows_items_categories_and_the_ring() {
-        let cfg = SessionConfig::default();
-        let mut s = SessionState::new();
-        s.ingest(
-            &Event::new(EventKind::View, "a", 1_764_201_600_000),
-            Some("c"),
-            None,
-            &cfg,
-        );
+        let (cfg, s) = one_view();
         let j = s.to_debug_json();
         assert_eq!(j["items"][0]["id"], "a");
         assert_eq!(j["items"][0]["category"], "c");
