@@ -562,7 +562,7 @@ mod tests {
 
     #[test]
     fn the_debug_json_shows_items_categories_and_the_ring() {
-        let (cfg, s) = one_view();
+        let (_, s) = one_view();
         let j = s.to_debug_json();
         assert_eq!(j["items"][0]["id"], "a");
         assert_eq!(j["items"][0]["category"], "c");
