@@ -461,10 +461,7 @@ fn pick<'c, 'a>(
     let mut per_cat: Vec<(u32, u32)> = Vec::new();
     if cap > 0 {
         for category in pinned.iter().filter_map(|p| p.0.category()) {
-            match per_cat.iter_mut().find(|e| e.0 == category) {
-                Some(e) => e.1 += 1,
-                None => per_cat.push((category, 1)),
-            }
+            *shown(&mut per_cat, category) += 1;
         }
     }
     let mut out = Vec::with_capacity(want);
@@ -477,16 +474,28 @@ fn pick<'c, 'a>(
         }
         if cap > 0 {
             if let Some(category) = c.item.category() {
-                match per_cat.iter_mut().find(|e| e.0 == category) {
-                    Some(e) if e.1 >= cap => continue,
-                    Some(e) => e.1 += 1,
-                    None => per_cat.push((category, 1)),
+                let n = shown(&mut per_cat, category);
+                if *n >= cap {
+                    continue;
                 }
+                *n += 1;
             }
         }
         out.push(c);
     }
     out
+}
+
+/// How many items of `category` the list shows so far (a new entry at 0).
+fn shown(per_cat: &mut Vec<(u32, u32)>, category: u32) -> &mut u32 {
+    let at = match per_cat.iter().position(|e| e.0 == category) {
+        Some(at) => at,
+        None => {
+            per_cat.push((category, 0));
+            per_cat.len() - 1
+        }
+    };
+    &mut per_cat[at].1
 }
 
 /// Ids of items the shopper viewed, clicked or carted within the seen window.
