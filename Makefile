@@ -130,7 +130,8 @@ www:
 browser-test: www worker cli
 	node --test --test-concurrency=1 tests/browser/
 
-## bench: criterion benches, per-call latency native vs wasm (same workload, same run), the
+## bench: criterion benches, per-call latency native vs wasm (same workload, same run), our
+## wasm decision vs json-rules-engine, zen-engine and json-logic-js on the same 100 rules, the
 ## browser build in Chromium vs the Node wasm build, the worker's HTTP latency under wrangler
 ## dev, and the collector against a raw Kafka producer
 bench: tools wasm-node worker cli www
@@ -139,6 +140,8 @@ bench: tools wasm-node worker cli www
 	@cargo bench -q --bench latency 2>/dev/null | tail -1
 	@cargo bench -q --bench latency_mimalloc 2>/dev/null | tail -1
 	@node wasm/bench.mjs
+	@echo "--- the same 100 rules: edgerec (wasm, full decision) vs npm rule engines, one Node process ---"
+	@node wasm/peers.mjs
 	@node tests/browser/bench.mjs
 	@cargo run -q --release --example workload_info
 	node worker/bench.mjs
