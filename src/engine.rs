@@ -13,7 +13,7 @@ use crate::model::{
 };
 use crate::recommend::{recommend, RecommendInput, Recommendation, Tier};
 use crate::rules::compile::{compile_json, BundleError};
-use crate::rules::eval::Env;
+use crate::rules::eval::{Env, Hits};
 use crate::rules::ir::{Act, CompiledBundle, ItemRef};
 use crate::session::{Ingested, SessionConfig, SessionState, MIN_MAX_BYTES};
 use serde::{Deserialize, Serialize};
@@ -348,7 +348,7 @@ impl Engine {
         if limit > 0 {
             let env = Env::new(&state, &features, req.now_ms, cfg.bucket_ms);
             let hits = match tier {
-                Tier::Static => Vec::new(),
+                Tier::Static => Hits::default(),
                 Tier::Cached => env.run(&self.bundle, true),
                 Tier::Full | Tier::Browser => env.run(&self.bundle, false),
             };
@@ -368,13 +368,13 @@ impl Engine {
             missing += ranked.missing;
             delta.decisions = 1;
             delta.count_tier(tier.as_str());
-            for h in &hits {
-                delta.count_rule(h.id);
+            for id in hits.ids() {
+                delta.count_rule(id);
             }
             if let Some(v) = &features.context.variant {
                 delta.count_variant(&self.variant_key(v), VariantEvent::Exposure);
             }
-            rule_hits = hits.into_iter().map(|h| h.id.clone()).collect();
+            rule_hits = hits.ids().cloned().collect();
         }
         Decision {
             items,

@@ -18,7 +18,7 @@ use crate::event::EventKind;
 use crate::features::Features;
 use crate::model::{Card, Head, ShardSource};
 use crate::rules::bundle::SeenPolicy;
-use crate::rules::eval::{Effect, RuleHit};
+use crate::rules::eval::{Effect, Hits};
 use crate::rules::ir::Policy;
 use crate::session::SessionState;
 use score::{Anchor, Cand, Fold, Scorer, Why};
@@ -112,7 +112,7 @@ pub struct RecommendInput<'a> {
     /// Features of that state.
     pub features: &'a Features,
     /// Rules that fired, in priority order.
-    pub hits: &'a [RuleHit<'a>],
+    pub hits: &'a Hits<'a>,
     /// Tier being served.
     pub tier: Tier,
     /// How many items.
@@ -234,9 +234,9 @@ fn rule_effects<'a>(
         pins: Vec::new(),
     };
     let (mut purchased_decided, mut cap_decided) = (false, false);
-    for (h, hit) in inp.hits.iter().enumerate() {
+    for (h, hit) in inp.hits.hits.iter().enumerate() {
         let h = h as u16;
-        for e in &hit.effects {
+        for e in inp.hits.effects(hit) {
             match e {
                 Effect::BoostRelated(item, weight) => {
                     if let Some(rec) = sc.find(item) {
@@ -427,7 +427,7 @@ fn top_k<'a>(
     let head = inp.head;
     picked
         .into_iter()
-        .map(|c| Recommendation::new(c.item, head, c.score, c.why(head, anchors, inp.hits)))
+        .map(|c| Recommendation::new(c.item, head, c.score, c.why(head, anchors, &inp.hits.hits)))
         .collect()
 }
 
@@ -441,7 +441,7 @@ fn insert_pins(
     for (i, slot, rule) in pinned {
         let at = (slot as usize).min(list.len());
         let score = list.get(at).map_or(0.0, |r| r.score);
-        let rule_id = inp.hits.get(rule as usize).map_or("", |h| h.id);
+        let rule_id = inp.hits.hits.get(rule as usize).map_or("", |h| h.id);
         list.insert(
             at,
             Recommendation::new(i, inp.head, score, vec![format!("pin:{rule_id}")]),

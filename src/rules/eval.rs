@@ -40,13 +40,46 @@ pub enum Effect<'a> {
     CapPerCategory(u32),
 }
 
-/// A rule that fired, with what it asks for.
+/// A rule that fired; its actions are [`Hits::effects`] of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleHit<'a> {
     /// Rule id.
     pub id: &'a std::sync::Arc<str>,
-    /// Resolved actions.
-    pub effects: Vec<Effect<'a>>,
+    /// Its resolved actions: `Hits::effects[start..end]`.
+    effects: (u32, u32),
+}
+
+/// The rules that fired, in priority order, with every resolved action in one buffer (one
+/// allocation per decision, not one per rule).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hits<'a> {
+    /// The rules that fired.
+    pub hits: Vec<RuleHit<'a>>,
+    effects: Vec<Effect<'a>>,
+}
+
+impl<'a> Hits<'a> {
+    /// What a rule that fired asks for.
+    pub fn effects(&self, hit: &RuleHit<'a>) -> &[Effect<'a>] {
+        self.effects
+            .get(hit.effects.0 as usize..hit.effects.1 as usize)
+            .unwrap_or_default()
+    }
+
+    /// The rule ids, in priority order.
+    pub fn ids(&self) -> impl Iterator<Item = &'a std::sync::Arc<str>> + '_ {
+        self.hits.iter().map(|h| h.id)
+    }
+
+    /// How many rules fired.
+    pub fn len(&self) -> usize {
+        self.hits.len()
+    }
+
+    /// Whether none fired.
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
 }
 
 /// Per-item (or per-category) counts for one (kind, window), shared by all rules asking.
@@ -348,8 +381,7 @@ impl<'a> Env<'a> {
         }
     }
 
-    fn resolve(&self, acts: &'a [Act], bound: &Bound) -> Vec<Effect<'a>> {
-        let mut out = Vec::with_capacity(acts.len());
+    fn resolve(&self, acts: &'a [Act], bound: &Bound, out: &mut Vec<Effect<'a>>) {
         for a in acts {
             match a {
                 Act::BoostRelated(r, w) => {
@@ -368,27 +400,37 @@ impl<'a> Env<'a> {
                 Act::CapPerCategory(n) => out.push(Effect::CapPerCategory(*n)),
             }
         }
-        out
     }
 
-    /// Evaluates one rule.
-    pub fn run_rule(&self, rule: &'a CompiledRule) -> Option<RuleHit<'a>> {
+    /// Evaluates one rule; if it fires, adds it and its resolved actions to `hits`.
+    pub fn run_rule(&self, rule: &'a CompiledRule, hits: &mut Hits<'a>) -> bool {
         let (ok, bound) = self.eval(&rule.when);
-        ok.then(|| RuleHit {
-            id: &rule.id,
-            effects: self.resolve(&rule.then, &bound),
-        })
+        if ok {
+            let start = hits.effects.len() as u32;
+            self.resolve(&rule.then, &bound, &mut hits.effects);
+            hits.hits.push(RuleHit {
+                id: &rule.id,
+                effects: (start, hits.effects.len() as u32),
+            });
+        }
+        ok
     }
 
     /// Evaluates every rule (or, with `context_only`, only those that read just the request),
     /// in priority order.
-    pub fn run(&self, bundle: &'a CompiledBundle, context_only: bool) -> Vec<RuleHit<'a>> {
-        bundle
+    pub fn run(&self, bundle: &'a CompiledBundle, context_only: bool) -> Hits<'a> {
+        let mut hits = Hits {
+            hits: Vec::with_capacity(bundle.rules.len()),
+            effects: Vec::with_capacity(bundle.rules.len() * 2),
+        };
+        for r in bundle
             .rules
             .iter()
             .filter(|r| !context_only || r.context_only)
-            .filter_map(|r| self.run_rule(r))
-            .collect()
+        {
+            self.run_rule(r, &mut hits);
+        }
+        hits
     }
 }
 
@@ -419,9 +461,10 @@ mod tests {
         };
         let f = Features::compute(&s, ctx, now, &cfg);
         let env = Env::new(&s, &f, now, cfg.bucket_ms);
-        env.run(&b, false)
-            .into_iter()
-            .map(|h| (h.id.to_string(), format!("{:?}", h.effects)))
+        let hits = env.run(&b, false);
+        hits.hits
+            .iter()
+            .map(|h| (h.id.to_string(), format!("{:?}", hits.effects(h))))
             .collect()
     }
 

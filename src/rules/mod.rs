@@ -10,5 +10,5 @@ pub mod ir;
 
 pub use bundle::{json_schema, Bundle};
 pub use compile::{compile, compile_json, BundleError};
-pub use eval::{Effect, Env, RuleHit};
+pub use eval::{Effect, Env, Hits, RuleHit};
 pub use ir::CompiledBundle;
