@@ -407,14 +407,15 @@ fn top_k<'a>(
     let free_slots = inp.limit - pinned.len();
     let top_len = (inp.limit * 4).max(32);
     let mut picked = Vec::new();
+    // The order is total, so the full sort's result does not depend on what the partial
+    // selection did to `ranked` first: no copy is needed.
     for attempt in 0..2 {
         let partial = attempt == 0 && ranked.len() > top_len;
         if partial {
-            let mut top = ranked.clone();
-            top.select_nth_unstable_by(top_len, order);
-            top.truncate(top_len);
+            ranked.select_nth_unstable_by(top_len, order);
+            let top = &mut ranked[..top_len];
             top.sort_unstable_by(order);
-            picked = pick(&top, pinned, cap, free_slots);
+            picked = pick(top, pinned, cap, free_slots);
             if picked.len() >= free_slots {
                 break;
             }
