@@ -313,9 +313,18 @@ fn add_sources<'a>(
 
 /// Category boosts and burials (one lookup per candidate), then the seen-items demotion.
 fn multiply(inp: &RecommendInput<'_>, sc: &mut Scorer<'_>, fx: &Effects<'_>, seen: &[&str]) {
-    for c in &mut sc.cands {
-        if let Some(category) = c.item.category() {
-            if let Some(f) = fx.factors.iter().find(|f| f.key == category) {
+    if !fx.factors.is_empty() {
+        // Category index → its folded factor: one array read per candidate instead of a scan
+        // of the factors (a bundle may bury or boost dozens of categories).
+        let mut factor_at = vec![u32::MAX; inp.head.category_names.len()];
+        for (i, f) in fx.factors.iter().enumerate() {
+            if let Some(slot) = factor_at.get_mut(f.key as usize) {
+                *slot = i as u32;
+            }
+        }
+        for c in &mut sc.cands {
+            let at = c.item.category().and_then(|k| factor_at.get(k as usize));
+            if let Some(f) = at.and_then(|&i| fx.factors.get(i as usize)) {
                 c.score *= f.value;
                 f.rules().iter().for_each(|&r| c.note(Why::Rule(r)));
             }
