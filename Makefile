@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev dev-bins test tools tools-dev lint unit wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke mutants mutants-worker clean
+.PHONY: dev dev-bins test tools tools-dev lint unit bench-guard bench-baseline bench-compare wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke mutants mutants-worker clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
@@ -35,7 +35,7 @@ demo-cli: tools
 ## test: every test (lint; native unit/property/conformance; wasm conformance; the worker in
 ## workerd via Miniflare; end to end through wrangler dev; the storefront and the conformance
 ## corpus in Chromium)
-test: tools lint unit fuzz-smoke wasm-test worker-test deploy-check e2e api-test browser-test
+test: tools lint unit bench-guard fuzz-smoke wasm-test worker-test deploy-check e2e api-test browser-test
 
 ## tools: everything `make test` uses; tools-dev: only what the demo runs (no Kafka broker,
 ## browser, fuzzer or schemathesis)
@@ -147,6 +147,18 @@ bench: tools wasm-node worker cli www
 	node worker/bench.mjs
 	node worker/bench-limits.mjs
 	cargo run -q --release -p edgerec-collector --example throughput
+
+## bench-guard: instructions per standard decision (callgrind: the same on a busy or idle
+## machine) against benches/instructions.budget; part of `make test`
+bench-guard: tools
+	scripts/bench-guard.sh
+
+## bench-baseline / bench-compare: criterion's own regression check of the decision benches
+## (save a baseline on main, compare a branch against it on the same machine)
+bench-baseline:
+	cargo bench -q --bench decide -- --save-baseline main
+bench-compare:
+	cargo bench -q --bench decide -- --baseline main
 
 ## eval: replay evaluation on the YOOCHOOSE sample (next-item HR/MRR@10,20 vs POP, session-POP)
 EVAL_DATA ?= ../shared/data/yoochoose-100k

@@ -60,6 +60,13 @@ if [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+# The decision-cost guard counts instructions with callgrind (Debian valgrind).
+if ! command -v valgrind >/dev/null; then
+  echo "ensure-tools: installing valgrind (Debian package)"
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+fi
+
 # Fuzzing: cargo-fuzz on the nightly toolchain of the machine image (toolchains cannot be
 # downloaded here, so a missing nightly is reported, not installed).
 if ! rustup toolchain list | grep -q '^nightly'; then
