@@ -96,13 +96,21 @@ impl Features {
         let all = Window::sliding(cfg.horizon_ms);
         let mut per_cat = vec![0u32; state.categories.len()];
         let mut touched = vec![false; state.items.len()];
+        // Views first and kept: the most-viewed item below reads them again.
+        let views = state.counts_per_item(EventKind::View, all, now_ms, cfg.bucket_ms);
         for kind in [
             EventKind::View,
             EventKind::Click,
             EventKind::AddToCart,
             EventKind::Purchase,
         ] {
-            let counts = state.counts_per_item(kind, all, now_ms, cfg.bucket_ms);
+            let other;
+            let counts = if kind == EventKind::View {
+                &views
+            } else {
+                other = state.counts_per_item(kind, all, now_ms, cfg.bucket_ms);
+                &other
+            };
             for (i, &n) in counts.iter().enumerate() {
                 if n > 0 {
                     touched[i] = true;
@@ -112,7 +120,6 @@ impl Features {
                 }
             }
         }
-        let views = state.counts_per_item(EventKind::View, all, now_ms, cfg.bucket_ms);
         let most_viewed_item = views
             .iter()
             .enumerate()
