@@ -160,6 +160,7 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
             rules.push(CompiledRule {
                 id: r.id.as_str().into(),
                 priority: r.priority,
+                binds: when.binds(),
                 when,
                 then,
                 context_only,

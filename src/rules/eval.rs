@@ -219,6 +219,28 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// Whether a condition without wildcard counts holds: the same answer as [`Env::eval`]
+    /// gives it, without building bindings.
+    fn holds(&self, c: &Cond) -> bool {
+        match c {
+            Cond::All(cs) => cs.iter().all(|c| self.holds(c)),
+            Cond::Any(cs) => cs.iter().any(|c| self.holds(c)),
+            Cond::Not(c) => !self.holds(c),
+            Cond::Num(f, op, v) => op.test(self.num(*f), *v),
+            Cond::Str(f, op) => self.label_test(*f, op),
+            c @ Cond::Count { .. } => self.eval(c).0,
+        }
+    }
+
+    fn label_test(&self, f: StrFeature, op: &StrOp) -> bool {
+        let val = self.label(f);
+        match op {
+            StrOp::In(set) => val.is_some_and(|v| set.iter().any(|s| s == v)),
+            StrOp::NotIn(set) => !val.is_some_and(|v| set.iter().any(|s| s == v)),
+            StrOp::StartsWith(p) => val.is_some_and(|v| v.starts_with(p.as_str())),
+        }
+    }
+
     fn eval(&self, c: &Cond) -> (bool, Bound) {
         match c {
             Cond::All(cs) => {
@@ -254,15 +276,7 @@ impl<'a> Env<'a> {
             }
             Cond::Not(c) => (!self.eval(c).0, Bound::default()),
             Cond::Num(f, op, v) => (op.test(self.num(*f), *v), Bound::default()),
-            Cond::Str(f, op) => {
-                let val = self.label(*f);
-                let ok = match op {
-                    StrOp::In(set) => val.is_some_and(|v| set.iter().any(|s| s == v)),
-                    StrOp::NotIn(set) => !val.is_some_and(|v| set.iter().any(|s| s == v)),
-                    StrOp::StartsWith(p) => val.is_some_and(|v| v.starts_with(p.as_str())),
-                };
-                (ok, Bound::default())
-            }
+            Cond::Str(f, op) => (self.label_test(*f, op), Bound::default()),
             Cond::Count {
                 kind,
                 target,
@@ -404,7 +418,11 @@ impl<'a> Env<'a> {
 
     /// Evaluates one rule; if it fires, adds it and its resolved actions to `hits`.
     pub fn run_rule(&self, rule: &'a CompiledRule, hits: &mut Hits<'a>) -> bool {
-        let (ok, bound) = self.eval(&rule.when);
+        let (ok, bound) = if rule.binds {
+            self.eval(&rule.when)
+        } else {
+            (self.holds(&rule.when), Bound::default())
+        };
         if ok {
             let start = hits.effects.len() as u32;
             self.resolve(&rule.then, &bound, &mut hits.effects);
@@ -466,6 +484,73 @@ mod tests {
             .iter()
             .map(|h| (h.id.to_string(), format!("{:?}", hits.effects(h))))
             .collect()
+    }
+
+    /// Condition trees without wildcard counts: features, labels, single-item and category
+    /// counts under all/any/not.
+    fn plain_cond() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::json;
+        let leaf = prop_oneof![
+            (0..4usize, 0..6usize, 0..8u32).prop_map(|(f, op, v)| {
+                let f = ["session.events", "session.views", "cart.value", "session.distinct_items"][f];
+                let op = ["==", "!=", "<", "<=", ">", ">="][op];
+                json!({"feature": {"name": f, "op": op, "value": v}})
+            }),
+            (0..2usize, 0..3usize).prop_map(|(f, v)| {
+                let (f, vals) = [("context.country", ["DE", "AT", "US"]), ("session.top_category", ["c", "d", "e"])][f];
+                json!({"feature": {"name": f, "op": "==", "value": vals[v]}})
+            }),
+            (0..3usize, 1..4u32).prop_map(|(t, v)| match t {
+                0 => json!({"count": {"kind": "view", "item": "x", "window": "10m", "op": ">=", "value": v}}),
+                1 => json!({"count": {"kind": "view", "category": "c", "window": "1h", "op": ">=", "value": v}}),
+                _ => json!({"count": {"kind": "view", "item": "$last", "window": "1h", "op": ">=", "value": v}}),
+            }),
+        ];
+        leaf.prop_recursive(3, 16, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 1..4).prop_map(|v| json!({"all": v})),
+                proptest::collection::vec(inner.clone(), 1..4).prop_map(|v| json!({"any": v})),
+                inner.prop_map(|c| json!({"not": c})),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_condition_without_wildcards_holds_exactly_when_eval_says_so(
+            when in plain_cond(),
+            views in 0..5u64,
+        ) {
+            let cfg = SessionConfig::default();
+            let bundle = serde_json::json!({"version": "p", "rules": [
+                {"id": "r", "when": when, "then": [{"cap_per_category": 1}]}]});
+            let b = compile_json(&bundle.to_string(), cfg.horizon_ms).unwrap();
+            let rule = &b.rules[0];
+            proptest::prop_assert!(!rule.binds);
+            let mut s = SessionState::new();
+            for i in 0..views {
+                s.ingest(&Event::new(EventKind::View, if i % 2 == 0 { "x" } else { "y" }, T0 + i * 1000), Some("c"), None, &cfg);
+            }
+            let ctx = Context { country: Some("DE".into()), ..Default::default() };
+            let now = T0 + 10_000;
+            let f = Features::compute(&s, ctx, now, &cfg);
+            let env = Env::new(&s, &f, now, cfg.bucket_ms);
+            proptest::prop_assert_eq!(env.holds(&rule.when), env.eval(&rule.when).0);
+        }
+    }
+
+    #[test]
+    fn only_wildcard_counts_bind() {
+        let cfg = SessionConfig::default();
+        let b = compile_json(SEED, cfg.horizon_ms).unwrap();
+        assert!(b.rules[0].binds, "item: \"*\" binds");
+        let b = compile_json(
+            r#"{"version":"1","rules":[{"id":"r","when":{"not":{"count":{"kind":"view","category":"*","window":"1h","op":">=","value":1}}},"then":[{"cap_per_category":1}]}]}"#,
+            cfg.horizon_ms,
+        )
+        .unwrap();
+        assert!(b.rules[0].binds, "a wildcard under not still counts as one");
     }
 
     const SEED: &str = r#"{"version":"1","rules":[{"id":"repeat-view",

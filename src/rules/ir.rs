@@ -99,6 +99,20 @@ pub enum Cond {
 }
 
 impl Cond {
+    /// Whether a wildcard count (which binds items or categories) appears anywhere in it.
+    pub fn binds(&self) -> bool {
+        match self {
+            Cond::All(cs) | Cond::Any(cs) => cs.iter().any(Cond::binds),
+            Cond::Not(c) => c.binds(),
+            Cond::Count { target, .. } => {
+                matches!(target, CountTarget::AnyItem | CountTarget::AnyCategory)
+            }
+            Cond::Num(..) | Cond::Str(..) => false,
+        }
+    }
+}
+
+impl Cond {
     /// Whether the condition reads only the request context.
     pub fn context_only(&self) -> bool {
         match self {
@@ -168,6 +182,10 @@ pub struct CompiledRule {
     pub then: Vec<Act>,
     /// Whether the rule reads only the request context (so it can run in the cached tier).
     pub context_only: bool,
+    /// Whether its condition has a wildcard count (`item: "*"`, `category: "*"`), whose bound
+    /// items decide an `all` and feed `$item`/`$category`; without one, evaluation is a plain
+    /// boolean walk ([`Cond::binds`]).
+    pub binds: bool,
 }
 
 /// Compiled policy settings.
