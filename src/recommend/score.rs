@@ -80,9 +80,11 @@ impl<'a> Cand<'a> {
             s.push_str(name);
             s
         };
+        let mut why = Vec::with_capacity(usize::from(self.n_rules + self.n_sources));
         let rules = self.rules[..self.n_rules as usize]
             .iter()
             .filter_map(|&r| hits.get(r as usize).map(|h| join("rule:", h.id)));
+        why.extend(rules);
         let sources = self.sources[..self.n_sources as usize]
             .iter()
             .map(|w| match *w {
@@ -94,7 +96,8 @@ impl<'a> Cand<'a> {
                 Why::Recent => "recent".to_string(),
                 Why::Popular | Why::Rule(_) => "popular".to_string(),
             });
-        rules.chain(sources).collect()
+        why.extend(sources);
+        why
     }
 }
 

@@ -256,7 +256,9 @@ impl SessionState {
         }
         let w: WireV1 =
             rmp_serde::from_slice(body).map_err(|e| StateError::Corrupt(e.to_string()))?;
-        let mut ids: Vec<String> = Vec::new();
+        // Capacities from the byte sizes (an entry takes at least one byte per field), so the
+        // tables are not regrown while decoding; bounded by the blob's own size.
+        let mut ids: Vec<String> = Vec::with_capacity(w.item_cats.len());
         let mut r = Reader {
             bytes: &w.items,
             at: 0,
@@ -304,7 +306,8 @@ impl SessionState {
             };
             items.push(ItemEntry { id, category });
         }
-        let mut ring = VecDeque::new();
+        // +1: the event this decision ingests.
+        let mut ring = VecDeque::with_capacity(w.ring.len() / 3 + 1);
         let mut r = Reader {
             bytes: &w.ring,
             at: 0,
@@ -320,7 +323,7 @@ impl SessionState {
         // Buckets are re-based on the bucket width they were written with; if the
         // configuration changed since, they are re-bucketed to the new width.
         let written_ms = w.bucket_ms.max(1);
-        let mut buckets: Vec<Bucket> = Vec::new();
+        let mut buckets: Vec<Bucket> = Vec::with_capacity(w.buckets.len() / 4);
         let mut r = Reader {
             bytes: &w.buckets,
             at: 0,
