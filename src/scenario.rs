@@ -214,7 +214,11 @@ fn run_step(engine: &Engine, case: &Case, step: &Step, blob: &mut Option<Vec<u8>
     }
     out.items = d.items.iter().map(|r| r.id.clone()).collect();
     out.scores = d.items.iter().map(|r| r.score).collect();
-    out.why = d.items.into_iter().map(|r| r.why).collect();
+    out.why = d
+        .items
+        .into_iter()
+        .map(|r| r.why.iter().map(|w| w.to_string()).collect())
+        .collect();
     out.tier = Some(d.tier);
     out.rule_hits = d.rule_hits.iter().map(|r| r.to_string()).collect();
     out.variant = d.variant;

@@ -245,6 +245,8 @@ pub struct Head {
     pub categories: Vec<String>,
     /// The same names, shared (answers name an item's category without copying it).
     pub category_names: Vec<std::sync::Arc<str>>,
+    /// `category:<name>` per category: the "why" an answer lists, shared, not rebuilt.
+    pub category_whys: Vec<std::sync::Arc<str>>,
     /// Items in the catalog.
     pub items: u64,
     /// Highest popularity of an available item, for normalising.
@@ -314,6 +316,11 @@ impl Head {
             version: d.version,
             hash: content_hash(bytes),
             category_names: d.categories.iter().map(|c| c.as_str().into()).collect(),
+            category_whys: d
+                .categories
+                .iter()
+                .map(|c| format!("category:{c}").into())
+                .collect(),
             categories: d.categories,
             items: d.items,
             max_popularity: d.max_popularity,

@@ -71,7 +71,7 @@ pub struct Recommendation {
     pub score: f64,
     /// Why it is here: `rule:<id>`, `related:<item>`, `category:<name>`, `popular`,
     /// `recent` (a return to an item of this session), `pin:<rule>`.
-    pub why: Vec<String>,
+    pub why: Vec<std::sync::Arc<str>>,
     /// Display title, as published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<std::sync::Arc<str>>,
@@ -84,7 +84,7 @@ pub struct Recommendation {
 }
 
 impl Recommendation {
-    fn new(card: &Card, head: &Head, score: f64, why: Vec<String>) -> Recommendation {
+    fn new(card: &Card, head: &Head, score: f64, why: Vec<std::sync::Arc<str>>) -> Recommendation {
         Recommendation {
             id: card.id.clone(),
             score,
@@ -435,9 +435,13 @@ fn top_k<'a>(
         }
     }
     let head = inp.head;
+    let mut related = Vec::new();
     picked
         .into_iter()
-        .map(|c| Recommendation::new(c.item, head, c.score, c.why(head, anchors, &inp.hits.hits)))
+        .map(|c| {
+            let why = c.why(head, anchors, &inp.hits.hits, &mut related);
+            Recommendation::new(c.item, head, c.score, why)
+        })
         .collect()
 }
 
@@ -454,7 +458,7 @@ fn insert_pins(
         let rule_id = inp.hits.hits.get(rule as usize).map_or("", |h| h.id);
         list.insert(
             at,
-            Recommendation::new(i, inp.head, score, vec![format!("pin:{rule_id}")]),
+            Recommendation::new(i, inp.head, score, vec![format!("pin:{rule_id}").into()]),
         );
     }
 }

@@ -5,6 +5,7 @@
 use crate::model::{find, Card, Found, Head, Record, ShardSource};
 use crate::rules::eval::RuleHit;
 use rustc_hash::FxHashMap;
+use std::sync::Arc;
 
 /// Most rule reasons listed per item (rules come first: they are what authors debug).
 pub(super) const MAX_WHY_RULES: usize = 4;
@@ -67,38 +68,63 @@ impl<'a> Cand<'a> {
         }
     }
 
+    /// The item's reasons as shared labels: rule and category labels come from the bundle
+    /// and the model, `related:<anchor>` is made once per anchor (`related` caches it).
     pub(super) fn why(
         &self,
         head: &Head,
         anchors: &[Fold<Anchor>],
         hits: &[RuleHit],
-    ) -> Vec<String> {
-        // Plain concatenation: `format!` costs several times more and this runs per item.
-        let join = |prefix: &str, name: &str| {
-            let mut s = String::with_capacity(prefix.len() + name.len());
-            s.push_str(prefix);
-            s.push_str(name);
-            s
-        };
+        related: &mut Vec<Option<Arc<str>>>,
+    ) -> Vec<Arc<str>> {
         let mut why = Vec::with_capacity(usize::from(self.n_rules + self.n_sources));
-        let rules = self.rules[..self.n_rules as usize]
-            .iter()
-            .filter_map(|&r| hits.get(r as usize).map(|h| join("rule:", h.id)));
-        why.extend(rules);
-        let sources = self.sources[..self.n_sources as usize]
-            .iter()
-            .map(|w| match *w {
-                Why::Related(i) => join(
-                    "related:",
-                    anchors.get(i as usize).map_or("", |a| &a.key.rec.card.id),
-                ),
-                Why::Category(c) => join("category:", head.category_name(c).unwrap_or_default()),
-                Why::Recent => "recent".to_string(),
-                Why::Popular | Why::Rule(_) => "popular".to_string(),
+        for &r in &self.rules[..self.n_rules as usize] {
+            if let Some(h) = hits.get(r as usize) {
+                why.push(h.why.clone());
+            }
+        }
+        for w in &self.sources[..self.n_sources as usize] {
+            why.push(match *w {
+                Why::Related(i) => {
+                    let i = i as usize;
+                    if related.len() <= i {
+                        related.resize(i + 1, None);
+                    }
+                    related[i]
+                        .get_or_insert_with(|| {
+                            let id = anchors.get(i).map_or("", |a| &a.key.rec.card.id);
+                            format!("related:{id}").into()
+                        })
+                        .clone()
+                }
+                Why::Category(c) => head
+                    .category_whys
+                    .get(c as usize)
+                    .cloned()
+                    .unwrap_or_else(|| label("category:")),
+                Why::Recent => label("recent"),
+                Why::Popular | Why::Rule(_) => label("popular"),
             });
-        why.extend(sources);
+        }
         why
     }
+}
+
+/// A fixed reason, allocated once per thread and shared after.
+pub(super) fn label(text: &'static str) -> Arc<str> {
+    thread_local! {
+        static LABELS: std::cell::RefCell<Vec<(&'static str, Arc<str>)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    LABELS.with(|l| {
+        let mut l = l.borrow_mut();
+        if let Some((_, a)) = l.iter().find(|(t, _)| *t == text) {
+            return a.clone();
+        }
+        let a: Arc<str> = text.into();
+        l.push((text, a.clone()));
+        a
+    })
 }
 
 pub(super) struct Scorer<'a> {

@@ -85,7 +85,7 @@ fn pins_stand_only_when_available_and_first_for_their_slot_and_item() {
     let at = |i: usize| {
         (
             d.items[i].id.as_str(),
-            d.items[i].why.contains(&"pin:pins".to_string()),
+            d.items[i].why.iter().any(|w| &**w == "pin:pins"),
         )
     };
     assert_ne!(at(0).0, "e", "an unavailable item is never pinned");
@@ -94,7 +94,7 @@ fn pins_stand_only_when_available_and_first_for_their_slot_and_item() {
     assert!(d
         .items
         .iter()
-        .all(|r| r.id == "d" || !r.why.contains(&"pin:pins".to_string())));
+        .all(|r| r.id == "d" || !r.why.iter().any(|w| &**w == "pin:pins")));
 }
 
 #[test]
@@ -147,7 +147,12 @@ fn an_item_names_at_most_four_rules_in_its_why() {
         .collect();
     let d = decide(&engine("{}", &rules.join(",")), &[], 4);
     let b = d.items.iter().find(|r| r.id == "b").unwrap();
-    let named: Vec<&String> = b.why.iter().filter(|w| w.starts_with("rule:")).collect();
+    let named: Vec<&str> = b
+        .why
+        .iter()
+        .map(|w| &**w)
+        .filter(|w| w.starts_with("rule:"))
+        .collect();
     assert_eq!(named, ["rule:r0", "rule:r1", "rule:r2", "rule:r3"]);
     assert_eq!(d.rule_hits.len(), 6, "all six fired");
 }
@@ -198,7 +203,7 @@ fn a_zero_recent_weight_adds_no_recent_reason() {
         .iter()
         .find(|r| r.id == "a")
         .expect("allowed back by popularity");
-    assert!(!a.why.contains(&"recent".to_string()), "{:?}", a.why);
+    assert!(!a.why.iter().any(|w| &**w == "recent"), "{:?}", a.why);
 }
 
 #[test]

@@ -159,6 +159,7 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
             let context_only = when.context_only();
             rules.push(CompiledRule {
                 id: r.id.as_str().into(),
+                why: format!("rule:{}", r.id).into(),
                 priority: r.priority,
                 binds: when.binds(),
                 when,

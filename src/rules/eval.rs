@@ -45,6 +45,8 @@ pub enum Effect<'a> {
 pub struct RuleHit<'a> {
     /// Rule id.
     pub id: &'a std::sync::Arc<str>,
+    /// `rule:<id>`.
+    pub why: &'a std::sync::Arc<str>,
     /// Its resolved actions: `Hits::effects[start..end]`.
     effects: (u32, u32),
 }
@@ -428,6 +430,7 @@ impl<'a> Env<'a> {
             self.resolve(&rule.then, &bound, &mut hits.effects);
             hits.hits.push(RuleHit {
                 id: &rule.id,
+                why: &rule.why,
                 effects: (start, hits.effects.len() as u32),
             });
         }

@@ -174,6 +174,8 @@ pub enum Act {
 pub struct CompiledRule {
     /// Rule id (shared, so a decision lists fired rules without copying strings).
     pub id: std::sync::Arc<str>,
+    /// `rule:<id>`, the "why" of the items it touches (shared the same way).
+    pub why: std::sync::Arc<str>,
     /// Priority.
     pub priority: i32,
     /// Condition.
