@@ -191,6 +191,23 @@ impl AggregateDelta {
         bump(&mut self.rule_hits, id.to_string(), 1);
     }
 
+    /// Counts one hit per id, given in ascending order: into an empty map (a decision's own
+    /// delta) the map is built in one pass, without searching it per id.
+    pub fn count_rules_sorted(&mut self, ids: &[&str]) {
+        if !self.rule_hits.is_empty() || !ids.is_sorted() {
+            ids.iter().for_each(|id| self.count_rule(id));
+            return;
+        }
+        let mut runs: Vec<(String, u64)> = Vec::with_capacity(ids.len());
+        for &id in ids {
+            match runs.last_mut() {
+                Some((last, n)) if last == id => *n += 1,
+                _ => runs.push((id.to_string(), 1)),
+            }
+        }
+        self.rule_hits = runs.into_iter().collect();
+    }
+
     /// Counts a decision served from a tier.
     pub fn count_tier(&mut self, tier: &str) {
         bump(&mut self.tiers, tier.to_string(), 1);
@@ -524,6 +541,24 @@ pub fn check_browser_report(d: &AggregateDelta) -> Vec<FieldError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn counting_sorted_rule_ids_at_once_equals_counting_them_one_by_one() {
+        let one_by_one = |ids: &[&str]| {
+            let mut d = AggregateDelta::default();
+            ids.iter().for_each(|id| d.count_rule(id));
+            d
+        };
+        for ids in [&["a", "a", "b", "c"][..], &["c", "a", "b"], &[], &["x"]] {
+            let mut d = AggregateDelta::default();
+            d.count_rules_sorted(ids);
+            assert_eq!(d, one_by_one(ids), "{ids:?}");
+        }
+        // Into a map that already counts: added to, not replaced.
+        let mut d = one_by_one(&["a"]);
+        d.count_rules_sorted(&["a", "b"]);
+        assert_eq!(d, one_by_one(&["a", "a", "b"]));
+    }
 
     #[test]
     fn browser_reports_carry_decision_counters_only() {

@@ -368,9 +368,7 @@ impl Engine {
             missing += ranked.missing;
             delta.decisions = 1;
             delta.count_tier(tier.as_str());
-            for id in hits.ids() {
-                delta.count_rule(id);
-            }
+            delta.count_rules_sorted(&hits.ids_sorted());
             if let Some(v) = &features.context.variant {
                 delta.count_variant(&self.variant_key(v), VariantEvent::Exposure);
             }

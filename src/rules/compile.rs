@@ -162,6 +162,7 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
                 why: format!("rule:{}", r.id).into(),
                 priority: r.priority,
                 binds: when.binds(),
+                id_rank: 0,
                 when,
                 then,
                 context_only,
@@ -170,6 +171,11 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
     }
     if !cx.issues.is_empty() {
         return Err(BundleError { issues: cx.issues });
+    }
+    let mut by_id: Vec<usize> = (0..rules.len()).collect();
+    by_id.sort_by(|&a, &b| rules[a].id.cmp(&rules[b].id));
+    for (rank, i) in by_id.into_iter().enumerate() {
+        rules[i].id_rank = rank as u32;
     }
     rules.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
     let canonical = serde_json::to_vec(&bundle).unwrap_or_default();

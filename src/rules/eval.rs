@@ -47,6 +47,8 @@ pub struct RuleHit<'a> {
     pub id: &'a std::sync::Arc<str>,
     /// `rule:<id>`.
     pub why: &'a std::sync::Arc<str>,
+    /// The rule's [`CompiledRule::id_rank`].
+    rank: u32,
     /// Its resolved actions: `Hits::effects[start..end]`.
     effects: (u32, u32),
 }
@@ -71,6 +73,13 @@ impl<'a> Hits<'a> {
     /// The rule ids, in priority order.
     pub fn ids(&self) -> impl Iterator<Item = &'a std::sync::Arc<str>> + '_ {
         self.hits.iter().map(|h| h.id)
+    }
+
+    /// The rule ids in ascending (byte) order.
+    pub fn ids_sorted(&self) -> Vec<&'a str> {
+        let mut by: Vec<(u32, &'a str)> = self.hits.iter().map(|h| (h.rank, &**h.id)).collect();
+        by.sort_unstable_by_key(|x| x.0);
+        by.into_iter().map(|x| x.1).collect()
     }
 
     /// How many rules fired.
@@ -431,6 +440,7 @@ impl<'a> Env<'a> {
             hits.hits.push(RuleHit {
                 id: &rule.id,
                 why: &rule.why,
+                rank: rule.id_rank,
                 effects: (start, hits.effects.len() as u32),
             });
         }

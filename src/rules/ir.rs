@@ -188,6 +188,9 @@ pub struct CompiledRule {
     /// items decide an `all` and feed `$item`/`$category`; without one, evaluation is a plain
     /// boolean walk ([`Cond::binds`]).
     pub binds: bool,
+    /// Position of its id among the bundle's ids in sorted order (a decision's hits are
+    /// counted in that order without comparing strings).
+    pub id_rank: u32,
 }
 
 /// Compiled policy settings.
