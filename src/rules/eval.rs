@@ -13,7 +13,6 @@ use crate::event::EventKind;
 use crate::features::Features;
 use crate::session::{SessionState, Window};
 use std::cell::RefCell;
-use std::rc::Rc;
 
 /// Most bound items or categories an action fans out to.
 pub const MAX_BOUND: usize = 3;
@@ -94,7 +93,7 @@ impl<'a> Hits<'a> {
 }
 
 /// Per-item (or per-category) counts for one (kind, window), shared by all rules asking.
-type CountMemo = Vec<(EventKind, Window, bool, Rc<[u32]>)>;
+type CountMemo = Vec<(EventKind, Window, bool, Vec<u32>)>;
 
 /// What rules read.
 pub struct Env<'a> {
@@ -175,27 +174,34 @@ impl<'a> Env<'a> {
             .copied()
     }
 
-    /// Counts of `kind` in `window` per session item (or per category), memoised.
-    fn counts(&self, kind: EventKind, window: Window, by_category: bool) -> Rc<[u32]> {
-        let hit = self
-            .memo
-            .borrow()
-            .iter()
-            .find(|m| m.0 == kind && m.1 == window && m.2 == by_category)
-            .map(|m| m.3.clone());
-        if let Some(c) = hit {
-            return c;
-        }
-        let (s, now, bms) = (self.state, self.now_ms, self.bucket_ms);
-        let counts: Rc<[u32]> = if by_category {
-            s.counts_per_category(kind, window, now, bms).into()
-        } else {
-            s.counts_per_item(kind, window, now, bms).into()
+    /// Counts of `kind` in `window` per session item (or per category), memoised, handed to
+    /// `f` (which must not ask for counts itself: the memo is borrowed meanwhile).
+    fn with_counts<R>(
+        &self,
+        kind: EventKind,
+        window: Window,
+        by_category: bool,
+        f: impl FnOnce(&[u32]) -> R,
+    ) -> R {
+        let key = |m: &(EventKind, Window, bool, Vec<u32>)| {
+            m.0 == kind && m.1 == window && m.2 == by_category
         };
-        self.memo
-            .borrow_mut()
-            .push((kind, window, by_category, counts.clone()));
-        counts
+        let known = self.memo.borrow().iter().position(key);
+        let at = match known {
+            Some(at) => at,
+            None => {
+                let (s, now, bms) = (self.state, self.now_ms, self.bucket_ms);
+                let counts = if by_category {
+                    s.counts_per_category(kind, window, now, bms)
+                } else {
+                    s.counts_per_item(kind, window, now, bms)
+                };
+                let mut memo = self.memo.borrow_mut();
+                memo.push((kind, window, by_category, counts));
+                memo.len() - 1
+            }
+        };
+        f(&self.memo.borrow()[at].3)
     }
 
     fn num(&self, f: NumFeature) -> f64 {
@@ -311,18 +317,16 @@ impl<'a> Env<'a> {
         let single = |n: u32| (test(n), Bound::default());
         let item_count = |id: Option<&str>| {
             id.and_then(|id| self.item_index(id)).map_or(0, |i| {
-                self.counts(kind, window, false)
-                    .get(i as usize)
-                    .copied()
-                    .unwrap_or(0)
+                self.with_counts(kind, window, false, |c| {
+                    c.get(i as usize).copied().unwrap_or(0)
+                })
             })
         };
         let cat_count = |name: Option<&str>| {
             name.and_then(|c| s.category_index(c)).map_or(0, |c| {
-                self.counts(kind, window, true)
-                    .get(c as usize)
-                    .copied()
-                    .unwrap_or(0)
+                self.with_counts(kind, window, true, |n| {
+                    n.get(c as usize).copied().unwrap_or(0)
+                })
             })
         };
         let matches = |counts: &[u32]| -> Vec<(u32, u32)> {
@@ -336,11 +340,9 @@ impl<'a> Env<'a> {
             m
         };
         match target {
-            CountTarget::Everything => single(
-                self.counts(kind, window, false)
-                    .iter()
-                    .fold(0u32, |a, &b| a.saturating_add(b)),
-            ),
+            CountTarget::Everything => single(self.with_counts(kind, window, false, |c| {
+                c.iter().fold(0u32, |a, &b| a.saturating_add(b))
+            })),
             CountTarget::Item(id) => single(item_count(Some(id))),
             CountTarget::LastItem => single(item_count(self.features.last_item.as_deref())),
             CountTarget::MostViewed => single(item_count(
@@ -352,7 +354,7 @@ impl<'a> Env<'a> {
             CountTarget::Category(c) => single(cat_count(Some(c))),
             CountTarget::TopCategory => single(cat_count(self.features.top_category())),
             CountTarget::AnyItem => {
-                let m = matches(&self.counts(kind, window, false));
+                let m = self.with_counts(kind, window, false, matches);
                 (
                     !m.is_empty(),
                     Bound {
@@ -362,7 +364,7 @@ impl<'a> Env<'a> {
                 )
             }
             CountTarget::AnyCategory => {
-                let m = matches(&self.counts(kind, window, true));
+                let m = self.with_counts(kind, window, true, matches);
                 (
                     !m.is_empty(),
                     Bound {
