@@ -277,12 +277,21 @@ async fn write_batch(
             if let Ok(mut sum) = app.summary.lock() {
                 sum.add(&batch.delta);
             }
+            // One counter update per topic, not per record (a batch is ~30 records over 5
+            // topics; each update clones the label and takes the family's lock).
+            let mut per_topic: Vec<(&str, u64)> = Vec::with_capacity(8);
             for r in &recs {
+                match per_topic.iter_mut().find(|(t, _)| *t == r.topic) {
+                    Some((_, n)) => *n += 1,
+                    None => per_topic.push((&r.topic, 1)),
+                }
+            }
+            for (topic, n) in per_topic {
                 m.records
                     .get_or_create(&Topic {
-                        topic: r.topic.clone(),
+                        topic: topic.to_string(),
                     })
-                    .inc();
+                    .inc_by(n);
             }
             tracing::info!(batch = %batch.id, source = %batch.source, records = recs.len(), events = batch.delta.events, "batch written");
             Ok(recs.len())
