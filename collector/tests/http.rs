@@ -130,6 +130,23 @@ async fn batches_become_records_once() {
             .count(),
         2
     );
+    // The per-topic counters on /metrics agree with the records written.
+    let r = app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let mut topics: Vec<&str> = recs.iter().map(|r| r["topic"].as_str().unwrap()).collect();
+    topics.sort();
+    topics.dedup();
+    assert!(topics.len() >= 3, "{topics:?}");
+    for t in topics {
+        let written = recs.iter().filter(|r| r["topic"] == t).count();
+        let line = format!("edgerec_collector_records_total{{topic=\"{t}\"}} {written}");
+        assert!(text.contains(&line), "{line} missing from:\n{text}");
+    }
 }
 
 #[tokio::test]
