@@ -17,6 +17,16 @@ fn error_json(errors: &[FieldError]) -> JsError {
     JsError::new(&ErrorBody::new(errors.to_vec()).to_json())
 }
 
+/// JSON text written into a buffer sized for a typical decision (~2 KB), so it is not
+/// regrown while writing.
+fn json_text(v: &edgerec::engine::Decision) -> String {
+    let mut buf = Vec::with_capacity(4096);
+    match serde_json::to_writer(&mut buf, v) {
+        Ok(()) => String::from_utf8(buf).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
 fn one_error(field: &str, message: impl ToString) -> JsError {
     error_json(&[FieldError::new(field, message.to_string())])
 }
@@ -199,7 +209,7 @@ impl Engine {
             return Err(error_json(&d.rejected));
         }
         Ok(Decision {
-            json: serde_json::to_string(&d).unwrap_or_default(),
+            json: json_text(&d),
             state: d.state,
         })
     }
