@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev dev-bins test tools tools-dev lint unit bench-guard bench-baseline bench-compare wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke mutants mutants-worker clean
+.PHONY: dev dev-bins test tools tools-dev lint unit bench-guard bench-baseline bench-compare bench-peers wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke mutants mutants-worker clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
@@ -143,8 +143,7 @@ bench: tools wasm-node worker cli www
 	@cargo bench -q --bench latency 2>/dev/null | tail -1
 	@cargo bench -q --bench latency_mimalloc 2>/dev/null | tail -1
 	@node wasm/bench.mjs
-	@echo "--- the same 100 rules: edgerec (wasm, full decision) vs npm rule engines, one Node process ---"
-	@node wasm/peers.mjs
+	@$(MAKE) -s bench-peers
 	@node tests/browser/bench.mjs
 	@cargo run -q --release --example workload_info
 	node worker/bench.mjs
@@ -162,6 +161,13 @@ bench-baseline:
 	cargo bench -q --bench decide -- --save-baseline main
 bench-compare:
 	cargo bench -q --bench decide -- --baseline main
+
+## bench-peers: the same 100 rules in edgerec (wasm, full decision) and in json-rules-engine,
+## zen-engine and json-logic-js, one Node process (the peers install into wasm/peers/)
+bench-peers: wasm-node
+	npm install --prefix wasm/peers --no-package-lock --no-audit --no-fund --silent
+	@echo "--- the same 100 rules: edgerec (wasm, full decision) vs npm rule engines, one Node process ---"
+	node wasm/peers/bench.mjs
 
 ## eval: replay evaluation on the YOOCHOOSE sample (next-item HR/MRR@10,20 vs POP, session-POP)
 EVAL_DATA ?= ../shared/data/yoochoose-100k

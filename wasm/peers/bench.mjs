@@ -10,8 +10,10 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(import.meta.url);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+// The peers live in this folder's own node_modules (`make bench-peers` installs them).
+const require = createRequire(path.join(here, 'package.json'));
 const wasm = require(path.join(root, 'build/wasm-node/edgerec_wasm.js'));
 const { Engine: RulesEngine } = require('json-rules-engine');
 const jsonLogic = require('json-logic-js');
