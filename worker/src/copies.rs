@@ -86,6 +86,14 @@ impl Copies {
         self.by_key.get(key).map(|c| (c.blob.clone(), c.written_ms))
     }
 
+    /// When this isolate's copy of `key` was written, if it is exactly `blob`.
+    pub fn written_ms(&self, key: &str, blob: &[u8]) -> Option<u64> {
+        self.by_key
+            .get(key)
+            .filter(|c| c.blob == blob)
+            .map(|c| c.written_ms)
+    }
+
     /// Forgets copies older than [`KEEP_MS`].
     pub fn prune(&mut self, now_ms: u64) {
         self.by_key
@@ -238,6 +246,24 @@ mod tests {
         assert_eq!(c.len(), 2, "s:0 (written at 10) and s:new remain");
         c.prune(2 * KEEP_MS + 11);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_cookie_mirrors_the_write_time_of_the_copy_it_carries() {
+        let mut c = Copies::default();
+        c.store("s:a", vec![1, 2], 100);
+        assert_eq!(c.written_ms("s:a", &[1, 2]), Some(100));
+        // With the cookie at the copy's own time, the copy is not taken as older.
+        assert!(matches!(
+            c.newest("s:a", Some(100)),
+            (Newest::Isolate(_), false)
+        ));
+        assert_eq!(
+            c.written_ms("s:a", &[1, 3]),
+            None,
+            "another blob: not this copy"
+        );
+        assert_eq!(c.written_ms("s:b", &[1, 2]), None);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! the endpoints (413, 429, identity), the request body within its limit, session cookies and
 //! the state a browser keeps, and the decision context of a request.
 
-use crate::budget::now_ms;
 use crate::cookie::{self, HOT_COOKIE, SID_COOKIE};
 use crate::identity::{Identity, IdentityError, Kind};
 use crate::limits::Limit;
@@ -146,7 +145,8 @@ pub(crate) fn with_cookies(
         )?;
     }
     if let Some(blob) = blob {
-        let v = cookie::hot_value(&s.session_secret, &id.sid, blob, now_ms());
+        let at = crate::store::cookie_time(&id.key, blob);
+        let v = cookie::hot_value(&s.session_secret, &id.sid, blob, at);
         h.append(
             "set-cookie",
             &cookie::set_cookie(HOT_COOKIE, &v, s.session_ttl_s, id.secure),

@@ -160,6 +160,15 @@ async fn load_kv(
     }
 }
 
+/// The time a session's hot-copy cookie carries for `blob`: the isolate copy's own write time
+/// when it holds this blob, so the cookie never looks newer than the copy it mirrors (a clock
+/// tick between the two would make the next request take the cookie for another isolate's).
+pub fn cookie_time(key: &str, blob: &[u8]) -> u64 {
+    COPIES
+        .with(|c| c.borrow().written_ms(key, blob))
+        .unwrap_or_else(now_ms)
+}
+
 /// Stores a session's new blob (written now) under its KV key: in isolate memory at once, in
 /// KV coalesced.
 pub fn save(ctx: &Context, kv: &KvStore, key: &str, blob: Vec<u8>, s: &Settings) {
