@@ -11,6 +11,7 @@ use crate::error::FieldError;
 use crate::event::{check_id, EventKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Batch schema version.
 pub const BATCH_VERSION: u8 = 1;
@@ -126,8 +127,8 @@ pub struct AggregateDelta {
     pub duplicates: u64,
     /// Per-item interaction counters.
     pub items: BTreeMap<String, ItemCounts>,
-    /// Rule id → times it fired.
-    pub rule_hits: BTreeMap<String, u64>,
+    /// Rule id → times it fired (ids shared with the compiled bundle: no copy per decision).
+    pub rule_hits: BTreeMap<Arc<str>, u64>,
     /// Tier → decisions served from it.
     pub tiers: BTreeMap<String, u64>,
     /// `experiment/variant` → counters.
@@ -188,21 +189,33 @@ impl AggregateDelta {
 
     /// Counts a rule hit.
     pub fn count_rule(&mut self, id: &str) {
-        bump(&mut self.rule_hits, id.to_string(), 1);
+        match self.rule_hits.get_mut(id) {
+            Some(n) => *n = n.saturating_add(1),
+            None => {
+                self.rule_hits.insert(Arc::from(id), 1);
+            }
+        }
     }
 
     /// Counts one hit per id, given in ascending order: into an empty map (a decision's own
     /// delta) the map is built in one pass, without searching it per id.
-    pub fn count_rules_sorted(&mut self, ids: &[&str]) {
+    pub fn count_rules_sorted(&mut self, ids: &[&Arc<str>]) {
         if !self.rule_hits.is_empty() || !ids.is_sorted() {
-            ids.iter().for_each(|id| self.count_rule(id));
+            for &id in ids {
+                match self.rule_hits.get_mut(id) {
+                    Some(n) => *n = n.saturating_add(1),
+                    None => {
+                        self.rule_hits.insert(Arc::clone(id), 1);
+                    }
+                }
+            }
             return;
         }
-        let mut runs: Vec<(String, u64)> = Vec::with_capacity(ids.len());
+        let mut runs: Vec<(Arc<str>, u64)> = Vec::with_capacity(ids.len());
         for &id in ids {
             match runs.last_mut() {
                 Some((last, n)) if last == id => *n += 1,
-                _ => runs.push((id.to_string(), 1)),
+                _ => runs.push((Arc::clone(id), 1)),
             }
         }
         self.rule_hits = runs.into_iter().collect();
@@ -350,8 +363,13 @@ impl AggregateBatch {
                 err(format!("delta.items[{k:?}]"), "counter above 1e9");
             }
         }
-        for (map, name) in [(&d.rule_hits, "rule_hits"), (&d.tiers, "tiers")] {
-            for (k, v) in map {
+        let rules = d.rule_hits.iter().map(|(k, v)| (&**k, v));
+        let tiers = d.tiers.iter().map(|(k, v)| (k.as_str(), v));
+        for (entries, name) in [
+            (rules.collect::<Vec<_>>(), "rule_hits"),
+            (tiers.collect(), "tiers"),
+        ] {
+            for (k, v) in entries {
                 if check_id(k).is_err() {
                     err(format!("delta.{name}[{k:?}]"), "invalid key");
                 }
@@ -549,14 +567,15 @@ mod tests {
             ids.iter().for_each(|id| d.count_rule(id));
             d
         };
+        let shared = |ids: &[&str]| ids.iter().map(|&i| Arc::<str>::from(i)).collect::<Vec<_>>();
         for ids in [&["a", "a", "b", "c"][..], &["c", "a", "b"], &[], &["x"]] {
             let mut d = AggregateDelta::default();
-            d.count_rules_sorted(ids);
+            d.count_rules_sorted(&shared(ids).iter().collect::<Vec<_>>());
             assert_eq!(d, one_by_one(ids), "{ids:?}");
         }
         // Into a map that already counts: added to, not replaced.
         let mut d = one_by_one(&["a"]);
-        d.count_rules_sorted(&["a", "b"]);
+        d.count_rules_sorted(&shared(&["a", "b"]).iter().collect::<Vec<_>>());
         assert_eq!(d, one_by_one(&["a", "a", "b"]));
     }
 
@@ -773,7 +792,7 @@ mod tests {
             ..Default::default()
         };
         d.tiers.insert("browser".into(), 1);
-        d.rule_hits.insert(String::new(), 1);
+        d.rule_hits.insert("".into(), 1);
         assert_eq!(
             check_browser_report(&d).len(),
             1,
@@ -810,7 +829,9 @@ mod tests {
         // At most 50 errors are listed, however many there are.
         let many = with(&|b| {
             for i in 0..60 {
-                b.delta.rule_hits.insert(format!("r{i}"), MAX_COUNTER + 1);
+                b.delta
+                    .rule_hits
+                    .insert(format!("r{i}").into(), MAX_COUNTER + 1);
             }
         });
         assert_eq!(many.len(), 50);

@@ -182,7 +182,7 @@ pub struct Decisions<'a> {
     /// Redelivered events ignored.
     pub duplicates: u64,
     /// Rule id → decisions it fired in.
-    pub rule_hits: Cow<'a, BTreeMap<String, u64>>,
+    pub rule_hits: Cow<'a, BTreeMap<std::sync::Arc<str>, u64>>,
     /// Tier → decisions served by it.
     pub tiers: Cow<'a, BTreeMap<String, u64>>,
     /// Variant → its counters.

@@ -17,27 +17,27 @@ pub const MAX_NAMES: usize = 64;
 pub const OTHER: &str = "(other)";
 
 /// Keeps the `MAX_NAMES - 1` largest entries by `size` and merges the rest into `(other)`.
-fn bound<V: Default>(
-    map: &mut std::collections::BTreeMap<String, V>,
+fn bound<K: Ord + Clone + std::borrow::Borrow<str> + for<'k> From<&'k str>, V: Default>(
+    map: &mut std::collections::BTreeMap<K, V>,
     size: impl Fn(&V) -> u64,
     fold: impl Fn(&mut V, &V),
 ) {
     if map.len() <= MAX_NAMES {
         return;
     }
-    let mut by: Vec<(u64, String)> = map
+    let mut by: Vec<(u64, K)> = map
         .iter()
-        .filter(|(k, _)| k.as_str() != OTHER)
+        .filter(|(k, _)| (**k).borrow() != OTHER)
         .map(|(k, v)| (size(v), k.clone()))
         .collect();
     by.sort_unstable_by(|a, b| b.cmp(a));
     let mut other = map.remove(OTHER).unwrap_or_default();
     for (_, k) in by.into_iter().skip(MAX_NAMES - 1) {
-        if let Some(v) = map.remove(&k) {
+        if let Some(v) = map.remove::<K>(&k) {
             fold(&mut other, &v);
         }
     }
-    map.insert(OTHER.to_string(), other);
+    map.insert(K::from(OTHER), other);
 }
 
 /// The running total.
@@ -95,7 +95,7 @@ impl Summary {
             .take(top)
             .map(|(id, c)| json!({"id": id, "views": c.views, "clicks": c.clicks, "add_to_carts": c.add_to_carts, "purchases": c.purchases, "impressions": c.impressions}))
             .collect();
-        let mut rules: Vec<(&String, &u64)> = t.rule_hits.iter().collect();
+        let mut rules: Vec<(&std::sync::Arc<str>, &u64)> = t.rule_hits.iter().collect();
         rules.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let rules: Vec<Value> = rules
             .into_iter()

@@ -59,6 +59,8 @@ pub struct Hits<'a> {
     /// The rules that fired.
     pub hits: Vec<RuleHit<'a>>,
     effects: Vec<Effect<'a>>,
+    /// Rules in the bundle (ranks are below it).
+    rules: u32,
 }
 
 impl<'a> Hits<'a> {
@@ -75,8 +77,19 @@ impl<'a> Hits<'a> {
     }
 
     /// The rule ids in ascending (byte) order.
-    pub fn ids_sorted(&self) -> Vec<&'a str> {
-        let mut by: Vec<(u32, &'a str)> = self.hits.iter().map(|h| (h.rank, &**h.id)).collect();
+    pub fn ids_sorted(&self) -> Vec<&'a std::sync::Arc<str>> {
+        // Many hits of a few rules: place each at its rank (no sort); few of many: sort them.
+        if self.hits.len() * 8 >= self.rules as usize {
+            let mut slots: Vec<Option<&'a std::sync::Arc<str>>> = vec![None; self.rules as usize];
+            for h in &self.hits {
+                if let Some(s) = slots.get_mut(h.rank as usize) {
+                    *s = Some(h.id);
+                }
+            }
+            return slots.into_iter().flatten().collect();
+        }
+        let mut by: Vec<(u32, &'a std::sync::Arc<str>)> =
+            self.hits.iter().map(|h| (h.rank, h.id)).collect();
         by.sort_unstable_by_key(|x| x.0);
         by.into_iter().map(|x| x.1).collect()
     }
@@ -455,6 +468,7 @@ impl<'a> Env<'a> {
         let mut hits = Hits {
             hits: Vec::with_capacity(bundle.rules.len()),
             effects: Vec::with_capacity(bundle.rules.len() * 2),
+            rules: bundle.rules.len() as u32,
         };
         for r in bundle
             .rules
@@ -552,6 +566,35 @@ mod tests {
             let f = Features::compute(&s, ctx, now, &cfg);
             let env = Env::new(&s, &f, now, cfg.bucket_ms);
             proptest::prop_assert_eq!(env.holds(&rule.when), env.eval(&rule.when).0);
+        }
+    }
+
+    #[test]
+    fn ids_sorted_is_the_fired_ids_in_byte_order_whether_few_or_many_fire() {
+        let cfg = SessionConfig::default();
+        // 40 rules, priorities against id order; `fire` of them hold (country is DE).
+        for fire in [0, 2, 5, 40] {
+            let rules: Vec<serde_json::Value> = (0..40)
+                .map(|i| {
+                    let country = if i % 40 < fire { "DE" } else { "US" };
+                    serde_json::json!({"id": format!("r{:02}", (i * 7) % 40), "priority": i % 5,
+                        "when": {"feature": {"name": "context.country", "op": "==", "value": country}},
+                        "then": [{"cap_per_category": 2}]})
+                })
+                .collect();
+            let bundle = serde_json::json!({"version": "s", "rules": rules}).to_string();
+            let b = compile_json(&bundle, cfg.horizon_ms).unwrap();
+            let s = SessionState::new();
+            let ctx = Context {
+                country: Some("DE".into()),
+                ..Default::default()
+            };
+            let f = Features::compute(&s, ctx, T0, &cfg);
+            let hits = Env::new(&s, &f, T0, cfg.bucket_ms).run(&b, false);
+            let mut want: Vec<&str> = hits.ids().map(|i| &**i).collect();
+            want.sort_unstable();
+            let got: Vec<&str> = hits.ids_sorted().into_iter().map(|i| &**i).collect();
+            assert_eq!((got.len(), &got), (fire, &want), "{fire} fired");
         }
     }
 
