@@ -135,6 +135,7 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
         }
     }
     let mut rules = Vec::with_capacity(bundle.rules.len());
+    let mut labels = super::flat::Labels::default();
     for (i, r) in bundle.rules.iter().enumerate() {
         let path = format!("rules[{i}]");
         check_text(&mut cx, &format!("{path}.id"), &r.id);
@@ -163,6 +164,7 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
                 priority: r.priority,
                 binds: when.binds(),
                 id_rank: 0,
+                flat: super::flat::Flat::build(&when, &mut labels),
                 when,
                 then,
                 context_only,
@@ -196,6 +198,7 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
         },
         experiment: bundle.experiment.clone(),
         rules,
+        labels,
         source: bundle,
     })
 }

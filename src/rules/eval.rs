@@ -6,6 +6,7 @@
 //! resolve their references into concrete [`Effect`]s.
 
 use super::features::{NumFeature, StrFeature};
+use super::flat::{Facts, Labels, NUMS};
 use super::ir::{
     Act, CategoryRef, CompiledBundle, CompiledRule, Cond, CountTarget, ItemRef, StrOp,
 };
@@ -126,6 +127,12 @@ struct Bound {
     items: Option<Vec<(u32, u32)>>,
     categories: Option<Vec<(u32, u32)>>,
 }
+
+/// What a rule without wildcard counts binds: nothing.
+const UNBOUND: Bound = Bound {
+    items: None,
+    categories: None,
+};
 
 fn intersect(a: Option<Vec<(u32, u32)>>, b: Option<Vec<(u32, u32)>>) -> Option<Vec<(u32, u32)>> {
     match (a, b) {
@@ -249,16 +256,11 @@ impl<'a> Env<'a> {
         }
     }
 
-    /// Whether a condition without wildcard counts holds: the same answer as [`Env::eval`]
-    /// gives it, without building bindings.
-    fn holds(&self, c: &Cond) -> bool {
-        match c {
-            Cond::All(cs) => cs.iter().all(|c| self.holds(c)),
-            Cond::Any(cs) => cs.iter().any(|c| self.holds(c)),
-            Cond::Not(c) => !self.holds(c),
-            Cond::Num(f, op, v) => op.test(self.num(*f), *v),
-            Cond::Str(f, op) => self.label_test(*f, op),
-            c @ Cond::Count { .. } => self.eval(c).0,
+    /// What this decision's flattened conditions read (see [`super::flat`]).
+    pub fn facts(&self, labels: &Labels) -> Facts {
+        Facts {
+            nums: NUMS.map(|f| self.num(f)),
+            labels: labels.facts(|f| self.label(f)),
         }
     }
 
@@ -443,23 +445,33 @@ impl<'a> Env<'a> {
     }
 
     /// Evaluates one rule; if it fires, adds it and its resolved actions to `hits`.
-    pub fn run_rule(&self, rule: &'a CompiledRule, hits: &mut Hits<'a>) -> bool {
-        let (ok, bound) = if rule.binds {
-            self.eval(&rule.when)
-        } else {
-            (self.holds(&rule.when), Bound::default())
-        };
+    pub fn run_rule(&self, rule: &'a CompiledRule, facts: &Facts, hits: &mut Hits<'a>) -> bool {
+        if rule.binds {
+            let (ok, bound) = self.eval(&rule.when);
+            if ok {
+                self.fire(rule, &bound, hits);
+            }
+            return ok;
+        }
+        let label = |f| self.label(f);
+        let count = |c: &Cond| self.eval(c).0;
+        let ok = rule.flat.holds(facts, &label, &count);
         if ok {
-            let start = hits.effects.len() as u32;
-            self.resolve(&rule.then, &bound, &mut hits.effects);
-            hits.hits.push(RuleHit {
-                id: &rule.id,
-                why: &rule.why,
-                rank: rule.id_rank,
-                effects: (start, hits.effects.len() as u32),
-            });
+            self.fire(rule, &UNBOUND, hits);
         }
         ok
+    }
+
+    /// Records a rule that fired and its actions, resolved against what it bound.
+    fn fire(&self, rule: &'a CompiledRule, bound: &Bound, hits: &mut Hits<'a>) {
+        let start = hits.effects.len() as u32;
+        self.resolve(&rule.then, bound, &mut hits.effects);
+        hits.hits.push(RuleHit {
+            id: &rule.id,
+            why: &rule.why,
+            rank: rule.id_rank,
+            effects: (start, hits.effects.len() as u32),
+        });
     }
 
     /// Evaluates every rule (or, with `context_only`, only those that read just the request),
@@ -470,12 +482,16 @@ impl<'a> Env<'a> {
             effects: Vec::with_capacity(bundle.rules.len() * 2),
             rules: bundle.rules.len() as u32,
         };
+        if bundle.rules.is_empty() {
+            return hits;
+        }
+        let facts = self.facts(&bundle.labels);
         for r in bundle
             .rules
             .iter()
             .filter(|r| !context_only || r.context_only)
         {
-            self.run_rule(r, &mut hits);
+            self.run_rule(r, &facts, &mut hits);
         }
         hits
     }
@@ -526,9 +542,15 @@ mod tests {
                 let op = ["==", "!=", "<", "<=", ">", ">="][op];
                 json!({"feature": {"name": f, "op": op, "value": v}})
             }),
-            (0..2usize, 0..3usize).prop_map(|(f, v)| {
-                let (f, vals) = [("context.country", ["DE", "AT", "US"]), ("session.top_category", ["c", "d", "e"])][f];
-                json!({"feature": {"name": f, "op": "==", "value": vals[v]}})
+            (0..3usize, 0..3usize, 0..5usize).prop_map(|(f, v, op)| {
+                let (f, vals) = [("context.country", ["DE", "AT", "US"]), ("session.top_category", ["c", "d", "e"]), ("context.device", ["mobile", "m", ""])][f];
+                match op {
+                    0 => json!({"feature": {"name": f, "op": "==", "value": vals[v]}}),
+                    1 => json!({"feature": {"name": f, "op": "!=", "value": vals[v]}}),
+                    2 => json!({"feature": {"name": f, "op": "in", "value": [vals[v], vals[(v + 1) % 3]]}}),
+                    3 => json!({"feature": {"name": f, "op": "not_in", "value": [vals[v], "Z"]}}),
+                    _ => json!({"feature": {"name": f, "op": "starts_with", "value": vals[v]}}),
+                }
             }),
             (0..3usize, 1..4u32).prop_map(|(t, v)| match t {
                 0 => json!({"count": {"kind": "view", "item": "x", "window": "10m", "op": ">=", "value": v}}),
@@ -561,11 +583,13 @@ mod tests {
             for i in 0..views {
                 s.ingest(&Event::new(EventKind::View, if i % 2 == 0 { "x" } else { "y" }, T0 + i * 1000), Some("c"), None, &cfg);
             }
-            let ctx = Context { country: Some("DE".into()), ..Default::default() };
+            let ctx = Context { country: Some("DE".into()), device: (views % 3 != 0).then(|| "mobile".into()), ..Default::default() };
             let now = T0 + 10_000;
             let f = Features::compute(&s, ctx, now, &cfg);
             let env = Env::new(&s, &f, now, cfg.bucket_ms);
-            proptest::prop_assert_eq!(env.holds(&rule.when), env.eval(&rule.when).0);
+            let facts = env.facts(&b.labels);
+            let flat = rule.flat.holds(&facts, &|f| env.label(f), &|c| env.eval(c).0);
+            proptest::prop_assert_eq!(flat, env.eval(&rule.when).0);
         }
     }
 

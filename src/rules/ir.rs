@@ -191,6 +191,8 @@ pub struct CompiledRule {
     /// Position of its id among the bundle's ids in sorted order (a decision's hits are
     /// counted in that order without comparing strings).
     pub id_rank: u32,
+    /// The condition flattened over feature slots (what a rule that does not bind runs).
+    pub flat: super::flat::Flat,
 }
 
 /// Compiled policy settings.
@@ -227,6 +229,8 @@ pub struct CompiledBundle {
     pub experiment: Option<bundle::Experiment>,
     /// Enabled rules, highest priority first, ties by id.
     pub rules: Vec<CompiledRule>,
+    /// The label values the rules' conditions name, interned.
+    pub labels: super::flat::Labels,
     /// The source bundle, for publishing and display.
     pub source: Bundle,
 }
