@@ -1,6 +1,8 @@
 //! Collector benchmark on one broker in one run (`make bench-collector`):
 //! 1. a raw rdkafka producer (idempotent, acks=all) writing the records of N batches;
-//! 2. the same batches through the collector over HTTP (8 keep-alive clients on loopback);
+//!    1b. the same producer at the collector's concurrency: CLIENTS tasks, each waiting for a
+//!    batch's acks before the next, as a request does;
+//! 2. the same batches through the collector over HTTP (CLIENTS keep-alive clients, loopback);
 //! 3. request latency at a paced 1,000 requests/s.
 //!
 //! Needs `tansu` on PATH; prints one JSON object.
@@ -181,6 +183,49 @@ async fn main() {
         single.push(t.elapsed().as_secs_f64() * 1000.0);
     }
 
+    // 1b. The raw producer at the collector's concurrency: CLIENTS tasks, each producing one
+    // batch's records and awaiting all their acks before the next, as a request must. The gap
+    // between this and (1) is the wait for acks; between this and (2), the collector itself.
+    let clients: usize = std::env::var("CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let per_batch: Vec<Vec<records::Record>> = batches
+        .iter()
+        .map(|b| records::from_batch(b, "raw"))
+        .collect();
+    let per_batch = std::sync::Arc::new(per_batch);
+    let mut paced_raw_rates = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let (producer, per_batch) = (producer.clone(), per_batch.clone());
+            tasks.push(tokio::spawn(async move {
+                for recs in per_batch.iter().skip(c).step_by(clients) {
+                    let pending: Vec<_> = recs
+                        .iter()
+                        .map(|r| {
+                            producer
+                                .send_result(future_record(r))
+                                .map_err(|(e, _)| e)
+                                .expect("enqueue")
+                        })
+                        .collect();
+                    for p in pending {
+                        p.await.expect("delivered").expect("acked");
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        paced_raw_rates.push(recs.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    let raw_waiting_rate = q(&mut paced_raw_rates, 0.5);
+    let concurrency = clients;
+
     // 2. Through the collector over HTTP (median of 3 rounds, fresh batch ids each round).
     let mut settings = Settings::for_tests(SECRET, "/dev/null".into());
     settings.max_skew_ms = 60_000;
@@ -198,11 +243,7 @@ async fn main() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router(app)).await });
     // Many edge isolates post at once; each request waits for its acks, so throughput comes
-    // from concurrency.
-    let clients: usize = std::env::var("CLIENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
+    // from concurrency (the same CLIENTS as 1b).
     let mut col_rates = Vec::new();
     let mut avg_body = 0;
     for round in 0..3 {
@@ -274,6 +315,9 @@ async fn main() {
             "raw_single_record_ack_ms": {"p50": q(&mut single, 0.5), "p99": q(&mut single, 0.99)},
             "collector_records_per_s": col_rate.round(),
             "collector_vs_raw": ((col_rate / raw_rate) * 100.0).round() / 100.0,
+            "clients": concurrency,
+            "raw_waiting_for_acks_records_per_s": raw_waiting_rate.round(),
+            "collector_vs_raw_waiting_for_acks": ((col_rate / raw_waiting_rate) * 100.0).round() / 100.0,
             "paced_requests_per_s": achieved.round(),
             "paced_latency_ms": {"p50": q(&mut lat, 0.5), "p90": q(&mut lat, 0.9), "p99": q(&mut lat, 0.99)},
         })
