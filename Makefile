@@ -168,6 +168,8 @@ bench-peers: wasm-node
 	npm install --prefix wasm/peers --no-package-lock --no-audit --no-fund --silent
 	@echo "--- the same 100 rules: edgerec (wasm, full decision) vs npm rule engines, one Node process ---"
 	node wasm/peers/bench.mjs
+	@echo "--- the same workload natively under callgrind (instructions, noise-free) ---"
+	scripts/peers-instructions.sh
 
 ## eval: replay evaluation on the YOOCHOOSE sample (next-item HR/MRR@10,20 vs POP, session-POP)
 EVAL_DATA ?= ../shared/data/yoochoose-100k

@@ -173,13 +173,15 @@ for (let s = 0; s < FACT_SETS; s++) {
   sets.push({ state, context, now, facts, fired: d.rule_hits.slice().sort() });
 }
 
-// PEERS_DUMP=dir writes the workload (bundles, catalog, fact sets) for native profiling.
+// PEERS_DUMP=dir writes the workload (bundles, catalog, fact sets) for native profiling
+// (scripts/peers-instructions.sh, examples/peers_replay.rs).
 if (process.env.PEERS_DUMP) {
   const fs = await import('node:fs');
   const dir = process.env.PEERS_DUMP;
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'bundle.json'), bundle(conditions));
   fs.writeFileSync(path.join(dir, 'bundle-inert.json'), bundle(conditions, true));
+  fs.writeFileSync(path.join(dir, 'bundle-0.json'), JSON.stringify({ version: 'peers-0', rules: [] }));
   fs.writeFileSync(path.join(dir, 'catalog.json'), JSON.stringify(catalog));
   fs.writeFileSync(path.join(dir, 'sets.json'), JSON.stringify(sets.map((s) => ({
     state: Buffer.from(s.state).toString('base64'), context: s.context, now: s.now }))));
