@@ -189,7 +189,7 @@ struct Effects<'a> {
 /// as a `recent` candidate where seen items may be shown).
 fn session_anchors<'a>(inp: &RecommendInput<'a>, sc: &mut Scorer<'a>) -> Vec<Fold<Anchor<'a>>> {
     let (p, w) = (inp.policy, &inp.policy.weights);
-    let mut anchors = Vec::new();
+    let mut anchors = Vec::with_capacity(p.recent_anchors);
     // Returning to a recent item only makes sense where seen items may be shown.
     let recent_weight = if p.seen_policy == SeenPolicy::ExcludeRecent {
         0.0
@@ -472,7 +472,7 @@ fn pick<'c, 'a>(
 ) -> Vec<&'c Cand<'a>> {
     // Pins always stand, and each uses up one place of its category under the cap: "at most
     // two per category" holds for the list as shown.
-    let mut per_cat: Vec<(u32, u32)> = Vec::new();
+    let mut per_cat: Vec<(u32, u32)> = Vec::with_capacity(if cap > 0 { want } else { 0 });
     if cap > 0 {
         for category in pinned.iter().filter_map(|p| p.0.category()) {
             *shown(&mut per_cat, category) += 1;
@@ -517,7 +517,7 @@ fn recently_seen<'a>(inp: &RecommendInput<'a>) -> Vec<&'a str> {
     let s = inp.state;
     let win = inp.policy.seen_window;
     // Session item indices name distinct ids: dedupe on them, not on strings.
-    let mut out: Vec<u32> = Vec::new();
+    let mut out: Vec<u32> = Vec::with_capacity(s.items.len());
     for kind in [EventKind::View, EventKind::Click, EventKind::AddToCart] {
         let counts = s.counts_per_item(kind, win, inp.now_ms, inp.bucket_ms);
         for (i, &n) in counts.iter().enumerate() {
