@@ -14,9 +14,16 @@
 //! - `<p>.deadletter`: [`DeadLetter`] `{v, reason, fields, received_ms, body}`
 //!
 //! Keys: interactions and transitions are keyed `<item>#<n>` with `n = FNV-1a(batch id) mod 8`,
-//! so one hot item's counts spread over up to 8 partitions instead of piling onto one; the
-//! values are counters, so a consumer sums them per item whatever the partition. Decision
-//! counters are keyed by batch id.
+//! so one hot item's counts spread over up to 8 keys instead of piling onto one; the values
+//! are counters, so a consumer sums them per item whatever the partition. Decision counters are
+//! keyed by batch id.
+//!
+//! Partitions: every record of a batch goes to partition `FNV-1a(batch id) mod P` of its topic
+//! ([`Record::partition`]), not to its key's partition. A request then waits for one produce
+//! request per topic instead of one per (topic, partition) its keys hash to (the producer
+//! sends one request per partition, at most 5 in flight per broker when idempotent), and a
+//! hot item still spreads over every partition, batch by batch. A resent batch lands on the
+//! same partitions as its first copy.
 
 use crate::aggregate::{AggregateBatch, VariantCounts};
 use crate::error::FieldError;
@@ -122,6 +129,15 @@ pub struct Record {
     pub value: Vec<u8>,
     /// Headers.
     pub headers: Vec<(&'static str, String)>,
+    /// FNV-1a of the batch id (of the reason, for a dead letter): see [`Record::partition`].
+    pub partition_hash: u64,
+}
+
+impl Record {
+    /// The partition of its topic this record goes to, when the topic has `partitions`.
+    pub fn partition(&self, partitions: i32) -> i32 {
+        (self.partition_hash % partitions.max(1) as u64) as i32
+    }
 }
 
 /// A value of an interaction topic: `count` interactions of one kind with `item`.
@@ -205,8 +221,8 @@ pub struct DeadLetter<'a> {
     pub body: Cow<'a, [u8]>,
 }
 
-fn spread(batch_id: &str) -> u64 {
-    crate::experiment::fnv1a64(&[batch_id.as_bytes()]) % KEY_SPREAD
+fn fnv(s: &str) -> u64 {
+    crate::experiment::fnv1a64(&[s.as_bytes()])
 }
 
 fn headers(batch_id: &str) -> Vec<(&'static str, String)> {
@@ -223,7 +239,8 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// The records of a validated batch.
 pub fn from_batch(b: &AggregateBatch, prefix: &str) -> Vec<Record> {
-    let n = spread(&b.id);
+    let hash = fnv(&b.id);
+    let n = hash % KEY_SPREAD;
     let (batch, source) = (
         Cow::Borrowed(b.id.as_str()),
         Cow::Borrowed(b.source.as_str()),
@@ -247,6 +264,7 @@ pub fn from_batch(b: &AggregateBatch, prefix: &str) -> Vec<Record> {
                     count,
                 }),
                 headers: headers(&b.id),
+                partition_hash: hash,
             });
         }
     }
@@ -265,6 +283,7 @@ pub fn from_batch(b: &AggregateBatch, prefix: &str) -> Vec<Record> {
                     count,
                 }),
                 headers: headers(&b.id),
+                partition_hash: hash,
             });
         }
     }
@@ -290,6 +309,7 @@ pub fn from_batch(b: &AggregateBatch, prefix: &str) -> Vec<Record> {
                 variants: Cow::Borrowed(&d.variants),
             }),
             headers: headers(&b.id),
+            partition_hash: hash,
         });
     }
     out
@@ -317,6 +337,7 @@ pub fn dead_letter(
             ("edgerec-schema", SCHEMA_VERSION.to_string()),
             ("content-type", "application/msgpack".to_string()),
         ],
+        partition_hash: fnv(reason),
     }
 }
 
@@ -384,6 +405,21 @@ mod tests {
             .map(|r| r.key)
             .collect();
         assert_eq!(keys.len() as u64, KEY_SPREAD);
+        // One partition per batch, whatever the keys; batches spread over all partitions.
+        let parts = |id: &str| -> std::collections::BTreeSet<i32> {
+            from_batch(&AggregateBatch::new(id, "e", 1, b.delta.clone()), "p")
+                .iter()
+                .map(|r| r.partition(4))
+                .collect()
+        };
+        assert_eq!(parts("batch-1").len(), 1);
+        let all: std::collections::BTreeSet<i32> =
+            (0..40).flat_map(|i| parts(&format!("b{i}"))).collect();
+        assert_eq!(all, (0..4).collect());
+        let dl = dead_letter("p", "bad", &[], b"x", 1);
+        assert_eq!(dl.partition(1), 0);
+        assert!((0..3).contains(&dl.partition(3)));
+        assert_eq!(dl.partition(0), 0, "a count below 1 is read as 1");
     }
 
     #[test]

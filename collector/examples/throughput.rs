@@ -145,9 +145,10 @@ async fn main() {
     let produce_all = |recs: &[records::Record]| {
         let mut pending = Vec::with_capacity(recs.len());
         for r in recs {
+            // Partitioned as the collector does it: a batch's records on one partition.
             pending.push(
                 producer
-                    .send_result(future_record(r))
+                    .send_result(future_record(r).partition(r.partition(4)))
                     .map_err(|(e, _)| e)
                     .expect("enqueue"),
             );
@@ -207,7 +208,7 @@ async fn main() {
                         .iter()
                         .map(|r| {
                             producer
-                                .send_result(future_record(r))
+                                .send_result(future_record(r).partition(r.partition(4)))
                                 .map_err(|(e, _)| e)
                                 .expect("enqueue")
                         })

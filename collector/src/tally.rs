@@ -27,6 +27,9 @@ pub struct Tally {
     pub batches: usize,
     /// Partitions each item's records were on.
     pub partitions: BTreeMap<String, BTreeSet<i32>>,
+    /// Batches whose records were on more than one partition (the collector puts a batch on
+    /// one: `edgerec::records::Record::partition`).
+    pub split_batches: usize,
 }
 
 /// Quiet time, once every partition reported its end, that ends the read.
@@ -40,7 +43,7 @@ pub fn tally(brokers: &str, topic: &str, timeout: Duration) -> Result<Tally, Str
         ..Tally::default()
     };
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut batches: BTreeSet<String> = BTreeSet::new();
+    let mut batches: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
     read_to_end(brokers, topic, timeout, |m| {
         t.records += 1;
         // The value as the core's schema defines it; anything else is not counted.
@@ -56,7 +59,10 @@ pub fn tally(brokers: &str, topic: &str, timeout: Duration) -> Result<Tally, Str
             .entry(item.to_string())
             .or_default()
             .insert(m.partition());
-        batches.insert(batch.clone());
+        batches
+            .entry(batch.clone())
+            .or_default()
+            .insert(m.partition());
         if seen.insert((batch, item.to_string())) {
             *t.items.entry(item.to_string()).or_insert(0) += count;
         } else {
@@ -64,6 +70,7 @@ pub fn tally(brokers: &str, topic: &str, timeout: Duration) -> Result<Tally, Str
         }
     })?;
     t.batches = batches.len();
+    t.split_batches = batches.values().filter(|p| p.len() > 1).count();
     Ok(t)
 }
 

@@ -125,6 +125,10 @@ async fn batches_round_trip_through_kafka_exactly_once() {
         "hot item spread over partitions: {:?}",
         t.partitions["hot-item"]
     );
+    assert_eq!(
+        t.split_batches, 0,
+        "each batch's records on one partition (one produce request per topic)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,7 @@
 //! The Kafka sink: an idempotent producer with `acks=all`; a batch is acknowledged only when
-//! every one of its records is. Topics are created at start-up through the admin API (the test
+//! every one of its records is. A batch's records go to one partition of each topic
+//! (`edgerec::records::Record::partition`, over the partition counts the broker reports at
+//! start and after a failure), so a request waits for one produce request per topic. Topics are created at start-up through the admin API (the test
 //! broker, tansu, does not auto-create them), and again if the broker forgot them.
 //!
 //! Back-pressure: the producer queue is bounded (`queue.buffering.max.messages`); a batch that
@@ -18,6 +20,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// A connected producer.
@@ -27,6 +30,9 @@ pub struct KafkaSink {
     producer: std::sync::RwLock<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
     settings: KafkaSettings,
+    /// Partitions of each topic as the broker reported them: a batch's records go to one
+    /// partition of each ([`Record::partition`]). A topic missing here is partitioned by key.
+    partitions: std::sync::RwLock<HashMap<String, i32>>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -50,8 +56,10 @@ impl KafkaSink {
             producer,
             admin,
             settings,
+            partitions: Default::default(),
         };
         sink.ensure_topics().await?;
+        sink.learn_partitions().await;
         Ok(sink)
     }
 
@@ -87,6 +95,31 @@ impl KafkaSink {
         Ok(())
     }
 
+    /// Reads the topics' partition counts from the broker (bounded; on failure the old counts
+    /// stay).
+    async fn learn_partitions(&self) {
+        let (producer, names) = (self.producer(), self.topics());
+        let got = tokio::task::spawn_blocking(move || {
+            let md = producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(3))
+                .ok()?;
+            let counts: HashMap<String, i32> = md
+                .topics()
+                .iter()
+                .filter(|t| names.iter().any(|n| n == t.name()) && !t.partitions().is_empty())
+                .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+                .collect();
+            Some(counts)
+        })
+        .await
+        .ok()
+        .flatten();
+        if let (Some(got), Ok(mut slot)) = (got, self.partitions.write()) {
+            *slot = got;
+        }
+    }
+
     fn producer(&self) -> FutureProducer {
         match self.producer.read() {
             Ok(p) => p.clone(),
@@ -104,6 +137,7 @@ impl KafkaSink {
             (Err(e), _) => tracing::warn!(error = %e, "could not create a new Kafka producer"),
             (_, Err(_)) => {}
         }
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.learn_partitions()).await;
     }
 
     /// Produces records; Ok only when the broker acknowledged all of them.
@@ -120,9 +154,20 @@ impl KafkaSink {
                 records.len()
             )));
         }
+        let parts: Vec<Option<i32>> = match self.partitions.read() {
+            Ok(counts) => records
+                .iter()
+                .map(|r| counts.get(&r.topic).map(|&n| r.partition(n)))
+                .collect(),
+            Err(_) => vec![None; records.len()],
+        };
         let mut pending = Vec::with_capacity(records.len());
-        for r in records {
-            match producer.send_result(future_record(r)) {
+        for (r, part) in records.iter().zip(parts) {
+            let mut rec = future_record(r);
+            if let Some(p) = part {
+                rec = rec.partition(p);
+            }
+            match producer.send_result(rec) {
                 Ok(delivery) => pending.push(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     return Err(SinkError::Unavailable("producer queue full".into()))
