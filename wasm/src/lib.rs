@@ -285,3 +285,8 @@ impl Default for Bench {
         Bench::new()
     }
 }
+
+// Talc instead of the default dlmalloc: a decision allocates a few hundred small blocks.
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
