@@ -105,7 +105,20 @@ impl Reader<'_> {
         Ok(b)
     }
 
+    /// A varint; one-byte values (most ids, kinds and deltas) without a call.
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, StateError> {
+        match self.bytes.get(self.at) {
+            Some(&b) if b < 0x80 => {
+                self.at += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.varint_long(),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64, StateError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
