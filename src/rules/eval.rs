@@ -14,6 +14,7 @@ use crate::event::EventKind;
 use crate::features::Features;
 use crate::session::{SessionState, Window};
 use std::cell::RefCell;
+use std::rc::Rc;
 
 /// Most bound items or categories an action fans out to.
 pub const MAX_BOUND: usize = 3;
@@ -117,15 +118,21 @@ pub struct Env<'a> {
     bucket_ms: u64,
     /// A bundle asks about a handful of (kind, window) pairs many times: count each once.
     memo: RefCell<CountMemo>,
+    /// Wildcard counts' match lists, one per question, shared by the rules asking it.
+    matched: RefCell<Vec<(MatchKey, Matches)>>,
     /// Session item id → index, built on first use.
     item_ids: std::cell::OnceCell<rustc_hash::FxHashMap<&'a str, u32>>,
 }
 
+/// Items (session indices) or categories with their counts, in binding order: a wildcard
+/// count's list is shared by every rule asking the same question (one list per decision).
+type Matches = Rc<Vec<(u32, u32)>>;
+
 /// Items (session indices) and categories bound by a condition, with counts for ordering.
 #[derive(Default, Debug)]
 struct Bound {
-    items: Option<Vec<(u32, u32)>>,
-    categories: Option<Vec<(u32, u32)>>,
+    items: Option<Matches>,
+    categories: Option<Matches>,
 }
 
 /// What a rule without wildcard counts binds: nothing.
@@ -134,32 +141,37 @@ const UNBOUND: Bound = Bound {
     categories: None,
 };
 
-fn intersect(a: Option<Vec<(u32, u32)>>, b: Option<Vec<(u32, u32)>>) -> Option<Vec<(u32, u32)>> {
+fn intersect(a: Option<Matches>, b: Option<Matches>) -> Option<Matches> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(
-            a.into_iter()
+        (Some(a), Some(b)) => Some(Rc::new(
+            a.iter()
                 .filter(|(i, _)| b.iter().any(|(j, _)| i == j))
+                .copied()
                 .collect(),
-        ),
+        )),
         (a, None) => a,
         (None, b) => b,
     }
 }
 
-fn union(a: Option<Vec<(u32, u32)>>, b: Option<Vec<(u32, u32)>>) -> Option<Vec<(u32, u32)>> {
+fn union(a: Option<Matches>, b: Option<Matches>) -> Option<Matches> {
     match (a, b) {
-        (Some(mut a), Some(b)) => {
-            for x in b {
+        (Some(a), Some(b)) => {
+            let mut a = Rc::unwrap_or_clone(a);
+            for &x in b.iter() {
                 if !a.iter().any(|(i, _)| *i == x.0) {
                     a.push(x);
                 }
             }
-            Some(a)
+            Some(Rc::new(a))
         }
         (a, None) => a,
         (None, b) => b,
     }
 }
+
+/// A wildcard count's question: (kind, window, per category, comparison, threshold bits).
+type MatchKey = (EventKind, Window, bool, super::ir::NumOp, u64);
 
 impl<'a> Env<'a> {
     /// An environment for one decision.
@@ -175,8 +187,19 @@ impl<'a> Env<'a> {
             now_ms,
             bucket_ms,
             memo: RefCell::new(Vec::new()),
+            matched: RefCell::new(Vec::new()),
             item_ids: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The match list of a wildcard count, made by `make` the first time it is asked.
+    fn matched(&self, key: MatchKey, make: impl FnOnce() -> Vec<(u32, u32)>) -> Matches {
+        if let Some((_, m)) = self.matched.borrow().iter().find(|(k, _)| *k == key) {
+            return m.clone();
+        }
+        let m: Matches = Rc::new(make());
+        self.matched.borrow_mut().push((key, m.clone()));
+        m
     }
 
     fn item_index(&self, id: &str) -> Option<u32> {
@@ -285,7 +308,7 @@ impl<'a> Env<'a> {
                     bound.items = intersect(bound.items, b.items);
                     bound.categories = intersect(bound.categories, b.categories);
                 }
-                let empty = |v: &Option<Vec<(u32, u32)>>| v.as_ref().is_some_and(Vec::is_empty);
+                let empty = |v: &Option<Matches>| v.as_ref().is_some_and(|m| m.is_empty());
                 if empty(&bound.items) || empty(&bound.categories) {
                     // Two wildcard conditions that hold for disjoint items: no item satisfies
                     // the rule as a whole.
@@ -369,7 +392,9 @@ impl<'a> Env<'a> {
             CountTarget::Category(c) => single(cat_count(Some(c))),
             CountTarget::TopCategory => single(cat_count(self.features.top_category())),
             CountTarget::AnyItem => {
-                let m = self.with_counts(kind, window, false, matches);
+                let m = self.matched((kind, window, false, op, value.to_bits()), || {
+                    self.with_counts(kind, window, false, matches)
+                });
                 (
                     !m.is_empty(),
                     Bound {
@@ -379,7 +404,9 @@ impl<'a> Env<'a> {
                 )
             }
             CountTarget::AnyCategory => {
-                let m = self.with_counts(kind, window, true, matches);
+                let m = self.matched((kind, window, true, op, value.to_bits()), || {
+                    self.with_counts(kind, window, true, matches)
+                });
                 (
                     !m.is_empty(),
                     Bound {
@@ -398,7 +425,7 @@ impl<'a> Env<'a> {
             ItemRef::Bound => bound
                 .items
                 .iter()
-                .flatten()
+                .flat_map(|m| m.iter())
                 .take(MAX_BOUND)
                 .for_each(|&(i, _)| f(state.item_id(i))),
             ItemRef::Last => features.last_item.iter().for_each(|s| f(s)),
@@ -414,7 +441,7 @@ impl<'a> Env<'a> {
             CategoryRef::Bound => bound
                 .categories
                 .iter()
-                .flatten()
+                .flat_map(|m| m.iter())
                 .take(MAX_BOUND)
                 .filter_map(|&(c, _)| state.categories.get(c as usize))
                 .for_each(|c| f(c)),
@@ -684,6 +711,47 @@ mod tests {
             (a, "z", "c1", T0 + 2),
         ];
         assert!(hits(b, &evs, T0 + 10).is_empty());
+    }
+
+    #[test]
+    fn rules_asking_the_same_wildcard_question_share_its_list_without_changing_it() {
+        // `a` widens the views list with a union, `b` intersects it, `c` reads it as is: each
+        // must see the list of its own condition, whatever the others did to theirs.
+        let views = r#"{"count":{"kind":"view","item":"*","window":"1h","op":">=","value":1}}"#;
+        let clicks = r#"{"count":{"kind":"click","item":"*","window":"1h","op":">=","value":1}}"#;
+        let rule = |id: &str, p: u32, when: String| {
+            format!(
+                r#"{{"id":"{id}","priority":{p},"when":{when},"then":[{{"boost_related":{{"item":"$item","weight":1}}}}]}}"#
+            )
+        };
+        let b = format!(
+            r#"{{"version":"1","rules":[{},{},{}]}}"#,
+            rule("a", 3, format!(r#"{{"any":[{views},{clicks}]}}"#)),
+            rule("b", 2, format!(r#"{{"all":[{views},{clicks}]}}"#)),
+            rule("c", 1, views.to_string()),
+        );
+        let (v, c) = (EventKind::View, EventKind::Click);
+        let evs = [
+            (v, "x", "c1", T0),
+            (v, "x", "c1", T0 + 1),
+            (v, "y", "c1", T0 + 2),
+            (c, "y", "c1", T0 + 3),
+            (c, "z", "c1", T0 + 4),
+        ];
+        let h = hits(&b, &evs, T0 + 10);
+        let effects = |items: &[&'static str]| {
+            let e: Vec<Effect> = items.iter().map(|i| Effect::BoostRelated(i, 1.0)).collect();
+            format!("{e:?}")
+        };
+        let ids: Vec<&str> = h.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(
+            h[0].1,
+            effects(&["x", "y", "z"]),
+            "union: views, then clicks not viewed"
+        );
+        assert_eq!(h[1].1, effects(&["y"]), "intersection");
+        assert_eq!(h[2].1, effects(&["x", "y"]), "the views list, untouched");
     }
 
     /// Counts are memoised per (kind, window, per item or per category): two conditions that
