@@ -156,11 +156,12 @@ bench-guard: tools
 	scripts/bench-guard.sh
 
 ## bench-baseline / bench-compare: criterion's own regression check of the decision benches
-## (save a baseline on main, compare a branch against it on the same machine)
+## (save a baseline on main, compare a branch against it on the same machine; fails when a
+## bench is slower beyond noise, MAX_SLOWDOWN=0.05)
 bench-baseline:
 	cargo bench -q --bench decide -- --save-baseline main
 bench-compare:
-	cargo bench -q --bench decide -- --baseline main
+	scripts/bench-compare.sh
 
 ## bench-peers: the same 100 rules in edgerec (wasm, full decision) and in json-rules-engine,
 ## zen-engine and json-logic-js, one Node process (the peers install into wasm/peers/)
