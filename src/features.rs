@@ -96,22 +96,17 @@ impl Features {
         let all = Window::sliding(cfg.horizon_ms);
         let mut per_cat = vec![0u32; state.categories.len()];
         let mut touched = vec![false; state.items.len()];
-        // Views first and kept: the most-viewed item below reads them again.
-        let views = state.counts_per_item(EventKind::View, all, now_ms, cfg.bucket_ms);
-        for kind in [
+        // One pass over the session for the four kinds; views are read again below.
+        let kinds = [
             EventKind::View,
             EventKind::Click,
             EventKind::AddToCart,
             EventKind::Purchase,
-        ] {
-            let other;
-            let counts = if kind == EventKind::View {
-                &views
-            } else {
-                other = state.counts_per_item(kind, all, now_ms, cfg.bucket_ms);
-                &other
-            };
-            for (i, &n) in counts.iter().enumerate() {
+        ];
+        let counts = state.counts_per_item_of(kinds, all, now_ms, cfg.bucket_ms);
+        for k in 0..kinds.len() {
+            for (i, c) in counts.iter().enumerate() {
+                let n = c[k];
                 if n > 0 {
                     touched[i] = true;
                     if let Some(c) = state.items[i].category {
@@ -120,21 +115,28 @@ impl Features {
                 }
             }
         }
-        let most_viewed_item = views
+        let most_viewed_item = counts
+            .iter()
+            .map(|c| c[0])
+            .enumerate()
+            .filter(|&(_, n)| n > 0)
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+            .map(|(i, n)| (state.item_id(i as u32).to_string(), n));
+        // Rank categories by index, then copy only the names kept.
+        let mut top: Vec<(usize, u32)> = per_cat
             .iter()
             .enumerate()
             .filter(|(_, &n)| n > 0)
-            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(&a.0)))
-            .map(|(i, &n)| (state.item_id(i as u32).to_string(), n));
-        let mut top: Vec<(String, u32)> = per_cat
-            .iter()
-            .enumerate()
-            .filter(|(_, &n)| n > 0)
-            .map(|(i, &n)| (state.categories[i].clone(), n))
+            .map(|(i, &n)| (i, n))
             .collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let name = |i: usize| state.categories[i].as_str();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| name(a.0).cmp(name(b.0))));
         let distinct_categories = top.len() as u32;
-        top.truncate(3);
+        let top: Vec<(String, u32)> = top
+            .into_iter()
+            .take(3)
+            .map(|(i, n)| (name(i).to_string(), n))
+            .collect();
         let t = &state.totals;
         let empty = state.is_empty();
         Features {

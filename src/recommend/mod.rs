@@ -518,10 +518,12 @@ fn recently_seen<'a>(inp: &RecommendInput<'a>) -> Vec<&'a str> {
     let win = inp.policy.seen_window;
     // Session item indices name distinct ids: dedupe on them, not on strings.
     let mut out: Vec<u32> = Vec::with_capacity(s.items.len());
-    for kind in [EventKind::View, EventKind::Click, EventKind::AddToCart] {
-        let counts = s.counts_per_item(kind, win, inp.now_ms, inp.bucket_ms);
-        for (i, &n) in counts.iter().enumerate() {
-            if n > 0 && !out.contains(&(i as u32)) {
+    let kinds = [EventKind::View, EventKind::Click, EventKind::AddToCart];
+    let counts = s.counts_per_item_of(kinds, win, inp.now_ms, inp.bucket_ms);
+    // Kind by kind, as the list has always been ordered: viewed first, then clicked, carted.
+    for k in 0..kinds.len() {
+        for (i, c) in counts.iter().enumerate() {
+            if c[k] > 0 && !out.contains(&(i as u32)) {
                 out.push(i as u32);
             }
         }

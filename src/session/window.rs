@@ -124,9 +124,28 @@ impl SessionState {
         bucket_ms: u64,
     ) -> Vec<u32> {
         let mut counts = vec![0u32; self.items.len()];
-        self.accumulate(kind, w, now_ms, bucket_ms, |item, n| {
-            if let Some(c) = counts.get_mut(item as usize) {
+        self.accumulate(w, now_ms, bucket_ms, |item, k, n| {
+            if let Some(c) = counts.get_mut(item as usize).filter(|_| k == kind) {
                 *c = c.saturating_add(n);
+            }
+        });
+        counts
+    }
+
+    /// [`SessionState::counts_per_item`] for several kinds in one pass: `out[item][k]` counts
+    /// `kinds[k]`.
+    pub fn counts_per_item_of<const K: usize>(
+        &self,
+        kinds: [EventKind; K],
+        w: Window,
+        now_ms: u64,
+        bucket_ms: u64,
+    ) -> Vec<[u32; K]> {
+        let mut counts = vec![[0u32; K]; self.items.len()];
+        self.accumulate(w, now_ms, bucket_ms, |item, kind, n| {
+            let at = kinds.iter().position(|&k| k == kind);
+            if let (Some(c), Some(k)) = (counts.get_mut(item as usize), at) {
+                c[k] = c[k].saturating_add(n);
             }
         });
         counts
@@ -141,7 +160,10 @@ impl SessionState {
         bucket_ms: u64,
     ) -> Vec<u32> {
         let mut counts = vec![0u32; self.categories.len()];
-        self.accumulate(kind, w, now_ms, bucket_ms, |item, n| {
+        self.accumulate(w, now_ms, bucket_ms, |item, k, n| {
+            if k != kind {
+                return;
+            }
             let cat = self.items.get(item as usize).and_then(|e| e.category);
             if let Some(c) = cat.and_then(|c| counts.get_mut(c as usize)) {
                 *c = c.saturating_add(n);
@@ -150,30 +172,26 @@ impl SessionState {
         counts
     }
 
+    /// Every event and bucket in `w`, newest first, as (item, kind, count).
     fn accumulate(
         &self,
-        kind: EventKind,
         w: Window,
         now_ms: u64,
         bucket_ms: u64,
-        mut add: impl FnMut(u32, u32),
+        mut add: impl FnMut(u32, EventKind, u32),
     ) {
         let lo = w.lower_bound(now_ms);
         for r in self.ring.iter().rev() {
             if r.ts < lo {
                 break;
             }
-            if r.kind == kind {
-                add(r.item, 1);
-            }
+            add(r.item, r.kind, 1);
         }
         for b in self.buckets.iter().rev() {
             if !self.bucket_in(b.bucket, bucket_ms, lo) {
                 break;
             }
-            if b.kind == kind {
-                add(b.item, b.count);
-            }
+            add(b.item, b.kind, b.count);
         }
     }
 }
@@ -244,5 +262,47 @@ mod tests {
             (per_item(t + 599_999), per_item(t + 600_000)),
             (vec![1], vec![0])
         );
+    }
+
+    #[test]
+    fn several_kinds_in_one_pass_count_what_each_kind_counts_alone() {
+        // A small ring, so older events sit in buckets; four items, every kind.
+        let cfg = SessionConfig {
+            ring_capacity: 4,
+            ..Default::default()
+        };
+        let t0 = 1_764_201_600_000u64;
+        let mut s = SessionState::new();
+        for i in 0..40u64 {
+            let kind = EventKind::ALL[(i * 7 % 5) as usize];
+            let item = ["a", "b", "c", "d"][(i % 4) as usize];
+            s.ingest(
+                &Event::new(kind, item, t0 + i * 45_000),
+                Some("c"),
+                None,
+                &cfg,
+            );
+        }
+        let kinds = [EventKind::Click, EventKind::View, EventKind::Purchase];
+        for w in [
+            Window::sliding(600_000),
+            Window::sliding(7_200_000),
+            Window::tumbling(3_600_000),
+        ] {
+            let now = t0 + 40 * 45_000;
+            let all = s.counts_per_item_of(kinds, w, now, cfg.bucket_ms);
+            for (k, &kind) in kinds.iter().enumerate() {
+                let one: Vec<u32> = all.iter().map(|c| c[k]).collect();
+                assert_eq!(
+                    one,
+                    s.counts_per_item(kind, w, now, cfg.bucket_ms),
+                    "{kind:?} {w:?}"
+                );
+            }
+            assert!(
+                all.iter().any(|c| c.iter().any(|&n| n > 0)),
+                "{w:?}: something counted"
+            );
+        }
     }
 }
