@@ -118,6 +118,8 @@ pub struct Env<'a> {
     bucket_ms: u64,
     /// A bundle asks about a handful of (kind, window) pairs many times: count each once.
     memo: RefCell<CountMemo>,
+    /// Per window, every kind's counts per session item (one pass over the session each).
+    windows: RefCell<Vec<(Window, Vec<[u32; 5]>)>>,
     /// Wildcard counts' match lists, one per question, shared by the rules asking it.
     matched: RefCell<Vec<(MatchKey, Matches)>>,
     /// Session item id → index, built on first use.
@@ -187,6 +189,7 @@ impl<'a> Env<'a> {
             now_ms,
             bucket_ms,
             memo: RefCell::new(Vec::new()),
+            windows: RefCell::new(Vec::new()),
             matched: RefCell::new(Vec::new()),
             item_ids: std::cell::OnceCell::new(),
         }
@@ -233,18 +236,40 @@ impl<'a> Env<'a> {
         let at = match known {
             Some(at) => at,
             None => {
-                let (s, now, bms) = (self.state, self.now_ms, self.bucket_ms);
-                let counts = if by_category {
-                    s.counts_per_category(kind, window, now, bms)
-                } else {
-                    s.counts_per_item(kind, window, now, bms)
-                };
+                let counts = self.kind_counts(kind, window, by_category);
                 let mut memo = self.memo.borrow_mut();
                 memo.push((kind, window, by_category, counts));
                 memo.len() - 1
             }
         };
         f(&self.memo.borrow()[at].3)
+    }
+
+    /// Counts of `kind` in `window` per session item or category, read from one pass over the
+    /// session per window that counts every kind at once (kept for the other kinds).
+    fn kind_counts(&self, kind: EventKind, window: Window, by_category: bool) -> Vec<u32> {
+        let s = self.state;
+        let known = self.windows.borrow().iter().position(|w| w.0 == window);
+        let at = known.unwrap_or_else(|| {
+            let all = s.counts_per_item_of(EventKind::ALL, window, self.now_ms, self.bucket_ms);
+            let mut windows = self.windows.borrow_mut();
+            windows.push((window, all));
+            windows.len() - 1
+        });
+        let windows = self.windows.borrow();
+        let per_item = windows[at].1.iter().map(|c| c[kind as usize]);
+        if !by_category {
+            return per_item.collect();
+        }
+        // A category's count is the sum of its items' counts.
+        let mut cats = vec![0u32; s.categories.len()];
+        for (item, n) in per_item.enumerate() {
+            let cat = s.items.get(item).and_then(|e| e.category);
+            if let Some(c) = cat.and_then(|c| cats.get_mut(c as usize)) {
+                *c = c.saturating_add(n);
+            }
+        }
+        cats
     }
 
     fn num(&self, f: NumFeature) -> f64 {
