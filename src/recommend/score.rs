@@ -152,6 +152,8 @@ impl<'a> Scorer<'a> {
         }
     }
 
+    // ~260 calls a decision from three places: the call itself cost ~12% of the scoring.
+    #[inline(always)]
     pub(super) fn add(&mut self, item: &'a Card, score: f64, why: Why) -> &mut Cand<'a> {
         let next = self.cands.len() as u32;
         let mut at = *self.slot.entry(item.key).or_insert(next);
