@@ -168,9 +168,15 @@ pub struct Workload {
 impl Workload {
     /// Builds the workload (compiles the bundle, loads the catalog, plays the session).
     pub fn new() -> Workload {
+        let bundle =
+            crate::rules::compile_json(&bundle_json(), EngineConfig::default().session.horizon_ms)
+                .expect("the workload bundle is valid");
+        Workload::with_bundle(bundle)
+    }
+
+    /// The same workload with another rule bundle (what `check-bundle` measures a bundle on).
+    pub fn with_bundle(bundle: crate::rules::CompiledBundle) -> Workload {
         let cfg = EngineConfig::default();
-        let bundle = crate::rules::compile_json(&bundle_json(), cfg.session.horizon_ms)
-            .expect("the workload bundle is valid");
         let catalog = Catalog::from_doc(&catalog_doc()).expect("the workload catalog is valid");
         let engine = Engine::with_catalog(cfg, bundle, &catalog).expect("default config is valid");
         let events = session_events();

@@ -13,7 +13,7 @@
 use edgerec::catalog::{Catalog, CatalogDoc};
 use edgerec::model::build::{build, BaseIndex, Previous, ReleaseStats, Source};
 use edgerec::model::{head_key, to_stored, Head};
-use edgerec::release::{HistoryEntry, Pointer, POINTER_KEY};
+use edgerec::release::{History, HistoryEntry, Pointer, HISTORY_KEY, POINTER_KEY};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,23 +70,24 @@ pub struct Kv {
     pub wrangler: Vec<String>,
 }
 
-/// Where a release goes: command-line options shared by the trainer and `edgerec publish`.
+/// Where a release goes: command-line options shared by the trainer, `edgerec publish` and
+/// `edgerec release` (global: they may follow a subcommand).
 #[derive(Debug, Clone, clap::Args)]
 pub struct KvArgs {
     /// Write the edge's config KV: `local` (wrangler dev) or `remote` (production).
-    #[arg(long, value_parser = ["none", "local", "remote"], default_value = "none")]
+    #[arg(long, global = true, value_parser = ["none", "local", "remote"], default_value = "none")]
     pub kv: String,
     /// wrangler's local state folder (`--persist-to`), with `--kv local`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub persist_to: Option<PathBuf>,
     /// KV binding name.
-    #[arg(long, default_value = "CONFIG")]
+    #[arg(long, global = true, default_value = "CONFIG")]
     pub binding: String,
     /// Folder with wrangler.toml.
-    #[arg(long, default_value = ".")]
+    #[arg(long, global = true, default_value = ".")]
     pub project: PathBuf,
     /// wrangler command.
-    #[arg(long, default_value = "npx wrangler")]
+    #[arg(long, global = true, default_value = "npx wrangler")]
     pub wrangler: String,
 }
 
@@ -145,6 +146,10 @@ struct Current {
 
 impl Kv {
     fn run(&self, args: &[&str]) -> Result<String, PublishError> {
+        Ok(String::from_utf8_lossy(&self.run_raw(args)?).into_owned())
+    }
+
+    fn run_raw(&self, args: &[&str]) -> Result<Vec<u8>, PublishError> {
         let (cmd, pre) = self.wrangler.split_first().ok_or(PublishError::Wrangler {
             args: args.join(" "),
             detail: "no wrangler command".into(),
@@ -181,14 +186,43 @@ impl Kv {
                 detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(out.stdout)
+    }
+
+    /// A key's value, None when absent.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PublishError> {
+        let bytes = self.run_raw(&["key", "get", key])?;
+        // wrangler prints "Value not found" (exit 0) for a missing key.
+        Ok((bytes.trim_ascii() != b"Value not found").then_some(bytes))
+    }
+
+    fn get_text(&self, key: &str) -> Result<Option<String>, PublishError> {
+        Ok(self
+            .get(key)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Writes one key from a file.
+    pub fn put_file(&self, key: &str, file: &Path) -> Result<(), PublishError> {
+        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        self.run(&["key", "put", key, "--path", &file.display().to_string()])
+            .map(drop)
     }
 
     /// The live pointer, if any.
     pub fn pointer(&self) -> Result<Option<Pointer>, PublishError> {
-        let text = self.run(&["key", "get", POINTER_KEY])?;
-        // wrangler prints "Value not found" (exit 0) for a missing key.
-        Ok(Pointer::parse(text.trim()).ok())
+        Ok(self
+            .get_text(POINTER_KEY)?
+            .and_then(|t| Pointer::parse(t.trim()).ok()))
+    }
+
+    /// The release history (empty when none was written yet).
+    pub fn history(&self) -> Result<History, PublishError> {
+        match self.get_text(HISTORY_KEY)? {
+            None => Ok(History::default()),
+            Some(t) => History::parse(t.trim())
+                .map_err(|e| PublishError::Invalid(format!("{HISTORY_KEY}: {e}"))),
+        }
     }
 
     /// Performs a release's writes in order; returns the number of keys written.
@@ -342,32 +376,29 @@ pub fn write_keys(out: &Path, writes: &[KeyFile]) -> Result<(), PublishError> {
     write(&out.join("keys.json"), text.as_bytes())
 }
 
-/// The last two writes of a release: its history entry (`history-<ms>.json`, see
-/// [`HistoryEntry`]) and the pointer (`pointer.json`), written last.
+/// The last two writes of a release: the history with this switch recorded (`history.json`,
+/// see [`History`]) and the pointer (`pointer.json`), written last.
 pub fn pointer_files(
     out: &Path,
     pointer: &Pointer,
     previous: Option<&Pointer>,
     by: &str,
+    mut history: History,
 ) -> Result<[KeyFile; 2], PublishError> {
-    let entry = HistoryEntry {
+    history.record(HistoryEntry {
         at_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         pointer: pointer.clone(),
         previous: previous.cloned(),
         by: by.into(),
-    };
-    let history = format!("history-{}.json", entry.at_ms);
-    write(
-        &out.join(&history),
-        serde_json::to_string(&entry).unwrap_or_default().as_bytes(),
-    )?;
+    });
+    write(&out.join("history.json"), history.to_json().as_bytes())?;
     write(&out.join("pointer.json"), pointer.to_json().as_bytes())?;
     Ok([
         KeyFile {
-            key: Some(entry.key()),
-            file: history,
+            key: Some(HISTORY_KEY.into()),
+            file: "history.json".into(),
             kind: "value".into(),
         },
         KeyFile {
@@ -408,7 +439,13 @@ pub fn publish(doc: &CatalogDoc, out: &Path, kv: Option<&Kv>) -> Result<Publishe
         ..live.clone()
     };
     let mut writes = prepared.writes;
-    writes.extend(pointer_files(out, &next, Some(&live), "trainer")?);
+    writes.extend(pointer_files(
+        out,
+        &next,
+        Some(&live),
+        "trainer",
+        kv.history()?,
+    )?);
     write_keys(out, &writes)?;
     done.keys_written = kv.apply(out, &writes)?;
     done.switched = true;

@@ -1,0 +1,496 @@
+//! `edgerec release`: what the edge serves, and switching it — list the history, stage a bundle,
+//! shadow it, promote it, roll back. Every switch records a [`HistoryEntry`] in the bounded
+//! history key, then writes the pointer: one pointer write moves the edge, so a rollback is one
+//! write too. The store is the edge's CONFIG KV through wrangler (`--kv local` under `make dev`,
+//! `--kv remote` for a deployed worker).
+
+use edgerec::release::{
+    bundle_key, head_key, History, HistoryEntry, Pointer, HISTORY_KEY, POINTER_KEY,
+};
+use edgerec::EngineConfig;
+use edgerec_trainer::publish::{Kv, PublishError};
+use std::path::PathBuf;
+
+/// `edgerec release …`
+#[derive(Debug, clap::Subcommand)]
+pub enum ReleaseCmd {
+    /// The live pointer and the recorded switches, newest first.
+    List {
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a rule bundle to KV under its content hash (`bundle:<hash>`) without serving it;
+    /// prints the hash to `shadow` or `promote`.
+    Stage {
+        /// Bundle file (JSON).
+        file: PathBuf,
+    },
+    /// Serve a staged bundle (or a published model head), by hash.
+    Promote {
+        /// A bundle hash (`bundle:<hash>` in KV) or a model head hash (`model:<hash>`).
+        hash: String,
+    },
+    /// Evaluate a staged bundle in the shadow of the live one (counted, never served).
+    Shadow {
+        /// The bundle hash; omit with `--clear`.
+        #[arg(required_unless_present = "clear")]
+        hash: Option<String>,
+        /// Stop shadowing.
+        #[arg(long, conflicts_with = "hash")]
+        clear: bool,
+    },
+    /// Put back the pointer the last switch replaced (again: the one before that).
+    Rollback,
+}
+
+/// Why a release command refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// KV or wrangler.
+    #[error(transparent)]
+    Kv(#[from] PublishError),
+    /// No pointer yet.
+    #[error("no {POINTER_KEY} in KV: publish a release first (`edgerec publish --kv …`)")]
+    NoPointer,
+    /// The hash names neither a bundle nor a model in KV.
+    #[error("{0}: neither bundle:{0} nor model:{0} is in KV (stage it first)")]
+    Unknown(String),
+    /// What the hash names would not load at the edge.
+    #[error("{key} would not load with the live release: {detail}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// Why.
+        detail: String,
+    },
+    /// Nothing recorded to go back to.
+    #[error("no recorded switch to {0}: nothing to roll back to")]
+    NoRollback(String),
+    /// The switch would change nothing.
+    #[error("already live: {0}")]
+    Unchanged(String),
+    /// A file.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Where releases live: the config KV (wrangler) or, in tests, a map.
+pub trait Store {
+    /// A value, None when absent.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ReleaseError>;
+    /// Writes a value.
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), ReleaseError>;
+
+    /// A value as text (lossy), None when absent.
+    fn text(&self, key: &str) -> Result<Option<String>, ReleaseError> {
+        Ok(self
+            .get(key)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+}
+
+impl Store for Kv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ReleaseError> {
+        Ok(Kv::get(self, key)?)
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), ReleaseError> {
+        // wrangler takes a value on the command line or from a file; a file keeps any size and
+        // any character intact.
+        let dir = std::env::temp_dir().join(format!("edgerec-release-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| ReleaseError::Input(e.to_string()))?;
+        let file = dir.join("value");
+        std::fs::write(&file, value).map_err(|e| ReleaseError::Input(e.to_string()))?;
+        let r = self.put_file(key, &file);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(r?)
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn live(store: &dyn Store) -> Result<Pointer, ReleaseError> {
+    let text = store.text(POINTER_KEY)?.ok_or(ReleaseError::NoPointer)?;
+    Pointer::parse(text.trim()).map_err(|e| ReleaseError::Invalid {
+        key: POINTER_KEY.into(),
+        detail: e.to_string(),
+    })
+}
+
+fn history(store: &dyn Store) -> Result<History, ReleaseError> {
+    match store.text(HISTORY_KEY)? {
+        None => Ok(History::default()),
+        Some(t) => History::parse(t.trim()).map_err(|e| ReleaseError::Invalid {
+            key: HISTORY_KEY.into(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Records the switch, then writes the pointer (last: the one write that moves the edge).
+fn switch(
+    store: &dyn Store,
+    from: Pointer,
+    to: Pointer,
+    by: &str,
+) -> Result<HistoryEntry, ReleaseError> {
+    if from == to {
+        return Err(ReleaseError::Unchanged(to.to_json()));
+    }
+    let mut h = history(store)?;
+    let entry = HistoryEntry {
+        at_ms: now_ms(),
+        pointer: to.clone(),
+        previous: Some(from),
+        by: by.into(),
+    };
+    h.record(entry.clone());
+    store.put(HISTORY_KEY, h.to_json().as_bytes())?;
+    store.put(POINTER_KEY, to.to_json().as_bytes())?;
+    Ok(entry)
+}
+
+/// The bundle stored under `bundle:<hash>`, checked: it compiles, its hash is its key, and it
+/// runs with the live model.
+fn checked_bundle(store: &dyn Store, hash: &str, live: &Pointer) -> Result<bool, ReleaseError> {
+    let key = bundle_key(hash);
+    let Some(text) = store.text(&key)? else {
+        return Ok(false);
+    };
+    let invalid = |detail: String| ReleaseError::Invalid {
+        key: key.clone(),
+        detail,
+    };
+    let head = store
+        .get(&live.head_key())?
+        .ok_or_else(|| invalid(format!("{} is missing", live.head_key())))?;
+    let engine = edgerec::release::engine(EngineConfig::default(), &text, &head)
+        .map_err(|e| invalid(e.to_string()))?;
+    if engine.bundle().hash != hash {
+        return Err(invalid(format!(
+            "its content hashes to {}",
+            engine.bundle().hash
+        )));
+    }
+    Ok(true)
+}
+
+/// Who is switching: `$EDGEREC_USER`, else `$USER`.
+fn who(action: &str) -> String {
+    match std::env::var("EDGEREC_USER").or_else(|_| std::env::var("USER")) {
+        Ok(u) if !u.is_empty() => format!("{action}:{u}"),
+        _ => action.into(),
+    }
+}
+
+/// Runs one release command; returns what to print.
+pub fn run(store: &dyn Store, cmd: ReleaseCmd) -> Result<String, ReleaseError> {
+    match cmd {
+        ReleaseCmd::List { json } => {
+            let live = store
+                .text(POINTER_KEY)?
+                .and_then(|t| Pointer::parse(t.trim()).ok());
+            let h = history(store)?;
+            if json {
+                return Ok(serde_json::json!({"live": live, "history": h.entries}).to_string());
+            }
+            Ok(table(live.as_ref(), &h))
+        }
+        ReleaseCmd::Stage { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| ReleaseError::Input(format!("{}: {e}", file.display())))?;
+            let b = edgerec::rules::compile_json(&text, EngineConfig::default().session.horizon_ms)
+                .map_err(|e| ReleaseError::Invalid {
+                    key: file.display().to_string(),
+                    detail: e.to_string(),
+                })?;
+            store.put(&bundle_key(&b.hash), text.as_bytes())?;
+            Ok(serde_json::json!({"staged": b.hash, "key": bundle_key(&b.hash), "version": b.version, "rules": b.rules.len()}).to_string())
+        }
+        ReleaseCmd::Promote { hash } => {
+            let from = live(store)?;
+            let to = if checked_bundle(store, &hash, &from)? {
+                Pointer {
+                    bundle: hash.clone(),
+                    // A shadow that goes live is no longer a shadow.
+                    shadow: from.shadow.clone().filter(|s| *s != hash),
+                    ..from.clone()
+                }
+            } else if let Some(bytes) = store.get(&head_key(&hash))? {
+                edgerec::model::Head::decode(&bytes).map_err(|e| ReleaseError::Invalid {
+                    key: head_key(&hash),
+                    detail: e.to_string(),
+                })?;
+                Pointer {
+                    catalog: hash.clone(),
+                    ..from.clone()
+                }
+            } else {
+                return Err(ReleaseError::Unknown(hash));
+            };
+            let e = switch(store, from, to, &who("promote"))?;
+            Ok(serde_json::to_string(&e).unwrap_or_default())
+        }
+        ReleaseCmd::Shadow { hash, clear } => {
+            let from = live(store)?;
+            let shadow = match hash.filter(|_| !clear) {
+                None => None,
+                Some(h) if h == from.bundle => {
+                    return Err(ReleaseError::Unchanged(format!("{h} is the live bundle")))
+                }
+                Some(h) => {
+                    if !checked_bundle(store, &h, &from)? {
+                        return Err(ReleaseError::Unknown(h));
+                    }
+                    Some(h)
+                }
+            };
+            let to = Pointer {
+                shadow,
+                ..from.clone()
+            };
+            let e = switch(store, from, to, &who("shadow"))?;
+            Ok(serde_json::to_string(&e).unwrap_or_default())
+        }
+        ReleaseCmd::Rollback => {
+            let from = live(store)?;
+            let to = history(store)?
+                .rollback_target(&from)
+                .cloned()
+                .ok_or_else(|| ReleaseError::NoRollback(from.to_json()))?;
+            let e = switch(store, from, to, &who("rollback"))?;
+            Ok(serde_json::to_string(&e).unwrap_or_default())
+        }
+    }
+}
+
+fn short(h: &str) -> &str {
+    h.get(..12).unwrap_or(h)
+}
+
+/// `release list` as a table, newest first.
+fn table(live: Option<&Pointer>, h: &History) -> String {
+    let mut out = String::new();
+    match live {
+        Some(p) => out.push_str(&format!(
+            "live: bundle {}  model {}  shadow {}\n",
+            p.bundle,
+            p.catalog,
+            p.shadow.as_deref().unwrap_or("-")
+        )),
+        None => out.push_str("live: none\n"),
+    }
+    out.push_str(&format!(
+        "{:<24} {:<20} {:<27} {:<27} shadow\n",
+        "when (UTC)", "by", "bundle", "model"
+    ));
+    for e in h.entries.iter().rev() {
+        let prev = e.previous.as_ref();
+        let change = |now: &str, before: Option<&str>| match before {
+            Some(b) if b != now => format!("{} ← {}", short(now), short(b)),
+            _ => short(now).to_string(),
+        };
+        out.push_str(&format!(
+            "{:<24} {:<20} {:<27} {:<27} {}\n",
+            iso(e.at_ms),
+            e.by,
+            change(&e.pointer.bundle, prev.map(|p| p.bundle.as_str())),
+            change(&e.pointer.catalog, prev.map(|p| p.catalog.as_str())),
+            e.pointer.shadow.as_deref().map_or("-", short),
+        ));
+    }
+    out
+}
+
+/// Unix ms as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
+fn iso(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! A map stands in for KV here (a test double); tests/e2e/release.test.mjs runs the same
+    //! commands against wrangler's local KV.
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    struct Map(RefCell<BTreeMap<String, Vec<u8>>>);
+
+    impl Store for Map {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ReleaseError> {
+            Ok(self.0.borrow().get(key).cloned())
+        }
+        fn put(&self, key: &str, value: &[u8]) -> Result<(), ReleaseError> {
+            self.0.borrow_mut().insert(key.into(), value.into());
+            Ok(())
+        }
+    }
+
+    fn seeded() -> (Map, String) {
+        let cat = edgerec::Catalog::from_json(br#"{"version":"c","items":[{"id":"a"}]}"#).unwrap();
+        let r = edgerec::model::build::build(&cat, None, &mut |_, _| {}).unwrap();
+        let m = Map::default();
+        m.put(&head_key(&r.head_hash), &r.head).unwrap();
+        let p = Pointer {
+            bundle: "b0".into(),
+            catalog: r.head_hash.clone(),
+            shadow: None,
+        };
+        m.put(POINTER_KEY, p.to_json().as_bytes()).unwrap();
+        (m, r.head_hash)
+    }
+
+    fn stage(m: &Map, version: &str) -> String {
+        let dir =
+            std::env::temp_dir().join(format!("edgerec-stage-{}-{version}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("rules.json");
+        std::fs::write(&f, format!(r#"{{"version":"{version}","rules":[]}}"#)).unwrap();
+        let out = run(m, ReleaseCmd::Stage { file: f }).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["staged"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn pointer(m: &Map) -> Pointer {
+        live(m).unwrap()
+    }
+
+    #[test]
+    fn promote_shadow_and_rollback_move_one_pointer_and_record_each_switch() {
+        let (m, head) = seeded();
+        let b1 = stage(&m, "1");
+        let b2 = stage(&m, "2");
+        assert_eq!(pointer(&m).bundle, "b0", "staging serves nothing");
+        run(
+            &m,
+            ReleaseCmd::Shadow {
+                hash: Some(b1.clone()),
+                clear: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(pointer(&m).shadow.as_deref(), Some(b1.as_str()));
+        run(&m, ReleaseCmd::Promote { hash: b1.clone() }).unwrap();
+        let p = pointer(&m);
+        assert_eq!(
+            (p.bundle.as_str(), p.shadow.as_deref()),
+            (b1.as_str(), None)
+        );
+        run(&m, ReleaseCmd::Promote { hash: b2.clone() }).unwrap();
+        assert_eq!(pointer(&m).bundle, b2);
+        run(&m, ReleaseCmd::Rollback).unwrap();
+        assert_eq!(pointer(&m).bundle, b1);
+        run(&m, ReleaseCmd::Rollback).unwrap();
+        let p = pointer(&m);
+        assert_eq!(
+            (p.bundle.as_str(), p.shadow.as_deref()),
+            ("b0", Some(b1.as_str())),
+            "back to before the promote: b1 in the shadow of b0"
+        );
+        run(&m, ReleaseCmd::Rollback).unwrap();
+        let p = pointer(&m);
+        assert_eq!((p.bundle.as_str(), p.shadow.as_deref()), ("b0", None));
+        assert!(matches!(
+            run(&m, ReleaseCmd::Rollback),
+            Err(ReleaseError::NoRollback(_))
+        ));
+        let h = history(&m).unwrap();
+        assert_eq!(h.entries.len(), 6);
+        assert!(h.entries.iter().all(|e| e.pointer.catalog == head));
+        let list = run(&m, ReleaseCmd::List { json: false }).unwrap();
+        assert_eq!(list.lines().count(), 2 + 6, "{list}");
+    }
+
+    #[test]
+    fn refusals_write_nothing() {
+        let (m, _) = seeded();
+        let before = m.0.borrow().clone();
+        assert!(matches!(
+            run(
+                &m,
+                ReleaseCmd::Promote {
+                    hash: "nope".into()
+                }
+            ),
+            Err(ReleaseError::Unknown(_))
+        ));
+        // A bundle stored under a hash that is not its own is refused.
+        m.put(&bundle_key("forged"), br#"{"version":"x","rules":[]}"#)
+            .unwrap();
+        assert!(matches!(
+            run(
+                &m,
+                ReleaseCmd::Promote {
+                    hash: "forged".into()
+                }
+            ),
+            Err(ReleaseError::Invalid { .. })
+        ));
+        m.put(&bundle_key("broken"), b"{").unwrap();
+        assert!(matches!(
+            run(
+                &m,
+                ReleaseCmd::Shadow {
+                    hash: Some("broken".into()),
+                    clear: false
+                }
+            ),
+            Err(ReleaseError::Invalid { .. })
+        ));
+        assert!(matches!(
+            run(&m, ReleaseCmd::Rollback),
+            Err(ReleaseError::NoRollback(_))
+        ));
+        assert!(matches!(
+            run(
+                &m,
+                ReleaseCmd::Shadow {
+                    hash: None,
+                    clear: true
+                }
+            ),
+            Err(ReleaseError::Unchanged(_))
+        ));
+        let mut after = m.0.borrow().clone();
+        after.remove(&bundle_key("forged"));
+        after.remove(&bundle_key("broken"));
+        assert_eq!(after, before);
+        assert!(matches!(
+            run(&Map::default(), ReleaseCmd::Rollback),
+            Err(ReleaseError::NoPointer)
+        ));
+    }
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso(1_764_201_600_000), "2025-11-27T00:00:00Z");
+        assert_eq!(iso(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+}
