@@ -15,6 +15,7 @@
 //! | candidates → effects → filters → top-k | [`recommend`] |
 //! | variant bucketing | [`experiment`] |
 //! | mergeable counters shipped to the origin | [`aggregate`] |
+//! | sampled session traces, for replaying rule changes | [`trace`] |
 //! | the one entry point | [`engine`] |
 //! | a release as stored: pointer, keys, history, engine from its bytes | [`release`] |
 //! | what the origin keeps of a batch: topics and record values | [`records`] |
@@ -53,6 +54,7 @@ pub mod rules;
 #[cfg(feature = "kits")]
 pub mod scenario;
 pub mod session;
+pub mod trace;
 #[cfg(feature = "kits")]
 pub mod workload;
 

@@ -11,6 +11,9 @@
 //! - `<p>.transitions`: [`Transition`] `{v, batch, source, ts, from, to, count}`
 //! - `<p>.decisions`: [`Decisions`] `{v, batch, source, ts, decisions, events, duplicates,
 //!   rule_hits, tiers, variants}`
+//! - `<p>.sessions`: [`SessionTrace`] `{v, batch, source, ts, session, start_ms, variant,
+//!   events: [{kind, item, category, offset_ms, tier}]}`: one sampled session's events in one
+//!   batch, keyed by its pseudonym ([`crate::trace`])
 //! - `<p>.deadletter`: [`DeadLetter`] `{v, reason, fields, received_ms, body}`
 //!
 //! Keys: interactions and transitions are keyed `<item>#<n>` with `n = FNV-1a(batch id) mod 8`,
@@ -57,13 +60,15 @@ pub enum Topic {
     Decisions,
     /// Item → item transitions within sessions.
     Transitions,
+    /// Sampled session traces ([`crate::trace`]).
+    Sessions,
     /// Authenticated batches that were refused, with why.
     DeadLetter,
 }
 
 impl Topic {
     /// Every topic, in a fixed order (the collector creates them at start-up).
-    pub const ALL: [Topic; 8] = [
+    pub const ALL: [Topic; 9] = [
         Topic::Views,
         Topic::Clicks,
         Topic::AddToCarts,
@@ -71,6 +76,7 @@ impl Topic {
         Topic::Impressions,
         Topic::Decisions,
         Topic::Transitions,
+        Topic::Sessions,
         Topic::DeadLetter,
     ];
 
@@ -84,6 +90,7 @@ impl Topic {
             Topic::Impressions => "impressions",
             Topic::Decisions => "decisions",
             Topic::Transitions => "transitions",
+            Topic::Sessions => "sessions",
             Topic::DeadLetter => "deadletter",
         }
     }
@@ -203,6 +210,31 @@ pub struct Decisions<'a> {
     pub tiers: Cow<'a, BTreeMap<String, u64>>,
     /// Variant → its counters.
     pub variants: Cow<'a, BTreeMap<String, VariantCounts>>,
+}
+
+/// A value of the sessions topic: one sampled session's events that arrived in one batch (a
+/// session spans batches; readers join fragments by `session`, see [`crate::trace::Joiner`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionTrace<'a> {
+    /// Schema version.
+    pub v: u8,
+    /// Batch id.
+    #[serde(default)]
+    pub batch: Cow<'a, str>,
+    /// Who made the batch.
+    #[serde(default)]
+    pub source: Cow<'a, str>,
+    /// When the batch was made, Unix ms.
+    pub ts: u64,
+    /// The session's pseudonym (a keyed hash of its id, never the id).
+    pub session: Cow<'a, str>,
+    /// Time origin of the events' offsets, Unix ms.
+    pub start_ms: u64,
+    /// Experiment variant served, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<Cow<'a, str>>,
+    /// Events, time order.
+    pub events: Cow<'a, [crate::trace::TraceEvent]>,
 }
 
 /// A value of the dead-letter topic: a refused, authenticated batch and why.
