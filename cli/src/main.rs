@@ -7,6 +7,8 @@
 //!   for rule bundles and catalogs (`demo-data --items N` generates catalogs of any size);
 //! - `edgerec publish` prepares a release (bundle, model head, item shards, pointer) and writes
 //!   it to the edge's KV;
+//! - `edgerec simulate` replays recorded sessions through the live and a candidate bundle and
+//!   reports what the candidate would change;
 //! - `edgerec release` lists, stages, shadows, promotes and rolls back releases;
 //! - `edgerec scale` measures the sharded model at a given catalog size.
 
@@ -14,6 +16,7 @@ mod cost;
 mod demo_data;
 mod release;
 mod scale;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 use edgerec::catalog::Catalog;
@@ -120,6 +123,14 @@ enum Cmd {
         #[command(flatten)]
         kv: KvArgs,
     },
+    /// Replay recorded sessions (traces, click logs) through the live (or a baseline) bundle
+    /// and a candidate, same model; report what changes. Exit 3 when a `--fail-if` holds.
+    Simulate {
+        #[command(flatten)]
+        args: simulate::SimulateArgs,
+        #[command(flatten)]
+        kv: KvArgs,
+    },
     /// What the edge serves and switching it: `list`, `stage FILE`, `shadow HASH`, `promote
     /// HASH`, `rollback` (against the edge's CONFIG KV; `--kv local` is `make dev`'s).
     Release {
@@ -208,6 +219,138 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn run_simulate(args: simulate::SimulateArgs, kv: KvArgs) -> Result<ExitCode, CliError> {
+    use edgerec_trainer::simulate::{read_traces, Options, Simulator};
+    let conds = simulate::conditions(&args.fail_if).map_err(CliError::Input)?;
+    let text = |p: &Path| -> Result<String, CliError> {
+        Ok(String::from_utf8_lossy(&read(p)?).into_owned())
+    };
+    let candidate = text(&args.candidate)?;
+    let baseline = match (&args.baseline, kv.kv()) {
+        (Some(p), _) => text(p)?,
+        (None, Some(kv)) => {
+            let p = kv.pointer()?.ok_or_else(|| {
+                CliError::Input("no config:current in KV: give --baseline FILE".into())
+            })?;
+            let b = kv
+                .get(&p.bundle_key())?
+                .ok_or_else(|| CliError::Input(format!("{} is not in KV", p.bundle_key())))?;
+            String::from_utf8_lossy(&b).into_owned()
+        }
+        (None, None) => {
+            return Err(CliError::Input(
+                "--baseline FILE, or --kv local|remote to compare with the live bundle".into(),
+            ))
+        }
+    };
+    let doc: edgerec::catalog::CatalogDoc = match (&args.catalog, &args.train) {
+        (Some(c), _) => serde_json::from_slice(&read(c)?)
+            .map_err(|e| CliError::Input(format!("{}: {e}", c.display())))?,
+        (None, Some(log)) => {
+            // The trainer's defaults, as `edgerec-trainer eval` trains.
+            let cfg = edgerec_trainer::model::ModelConfig::new(30, 10, 0.5, 7 * 86_400_000);
+            let (m, _) = edgerec_trainer::clicklog::train(&cfg, std::slice::from_ref(log))
+                .map_err(|e| CliError::Input(format!("{}: {e}", log.display())))?;
+            m.build(&cfg, None)
+        }
+        (None, None) => return Err(CliError::Input("--catalog or --train".into())),
+    };
+    let catalog = Catalog::from_doc(&doc).map_err(EngineError::from)?;
+    let config = EngineConfig::default();
+    let engine = |json: &str| -> Result<Engine, CliError> {
+        let b = compile_json(json, config.session.horizon_ms).map_err(EngineError::from)?;
+        Ok(Engine::with_catalog(config, b, &catalog)?)
+    };
+    let (live, cand) = (engine(&baseline)?, engine(&candidate)?);
+    let opts = Options {
+        k: args.k.max(1),
+        ks: args.ks.iter().copied().filter(|&k| k > 0).collect(),
+        bootstrap: args.bootstrap,
+        ..Options::default()
+    };
+    let mut sim = Simulator::new(&live, &cand, opts);
+    let mut inputs = simulate::Inputs::default();
+    let max = args.max_sessions.unwrap_or(u64::MAX);
+    let mut fed = 0u64;
+    for log in &args.clicks {
+        let file = std::fs::File::open(log).map_err(|source| CliError::Io {
+            path: log.display().to_string(),
+            source,
+        })?;
+        let st = edgerec_trainer::clicklog::read_sessions(
+            std::io::BufReader::with_capacity(1 << 16, file),
+            |s| {
+                if fed >= max {
+                    return;
+                }
+                fed += 1;
+                sim.session(&edgerec::trace::Session {
+                    events: s
+                        .clicks
+                        .iter()
+                        .map(|(item, ts)| {
+                            edgerec::Event::new(edgerec::EventKind::View, item.clone(), *ts)
+                        })
+                        .collect(),
+                    id: s.id,
+                    variant: None,
+                });
+            },
+        )
+        .map_err(|e| CliError::Input(format!("{}: {e}", log.display())))?;
+        inputs.click_rows += st.rows;
+        inputs.click_sessions += st.sessions;
+        inputs.click_bad_rows += st.bad_rows;
+    }
+    for f in &args.traces {
+        let file = std::fs::File::open(f).map_err(|source| CliError::Io {
+            path: f.display().to_string(),
+            source,
+        })?;
+        let (sessions, st) =
+            read_traces(std::io::BufReader::new(file), &args.prefix).map_err(|source| {
+                CliError::Io {
+                    path: f.display().to_string(),
+                    source,
+                }
+            })?;
+        for s in &sessions {
+            if fed >= max {
+                break;
+            }
+            fed += 1;
+            sim.session(s);
+        }
+        let t = &mut inputs.traces;
+        t.records += st.records;
+        t.fragments += st.fragments;
+        t.bad += st.bad;
+        t.copies += st.copies;
+        t.sessions += st.sessions;
+    }
+    let report = sim.report(&doc);
+    let failed = simulate::failed(&report, &conds).map_err(CliError::Input)?;
+    if let Some(p) = &args.html {
+        write(p, simulate::html(&report, &inputs, &failed).as_bytes())?;
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&report).unwrap_or_default();
+        v["inputs"] = serde_json::to_value(&inputs).unwrap_or_default();
+        v["failed"] = serde_json::to_value(&failed).unwrap_or_default();
+        println!("{v}");
+    } else {
+        print!("{}", simulate::text(&report, &inputs));
+        for f in &failed {
+            println!("FAIL: {f}");
+        }
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn load_engine(bundle: &Path, catalog: &Path) -> Result<Engine, CliError> {
@@ -435,6 +578,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
                 })
             );
         }
+        Cmd::Simulate { args, kv } => return run_simulate(args, kv),
         Cmd::Release { cmd, kv } => {
             let kv = kv.kv().ok_or_else(|| {
                 CliError::Input("release needs --kv local (make dev) or --kv remote".into())

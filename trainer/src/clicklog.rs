@@ -125,6 +125,20 @@ pub fn read_sessions(
     Ok(stats)
 }
 
+/// Trains a model on click logs, in order; each log's stats (for the caller to report).
+pub fn train(
+    cfg: &crate::model::ModelConfig,
+    logs: &[std::path::PathBuf],
+) -> Result<(crate::model::Model, Vec<LogStats>), ClickLogError> {
+    let mut m = crate::model::Model::new();
+    let mut stats = Vec::new();
+    for log in logs {
+        let file = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(log)?);
+        stats.push(read_sessions(file, |s| m.observe_session(cfg, &s.clicks))?);
+    }
+    Ok((m, stats))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,4 +14,5 @@ pub mod model;
 pub mod publish;
 pub mod records;
 pub mod run;
+pub mod simulate;
 pub mod state;

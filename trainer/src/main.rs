@@ -5,7 +5,6 @@ use edgerec::catalog::{Catalog, CatalogDoc};
 use edgerec::engine::{Engine, EngineConfig};
 use edgerec::rules::compile_json;
 use edgerec::rules::ir::parse_duration;
-use edgerec_trainer::clicklog::read_sessions;
 use edgerec_trainer::eval::replay;
 #[cfg(feature = "kafka")]
 use edgerec_trainer::kafka::{self, KafkaSource, Until};
@@ -177,13 +176,12 @@ impl ModelArgs {
         if self.top_k == 0 || self.top_k > edgerec::catalog::MAX_RELATED {
             return Err(CliError::Usage("--top-k: 1 to 50".into()));
         }
-        Ok(ModelConfig {
-            top_k: self.top_k,
-            steps: self.steps.max(1),
-            backward: self.backward,
-            half_life_ms: duration(&self.half_life, "--half-life")?,
-            max_tracked: (self.top_k * 4).max(64),
-        })
+        Ok(ModelConfig::new(
+            self.top_k,
+            self.steps,
+            self.backward,
+            duration(&self.half_life, "--half-life")?,
+        ))
     }
 }
 
@@ -216,9 +214,8 @@ fn trainer(job: &JobArgs) -> Result<Trainer, CliError> {
 }
 
 fn train_logs(cfg: &ModelConfig, logs: &[PathBuf]) -> Result<Model, CliError> {
-    let mut m = Model::new();
-    for log in logs {
-        let st = read_sessions(open(log)?, |s| m.observe_session(cfg, &s.clicks))?;
+    let (m, stats) = edgerec_trainer::clicklog::train(cfg, logs)?;
+    for (log, st) in logs.iter().zip(stats) {
         eprintln!(
             "{}: {} rows, {} sessions, {} bad rows{}",
             log.display(),

@@ -35,6 +35,20 @@ pub struct ModelConfig {
     pub max_tracked: usize,
 }
 
+impl ModelConfig {
+    /// A configuration for `top_k` related items per item, tracking 4× as many candidates (at
+    /// least 64) while counting: what the trainer's command line builds.
+    pub fn new(top_k: usize, steps: usize, backward: f64, half_life_ms: u64) -> ModelConfig {
+        ModelConfig {
+            top_k,
+            steps: steps.max(1),
+            backward,
+            half_life_ms,
+            max_tracked: (top_k * 4).max(64),
+        }
+    }
+}
+
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
