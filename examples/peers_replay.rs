@@ -31,6 +31,7 @@ fn replay(engine: &edgerec::Engine, sets: &[(Vec<u8>, String, u64)]) -> u64 {
             now_ms: *now,
             limit: 10,
             tier: Some(Tier::Full),
+            trace: None,
         });
         let mut buf = Vec::with_capacity(4096);
         let _ = serde_json::to_writer(&mut buf, &d);

@@ -38,6 +38,7 @@ fn main() {
             now_ms: w.now_ms + 1000,
             limit: 0,
             tier: None,
+            trace: None,
         })
     });
     time("decode", n, || {

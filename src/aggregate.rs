@@ -9,6 +9,9 @@
 
 use crate::error::FieldError;
 use crate::event::{check_id, EventKind};
+use crate::trace::{
+    TraceEvent, TraceFragment, MAX_EVENTS_PER_SESSION, MAX_OFFSET_MS, MAX_SESSIONS_PER_BATCH,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -135,6 +138,11 @@ pub struct AggregateDelta {
     pub variants: BTreeMap<String, VariantCounts>,
     /// from item → to item → consecutive interactions (the co-visitation signal).
     pub transitions: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Sampled sessions' events, by pseudonym ([`crate::trace`]); at most
+    /// [`MAX_SESSIONS_PER_BATCH`] sessions of [`MAX_EVENTS_PER_SESSION`] events.
+    pub traces: BTreeMap<String, TraceFragment>,
+    /// Traced events left out by those bounds or by an outbox under pressure.
+    pub traces_dropped: u64,
 }
 
 fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, by: u64) {
@@ -170,6 +178,76 @@ impl AggregateDelta {
                 bump(e, to.clone(), *n);
             }
         }
+        self.merge_traces(other);
+    }
+
+    /// Adds `other`'s counters but not its traces, which are counted as dropped (an outbox
+    /// under pressure keeps counters first).
+    pub fn merge_counters(&mut self, other: &AggregateDelta) {
+        if other.traces.is_empty() {
+            return self.merge(other);
+        }
+        let events: usize = other.traces.values().map(|f| f.events.len()).sum();
+        let mut counters = AggregateDelta {
+            traces: BTreeMap::new(),
+            ..other.clone()
+        };
+        counters.traces_dropped = counters.traces_dropped.saturating_add(events as u64);
+        self.merge(&counters);
+    }
+
+    /// Merges traces: fragments of one session joined, then the bounds (the earliest events of
+    /// a session, the sessions with the smallest pseudonyms), whatever is left out counted.
+    fn merge_traces(&mut self, other: &AggregateDelta) {
+        let mut dropped = other.traces_dropped;
+        for (k, f) in &other.traces {
+            match self.traces.get_mut(k) {
+                Some(mine) => dropped = dropped.saturating_add(mine.merge(f)),
+                None => {
+                    let mut f = f.clone();
+                    dropped = dropped.saturating_add(f.merge(&TraceFragment::default()));
+                    self.traces.insert(k.clone(), f);
+                }
+            }
+        }
+        while self.traces.len() > MAX_SESSIONS_PER_BATCH {
+            if let Some((_, f)) = self.traces.pop_last() {
+                dropped = dropped.saturating_add(f.events.len() as u64);
+            }
+        }
+        self.traces_dropped = self.traces_dropped.saturating_add(dropped);
+    }
+
+    /// Traces a decision's accepted events `(kind, item, category, ts)` under a pseudonym.
+    pub fn add_trace(
+        &mut self,
+        key: &str,
+        events: Vec<(EventKind, String, Option<String>, u64)>,
+        variant: Option<&str>,
+        tier: &str,
+    ) {
+        let Some(start) = events.iter().map(|e| e.3).min() else {
+            return;
+        };
+        let fragment = TraceFragment {
+            start_ms: start,
+            variant: variant.map(str::to_string),
+            events: events
+                .into_iter()
+                .map(|(kind, item, category, ts)| TraceEvent {
+                    kind,
+                    item,
+                    category,
+                    offset_ms: ts - start,
+                    tier: Some(tier.to_string()),
+                })
+                .collect(),
+        };
+        let one = AggregateDelta {
+            traces: [(key.to_string(), fragment)].into(),
+            ..AggregateDelta::default()
+        };
+        self.merge_traces(&one);
     }
 
     /// Counts one interaction.
@@ -399,6 +477,43 @@ impl AggregateBatch {
                 }
             }
         }
+        if d.traces.len() > MAX_SESSIONS_PER_BATCH {
+            err("delta.traces".into(), "more than 64 sessions");
+        }
+        if big(d.traces_dropped) {
+            err("delta.traces_dropped".into(), "counter above 1e9");
+        }
+        for (k, f) in &d.traces {
+            if k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                err(
+                    format!("delta.traces[{k:?}]"),
+                    "pseudonym must be 1 to 64 ASCII letters or digits",
+                );
+            }
+            if f.events.is_empty() || f.events.len() > MAX_EVENTS_PER_SESSION {
+                err(format!("delta.traces[{k:?}].events"), "1 to 64 events");
+            }
+            if f.variant.as_ref().is_some_and(|v| check_id(v).is_err()) {
+                err(format!("delta.traces[{k:?}].variant"), "invalid variant");
+            }
+            for (i, e) in f.events.iter().enumerate() {
+                let bad_category = e
+                    .category
+                    .as_ref()
+                    .is_some_and(|c| c.is_empty() || c.len() > 128);
+                let bad_tier = e.tier.as_ref().is_some_and(|t| check_id(t).is_err());
+                if check_id(&e.item).is_err()
+                    || e.offset_ms > MAX_OFFSET_MS
+                    || bad_category
+                    || bad_tier
+                {
+                    err(
+                        format!("delta.traces[{k:?}].events[{i}]"),
+                        "invalid item id, offset above a day, category or tier",
+                    );
+                }
+            }
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -522,7 +637,13 @@ pub fn check_browser_report(d: &AggregateDelta) -> Vec<FieldError> {
             format!("must be 1 to {MAX_BROWSER_DECISIONS}"),
         ));
     }
-    if d.events != 0 || d.duplicates != 0 || !d.items.is_empty() || !d.transitions.is_empty() {
+    if d.events != 0
+        || d.duplicates != 0
+        || !d.items.is_empty()
+        || !d.transitions.is_empty()
+        || !d.traces.is_empty()
+        || d.traces_dropped != 0
+    {
         errs.push(FieldError::new(
             "delta",
             "only decisions, tiers, rule_hits and variants (events are sent as events)",

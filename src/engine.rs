@@ -78,6 +78,9 @@ pub struct DecideRequest<'a> {
     pub limit: usize,
     /// Tier to serve; `cached` and `static` neither read nor write the state.
     pub tier: Option<Tier>,
+    /// The session's trace pseudonym when it is sampled ([`crate::trace`]): the accepted events
+    /// go into `delta.traces` under it.
+    pub trace: Option<&'a str>,
 }
 
 /// The outcome of a decision.
@@ -330,8 +333,18 @@ impl Engine {
                 missing: 0,
             };
         }
-        let (accepted, duplicates, capped, mut missing) =
-            self.ingest(&mut state, req.events, &ctx, &mut delta, shards);
+        let mut traced = req.trace.map(|_| Vec::new());
+        let (accepted, duplicates, capped, mut missing) = self.ingest(
+            &mut state,
+            req.events,
+            &ctx,
+            &mut delta,
+            shards,
+            traced.as_mut(),
+        );
+        if let (Some(key), Some(events)) = (req.trace, traced) {
+            delta.add_trace(key, events, ctx.variant.as_deref(), tier.as_str());
+        }
         let mut out_state = None;
         let mut state_changed = false;
         if stateful {
@@ -437,6 +450,7 @@ impl Engine {
         ctx: &Context,
         delta: &mut AggregateDelta,
         shards: &dyn ShardSource,
+        mut traced: Option<&mut Vec<(EventKind, String, Option<String>, u64)>>,
     ) -> (u32, u32, u32, u32) {
         let cfg = &self.config.session;
         let mut order: Vec<&Event> = events.iter().collect();
@@ -462,6 +476,14 @@ impl Engine {
                 Ingested::Duplicate => duplicates += 1,
                 Ingested::Stored => {
                     accepted += 1;
+                    if let Some(t) = traced.as_deref_mut() {
+                        t.push((
+                            ev.kind,
+                            ev.item.clone(),
+                            category.map(str::to_string),
+                            ev.ts,
+                        ));
+                    }
                     let (this_kind, all_kinds) = shipped_counts(state, ev, cfg.bucket_ms);
                     if this_kind > MAX_SHIPPED_PER_ITEM {
                         capped += 1;

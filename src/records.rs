@@ -10,7 +10,7 @@
 //!   `{v, batch, source, ts, item, count}`
 //! - `<p>.transitions`: [`Transition`] `{v, batch, source, ts, from, to, count}`
 //! - `<p>.decisions`: [`Decisions`] `{v, batch, source, ts, decisions, events, duplicates,
-//!   rule_hits, tiers, variants}`
+//!   rule_hits, tiers, variants, traces_dropped}`
 //! - `<p>.sessions`: [`SessionTrace`] `{v, batch, source, ts, session, start_ms, variant,
 //!   events: [{kind, item, category, offset_ms, tier}]}`: one sampled session's events in one
 //!   batch, keyed by its pseudonym ([`crate::trace`])
@@ -40,8 +40,9 @@ pub const SCHEMA_VERSION: u8 = 1;
 /// Partitions a hot item's key spreads over.
 pub const KEY_SPREAD: u64 = 8;
 /// Most records [`from_batch`] makes of one valid batch: every key an item with all five
-/// interaction kinds, plus the decisions record. A producer queue must hold at least this many.
-pub const MAX_RECORDS_PER_BATCH: usize = crate::aggregate::MAX_KEYS * EventKind::ALL.len() + 1;
+/// interaction kinds, one per traced session, plus the decisions record. A producer queue must hold at least this many.
+pub const MAX_RECORDS_PER_BATCH: usize =
+    crate::aggregate::MAX_KEYS * EventKind::ALL.len() + crate::trace::MAX_SESSIONS_PER_BATCH + 1;
 
 /// The topics, named `<prefix>.<suffix>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -210,6 +211,9 @@ pub struct Decisions<'a> {
     pub tiers: Cow<'a, BTreeMap<String, u64>>,
     /// Variant → its counters.
     pub variants: Cow<'a, BTreeMap<String, VariantCounts>>,
+    /// Traced events left out ([`crate::aggregate::AggregateDelta::traces_dropped`]).
+    #[serde(default)]
+    pub traces_dropped: u64,
 }
 
 /// A value of the sessions topic: one sampled session's events that arrived in one batch (a
@@ -319,11 +323,30 @@ pub fn from_batch(b: &AggregateBatch, prefix: &str) -> Vec<Record> {
             });
         }
     }
+    for (session, f) in &b.delta.traces {
+        out.push(Record {
+            topic: Topic::Sessions.name(prefix),
+            key: session.clone(),
+            value: encode(&SessionTrace {
+                v: SCHEMA_VERSION,
+                batch: batch.clone(),
+                source: source.clone(),
+                ts: b.created_ms,
+                session: Cow::Borrowed(session),
+                start_ms: f.start_ms,
+                variant: f.variant.as_deref().map(Cow::Borrowed),
+                events: Cow::Borrowed(&f.events),
+            }),
+            headers: headers(&b.id),
+            partition_hash: hash,
+        });
+    }
     let d = &b.delta;
     if d.decisions + d.events + d.duplicates > 0
         || !d.rule_hits.is_empty()
         || !d.tiers.is_empty()
         || !d.variants.is_empty()
+        || d.traces_dropped > 0
     {
         out.push(Record {
             topic: Topic::Decisions.name(prefix),
@@ -339,6 +362,7 @@ pub fn from_batch(b: &AggregateBatch, prefix: &str) -> Vec<Record> {
                 rule_hits: Cow::Borrowed(&d.rule_hits),
                 tiers: Cow::Borrowed(&d.tiers),
                 variants: Cow::Borrowed(&d.variants),
+                traces_dropped: d.traces_dropped,
             }),
             headers: headers(&b.id),
             partition_hash: hash,
@@ -387,6 +411,14 @@ mod tests {
             }
         }
         d.events = 1;
+        for i in 0..crate::trace::MAX_SESSIONS_PER_BATCH {
+            d.add_trace(
+                &format!("p{i}"),
+                vec![(EventKind::View, "i0".into(), None, 1)],
+                None,
+                "full",
+            );
+        }
         let b = AggregateBatch::new("largest", "e", 1, d);
         assert!(b.validate().is_ok());
         assert_eq!(from_batch(&b, "p").len(), MAX_RECORDS_PER_BATCH);

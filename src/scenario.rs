@@ -203,6 +203,7 @@ fn run_step(engine: &Engine, case: &Case, step: &Step, blob: &mut Option<Vec<u8>
         now_ms: step.now,
         limit: step.limit,
         tier: step.tier,
+        trace: None,
     });
     if !d.rejected.is_empty() {
         out.error_fields = d.rejected.into_iter().map(|f| f.field).collect();

@@ -10,10 +10,14 @@ use serde::{Deserialize, Serialize};
 
 /// Default share of sessions traced, parts per million (1%).
 pub const DEFAULT_RATE_PPM: u32 = 10_000;
-/// Events of one session one batch carries at most (the rest of a long session is not traced).
-pub const MAX_EVENTS_PER_SESSION: usize = 256;
-/// Sessions one batch carries at most; beyond this a batch drops traces, never counters.
+/// Events of one session one batch carries at most (the earliest; later ones are dropped and
+/// counted).
+pub const MAX_EVENTS_PER_SESSION: usize = 64;
+/// Sessions one batch carries at most (so at most 4,096 traced events, ~150 KiB); beyond this a
+/// batch drops traces, never counters.
 pub const MAX_SESSIONS_PER_BATCH: usize = 64;
+/// Longest offset accepted in a fragment, ms (a day: fragments are rebased per batch).
+pub const MAX_OFFSET_MS: u64 = 86_400_000;
 
 /// One traced event: what, which item, when (ms after the fragment's `start_ms`), and the tier
 /// that answered the request that brought it.
@@ -31,6 +35,59 @@ pub struct TraceEvent {
     /// Tier served (`full`, `related`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
+}
+
+/// One session's traced events in one delta: offsets from `start_ms`, sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceFragment {
+    /// Time origin of the offsets, Unix ms.
+    pub start_ms: u64,
+    /// Variant served, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Events, by (offset, kind, item).
+    pub events: Vec<TraceEvent>,
+}
+
+impl TraceFragment {
+    /// Adds `other`'s events (rebased to the earlier origin), keeps the earliest
+    /// [`MAX_EVENTS_PER_SESSION`] in a fixed order (so merging is commutative and associative)
+    /// and returns how many were dropped.
+    pub fn merge(&mut self, other: &TraceFragment) -> u64 {
+        if self.events.is_empty() {
+            self.start_ms = other.start_ms;
+        }
+        let start = if other.events.is_empty() {
+            self.start_ms
+        } else {
+            self.start_ms.min(other.start_ms)
+        };
+        let shift = self.start_ms - start;
+        for e in &mut self.events {
+            e.offset_ms += shift;
+        }
+        self.start_ms = start;
+        let shift = other.start_ms.saturating_sub(start);
+        self.events.extend(other.events.iter().map(|e| TraceEvent {
+            offset_ms: e.offset_ms.saturating_add(shift),
+            ..e.clone()
+        }));
+        if self.variant.is_none() || (other.variant.is_some() && other.variant < self.variant) {
+            self.variant.clone_from(&other.variant);
+        }
+        self.events.sort_by(|a, b| {
+            (a.offset_ms, a.kind, &a.item, &a.category, &a.tier).cmp(&(
+                b.offset_ms,
+                b.kind,
+                &b.item,
+                &b.category,
+                &b.tier,
+            ))
+        });
+        let over = self.events.len().saturating_sub(MAX_EVENTS_PER_SESSION);
+        self.events.truncate(MAX_EVENTS_PER_SESSION);
+        over as u64
+    }
 }
 
 /// Whether a session is traced at `rate_ppm` parts per million: a stable hash of its id, so
@@ -165,5 +222,163 @@ mod tests {
         assert_eq!(items, ["a", "b", "c"]);
         assert_eq!(s[0].events[0].ts, 1000);
         assert_eq!(s[0].variant.as_deref(), Some("control"));
+    }
+
+    #[test]
+    fn a_sampled_decision_traces_its_accepted_events_and_a_batch_ships_them() {
+        use crate::aggregate::AggregateBatch;
+        use crate::records::{from_batch, SessionTrace};
+        let engine = crate::Engine::from_json(
+            crate::EngineConfig::default(),
+            r#"{"version":"1","rules":[]}"#,
+            br#"{"version":"c","items":[{"id":"a","category":"shoes"},{"id":"b"}]}"#,
+        )
+        .unwrap();
+        let t0 = 1_764_201_600_000;
+        let mut first = Event::new(EventKind::View, "a", t0);
+        first.seq = Some(1);
+        let mut again = first.clone();
+        again.ts = t0 + 5; // a redelivery: same seq
+        let mut second = Event::new(EventKind::Click, "b", t0 + 2000);
+        second.seq = Some(2);
+        let d1 = engine.decide(&crate::DecideRequest {
+            events: std::slice::from_ref(&first),
+            now_ms: t0 + 10,
+            trace: Some("p1"),
+            ..Default::default()
+        });
+        let d2 = engine.decide(&crate::DecideRequest {
+            state: d1.state.as_deref(),
+            events: &[again, second],
+            now_ms: t0 + 2010,
+            limit: 3,
+            tier: Some(crate::Tier::Full),
+            trace: Some("p1"),
+            ..Default::default()
+        });
+        assert_eq!((d2.accepted, d2.duplicates), (1, 1));
+        let untraced = engine.decide(&crate::DecideRequest {
+            events: std::slice::from_ref(&first),
+            now_ms: t0 + 10,
+            ..Default::default()
+        });
+        assert!(untraced.delta.traces.is_empty());
+        let mut delta = d1.delta.clone();
+        delta.merge(&d2.delta);
+        let f = &delta.traces["p1"];
+        assert_eq!(f.start_ms, t0);
+        let got: Vec<(EventKind, &str, Option<&str>, u64, Option<&str>)> = f
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.kind,
+                    e.item.as_str(),
+                    e.category.as_deref(),
+                    e.offset_ms,
+                    e.tier.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (EventKind::View, "a", Some("shoes"), 0, Some("full")),
+                (EventKind::Click, "b", None, 2000, Some("full")),
+            ],
+            "accepted events only, category from the catalog, the tier served"
+        );
+        let batch = AggregateBatch::new("b1", "edge", t0, delta);
+        let batch = AggregateBatch::decode(&batch.encode()).unwrap();
+        let records: Vec<_> = from_batch(&batch, "p")
+            .into_iter()
+            .filter(|r| r.topic == "p.sessions")
+            .collect();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].key, "p1");
+        let v: SessionTrace = rmp_serde::from_slice(&records[0].value).unwrap();
+        assert_eq!(
+            (v.session.as_ref(), v.start_ms, v.events.len()),
+            ("p1", t0, 2)
+        );
+    }
+
+    #[test]
+    fn batches_with_forged_traces_are_refused() {
+        use crate::aggregate::{AggregateBatch, AggregateDelta};
+        let ev = |item: &str, offset_ms| TraceEvent {
+            kind: EventKind::View,
+            item: item.into(),
+            category: None,
+            offset_ms,
+            tier: Some("full".into()),
+        };
+        let refused = |key: &str, f: TraceFragment| {
+            let mut d = AggregateDelta::default();
+            d.traces.insert(key.into(), f);
+            AggregateBatch::new("b", "edge", 1, d).validate().is_err()
+        };
+        let ok = TraceFragment {
+            start_ms: 1,
+            variant: None,
+            events: vec![ev("a", 0)],
+        };
+        assert!(!refused("p1", ok.clone()));
+        assert!(
+            refused("raw session id!", ok.clone()),
+            "pseudonyms are alphanumeric"
+        );
+        assert!(refused(
+            "p1",
+            TraceFragment {
+                events: vec![],
+                ..ok.clone()
+            }
+        ));
+        assert!(refused(
+            "p1",
+            TraceFragment {
+                events: vec![ev("a", 0); 65],
+                ..ok.clone()
+            }
+        ));
+        assert!(refused(
+            "p1",
+            TraceFragment {
+                events: vec![ev("a", MAX_OFFSET_MS + 1)],
+                ..ok.clone()
+            }
+        ));
+        assert!(refused(
+            "p1",
+            TraceFragment {
+                events: vec![ev("bad id\n", 0)],
+                ..ok.clone()
+            }
+        ));
+        let mut many = AggregateDelta::default();
+        for i in 0..65 {
+            many.traces.insert(format!("p{i}"), ok.clone());
+        }
+        assert!(AggregateBatch::new("b", "edge", 1, many)
+            .validate()
+            .is_err());
+        // Bounds hold when merging: the earliest events of a session, the smallest pseudonyms.
+        let mut d = AggregateDelta::default();
+        for i in 0..70u64 {
+            d.add_trace(
+                &format!("p{i:02}"),
+                (0..70)
+                    .map(|j| (EventKind::View, "a".to_string(), None, 1000 + j))
+                    .collect(),
+                None,
+                "full",
+            );
+        }
+        assert_eq!(d.traces.len(), MAX_SESSIONS_PER_BATCH);
+        assert!(d.traces.contains_key("p00") && !d.traces.contains_key("p64"));
+        assert_eq!(d.traces["p00"].events.last().unwrap().offset_ms, 63);
+        assert_eq!(d.traces_dropped, 70 * 70 - 64 * 64);
+        assert!(AggregateBatch::new("b", "edge", 1, d).validate().is_ok());
     }
 }

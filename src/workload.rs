@@ -215,6 +215,7 @@ impl Workload {
             now_ms: self.now_ms + 1000,
             limit: 10,
             tier: None,
+            trace: None,
         })
     }
 }

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 fn delta() -> impl Strategy<Value = AggregateDelta> {
     let key = prop::sample::select(vec!["a", "b", "c", "d"]);
     prop::collection::vec(
-        (key.clone(), key, 0usize..5, 0u64..u64::MAX / 2, 0usize..4),
+        (key.clone(), key, 0usize..5, 0u64..u64::MAX / 2, 0usize..5),
         0..12,
     )
     .prop_map(|ops| {
@@ -19,6 +19,23 @@ fn delta() -> impl Strategy<Value = AggregateDelta> {
                 0 => (0..(n % 3 + 1)).for_each(|_| d.count_event(x, EventKind::ALL[k])),
                 1 => d.count_transition(x, y),
                 2 => d.count_rule(x),
+                // Traced sessions, enough of them and long enough to hit the batch bounds.
+                3 => {
+                    for j in 0..(n % 30) {
+                        let events = (0..n % 40 + 1)
+                            .map(|i| {
+                                (
+                                    EventKind::ALL[k],
+                                    x.to_string(),
+                                    None,
+                                    1_000_000 + (n % 1000) * 1000 + i * 7,
+                                )
+                            })
+                            .collect();
+                        let variant = (j % 2 == 0).then_some(y);
+                        d.add_trace(&format!("s{}", (n + j) % 90), events, variant, "full");
+                    }
+                }
                 _ => {
                     d.count_variant(
                         y,
@@ -50,6 +67,19 @@ proptest! {
         prop_assert_eq!(merged(&a, &b), merged(&b, &a));
         prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
         prop_assert_eq!(merged(&a, &AggregateDelta::default()), a.clone());
+    }
+
+    #[test]
+    fn traced_events_are_kept_or_counted_dropped(a in delta(), b in delta()) {
+        let held = |d: &AggregateDelta| d.traces.values().map(|f| f.events.len() as u64).sum::<u64>() + d.traces_dropped;
+        let m = merged(&a, &b);
+        prop_assert_eq!(held(&m), held(&a) + held(&b));
+        prop_assert!(m.traces.len() <= edgerec::trace::MAX_SESSIONS_PER_BATCH);
+        prop_assert!(m.traces.values().all(|f| f.events.len() <= edgerec::trace::MAX_EVENTS_PER_SESSION));
+        let mut counters = a.clone();
+        counters.merge_counters(&b);
+        prop_assert_eq!(held(&counters), held(&a) + held(&b));
+        prop_assert_eq!(counters.decisions, m.decisions);
     }
 
     #[test]

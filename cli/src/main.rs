@@ -427,6 +427,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
                 now_ms: now,
                 limit,
                 tier: Some(tier),
+                trace: None,
             });
             if let (Some(p), Some(s)) = (&state, &d.state) {
                 write(p, s)?;
@@ -676,6 +677,7 @@ fn demo(engine: &Engine) {
             now_ms: now,
             limit: 5,
             tier: None,
+            trace: None,
         });
         blob = d.state.clone();
         println!("== {what}");

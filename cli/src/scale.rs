@@ -95,6 +95,7 @@ pub fn measure(
                 now_ms: now + 10,
                 limit: 10,
                 tier: None,
+                trace: None,
             };
             let plan = engine.plan(&req);
             planned.push(plan.len() as f64);
@@ -120,6 +121,7 @@ pub fn measure(
                 now_ms: *now,
                 limit: 10,
                 tier: None,
+                trace: None,
             };
             let t = Instant::now();
             std::hint::black_box(engine.decide_with(&req, &kept));

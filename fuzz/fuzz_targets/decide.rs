@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         now_ms: common::NOW,
         limit: 10,
         tier: Some(edgerec::Tier::Full),
+        trace: None,
     });
     assert!(d.items.len() <= 10);
     if d.rejected.is_empty() {

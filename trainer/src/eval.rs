@@ -132,6 +132,7 @@ pub fn replay(
                     now_ms: *ts,
                     limit,
                     tier: None,
+                    trace: None,
                 });
                 spent += started.elapsed();
                 if d.state_changed {

@@ -172,6 +172,7 @@ impl<'a> Simulator<'a> {
                     now_ms: s.events[t].ts,
                     limit,
                     tier: None,
+                    trace: None,
                 });
                 let side = &mut self.side[i];
                 side.micros.push(started.elapsed().as_secs_f32() * 1e6);

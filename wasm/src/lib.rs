@@ -120,6 +120,7 @@ impl Engine {
             now_ms: now,
             limit: 1,
             tier: Some(tier),
+            trace: None,
         });
         let head = self.inner.head();
         let keys: Vec<String> = plan
@@ -200,6 +201,7 @@ impl Engine {
             now_ms: now,
             limit: limit as usize,
             tier: Some(tier),
+            trace: None,
         };
         let d = match self.inner.local_shards() {
             Some(all) => self.inner.decide_with(&req, all),

@@ -78,6 +78,7 @@ pub(crate) async fn events(
     let sessions = env.kv("SESSIONS").ok();
     let loaded = store::load(sessions.as_ref(), &id.key, id.hot.clone(), s).await;
     let context = context_of(req, &id, None, "/v1/events".into());
+    let trace = s.trace_of(&id.key);
     let request = DecideRequest {
         state: loaded.blob.as_deref(),
         events: &events,
@@ -85,6 +86,7 @@ pub(crate) async fn events(
         now_ms: now,
         limit: 0,
         tier: Some(Tier::Full),
+        trace: trace.as_deref(),
     };
     let d = shards::decide(&kv_config, &engine, &request, s, now).await;
     if !d.rejected.is_empty() {

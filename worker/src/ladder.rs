@@ -139,6 +139,7 @@ async fn full(
         now_ms: now,
         limit: ask.limit,
         tier: Some(Tier::Full),
+        trace: None,
     };
     let d = shards::decide(config, engine, &request, s, now).await;
     if let (Some(b), true, Ok(kv)) = (

@@ -58,6 +58,10 @@ pub struct Settings {
     pub breaker_cooldown_ms: u64,
     /// Per-segment cache lifetime for the `cached` tier, ms (`SEGMENT_TTL_MS`).
     pub segment_ttl_ms: u64,
+    /// Share of sessions whose events are traced for `simulate`, parts per million
+    /// (`TRACE_RATE_PPM`, default 10,000 = 1%; 0 = none). Traces ship under a keyed hash of the
+    /// session ([`Settings::trace_key`]), never its id.
+    pub trace_rate_ppm: u32,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -142,6 +146,20 @@ impl Settings {
             breaker_threshold: num(env, "BREAKER_THRESHOLD", 3),
             breaker_cooldown_ms: num(env, "BREAKER_COOLDOWN_MS", 10_000),
             segment_ttl_ms: num(env, "SEGMENT_TTL_MS", 10_000),
+            trace_rate_ppm: num(env, "TRACE_RATE_PPM", edgerec::trace::DEFAULT_RATE_PPM)
+                .min(1_000_000),
         }
+    }
+
+    /// The key of trace pseudonyms: derived from `SESSION_SECRET` (so it never leaves the edge
+    /// and needs no secret of its own), apart from the cookie signatures it also keys.
+    pub fn trace_key(&self) -> String {
+        format!("edgerec-trace:{}", self.session_secret)
+    }
+
+    /// The pseudonym a session's events are traced under, when it is in the sample.
+    pub fn trace_of(&self, session_key: &str) -> Option<String> {
+        edgerec::trace::sampled(session_key, self.trace_rate_ppm)
+            .then(|| edgerec::trace::pseudonym(&self.trace_key(), session_key))
     }
 }

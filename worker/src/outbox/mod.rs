@@ -9,6 +9,10 @@
 //! when every sealed slot is taken *and* the open buffer is full is a new delta refused, and
 //! its events are counted as dropped. A sealed batch keeps its id for every retry, so the
 //! collector drops the copies it already wrote. Retries back off (1 s doubling to 10 s).
+//!
+//! Session traces ride along but give way first: they take no key slots (their own bounds are
+//! per batch, see `edgerec::trace`), and while sends fail or batches queue they are not kept at
+//! all — only counted in `traces_dropped` — so an outage never holds traces instead of counters.
 
 use edgerec::{AggregateBatch, AggregateDelta};
 use std::collections::VecDeque;
@@ -96,8 +100,18 @@ impl Outbox {
         if self.open.is_empty() {
             self.open_since_ms = now_ms;
         }
-        self.open.merge(delta);
+        if self.under_pressure() {
+            self.open.merge_counters(delta);
+        } else {
+            self.open.merge(delta);
+        }
         Recorded::Merged
+    }
+
+    /// Sends are failing or batches queue behind the one in flight: session traces are left
+    /// out (and counted) so that what waits is counters only.
+    pub fn under_pressure(&self) -> bool {
+        self.failures > 0 || self.sealed.len() > 1
     }
 
     fn sending(&self, now_ms: u64) -> bool {
