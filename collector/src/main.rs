@@ -20,6 +20,14 @@ async fn main() -> ExitCode {
     {
         return tally(brokers, topic, *timeout_s);
     }
+    if let Some(Command::Dump {
+        topic,
+        timeout_s,
+        brokers,
+    }) = &cli.command
+    {
+        return dump(brokers, topic, *timeout_s);
+    }
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)
@@ -106,6 +114,47 @@ fn tally(brokers: &str, topic: &str, timeout_s: u64) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `edgerec-collector dump TOPIC [TIMEOUT_S]`: see [`Command::Dump`].
+#[cfg(feature = "kafka")]
+fn dump(brokers: &str, topic: &str, timeout_s: u64) -> ExitCode {
+    use rdkafka::message::{Headers, Message};
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let timeout = std::time::Duration::from_secs(timeout_s);
+    let read = edgerec_collector::tally::read_to_end(brokers, topic, timeout, |m| {
+        let headers: Vec<(&str, &str)> = m.headers().map_or(Vec::new(), |h| {
+            h.iter()
+                .filter_map(|h| Some((h.key, std::str::from_utf8(h.value?).ok()?)))
+                .collect()
+        });
+        let key = m.key().map(String::from_utf8_lossy).unwrap_or_default();
+        let line = edgerec_collector::sink::file::json_line(
+            topic,
+            &key,
+            headers.into_iter(),
+            m.payload().unwrap_or_default(),
+        );
+        let _ = writeln!(out, "{line}");
+    });
+    let _ = out.flush();
+    match read {
+        Ok(n) => {
+            eprintln!("dump: {n} records of {topic}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dump: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "kafka"))]
+fn dump(_: &str, _: &str, _: u64) -> ExitCode {
+    eprintln!("dump: this collector was built without the `kafka` feature");
+    ExitCode::FAILURE
 }
 
 #[cfg(not(feature = "kafka"))]

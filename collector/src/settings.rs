@@ -56,6 +56,18 @@ pub enum Command {
         #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
         brokers: String,
     },
+    /// Reads a topic to its end and prints its records as JSON lines, in the embedded file's
+    /// format (e.g. `<prefix>.sessions` for `edgerec simulate --traces`).
+    Dump {
+        /// Topic name.
+        topic: String,
+        /// Give up after this many seconds.
+        #[arg(default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout_s: u64,
+        /// Kafka bootstrap servers.
+        #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+        brokers: String,
+    },
 }
 
 /// The collector's configuration.

@@ -35,24 +35,13 @@ impl FileSink {
         })
     }
 
-    /// Appends records as JSON lines, durably. All or nothing per call: one write of the whole
+    /// Appends records as JSON lines (see [`json_line`]), durably. All or nothing per call: one write of the whole
     /// block, then fsync.
     pub async fn write(&self, records: &[Record]) -> Result<(), SinkError> {
         let mut block = Vec::new();
         for r in records {
-            // Via rmpv: MessagePack bins (dead letters keep the raw body) have no JSON
-            // counterpart in serde_json's own Value, and become arrays of bytes this way.
-            let value = rmp_serde::from_slice::<rmpv::Value>(&r.value)
-                .ok()
-                .and_then(|v| serde_json::to_value(v).ok())
-                .unwrap_or_default();
-            let headers: serde_json::Map<String, serde_json::Value> = r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
-                .collect();
-            let line = serde_json::json!({"topic": r.topic, "key": r.key, "headers": headers, "value": value});
-            block.extend_from_slice(line.to_string().as_bytes());
+            let headers = r.headers.iter().map(|(k, v)| (*k, v.as_str()));
+            block.extend_from_slice(json_line(&r.topic, &r.key, headers, &r.value).as_bytes());
             block.push(b'\n');
         }
         let mut f = self.file.lock().await;
@@ -68,4 +57,24 @@ impl FileSink {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// One record as a line of the records file: `{"topic", "key", "headers", "value"}`, the value
+/// decoded from MessagePack to JSON (what `dump` also prints for records read from Kafka).
+pub fn json_line<'a>(
+    topic: &str,
+    key: &str,
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+    value: &[u8],
+) -> String {
+    // Via rmpv: MessagePack bins (dead letters keep the raw body) have no JSON counterpart in
+    // serde_json's own Value, and become arrays of bytes this way.
+    let value = rmp_serde::from_slice::<rmpv::Value>(value)
+        .ok()
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or_default();
+    let headers: serde_json::Map<String, serde_json::Value> = headers
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+        .collect();
+    serde_json::json!({"topic": topic, "key": key, "headers": headers, "value": value}).to_string()
 }

@@ -183,16 +183,29 @@ fn a_waiting_batch_is_retried_and_a_full_buffer_sealed_beside_it() {
 fn traces_give_way_to_counters_while_sends_fail() {
     let traced = |t: u64| {
         let mut d = views("a", 1);
-        d.add_trace("p1", vec![(EventKind::View, "a".into(), None, t)], None, "full");
+        d.add_trace(
+            "p1",
+            vec![(EventKind::View, "a".into(), None, t)],
+            None,
+            "full",
+        );
         d
     };
     let mut o = Outbox::default();
     let mut next = ids();
     o.record(&traced(1), 0, &L, "edge", &mut next);
-    assert_eq!(o.open().traces["p1"].events.len(), 1, "kept while nothing fails");
+    assert_eq!(
+        o.open().traces["p1"].events.len(),
+        1,
+        "kept while nothing fails"
+    );
     let _ = o.begin(1000, &L, "edge", &mut next);
     o.record(&traced(2), 1000, &L, "edge", &mut next);
-    assert_eq!(o.open().traces.len(), 1, "one batch in flight is no pressure");
+    assert_eq!(
+        o.open().traces.len(),
+        1,
+        "one batch in flight is no pressure"
+    );
     o.failed(1000);
     o.finish();
     assert!(o.under_pressure());
@@ -200,7 +213,11 @@ fn traces_give_way_to_counters_while_sends_fail() {
     o.record(&traced(4), 1002, &L, "edge", &mut next);
     assert_eq!(o.open().events, 3, "every counter kept");
     assert_eq!(o.open().traces["p1"].events.len(), 1);
-    assert_eq!(o.open().traces_dropped, 2, "the traces left out are counted");
+    assert_eq!(
+        o.open().traces_dropped,
+        2,
+        "the traces left out are counted"
+    );
     o.done("b1");
     assert!(!o.under_pressure());
 }
