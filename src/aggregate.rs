@@ -222,7 +222,7 @@ impl AggregateDelta {
     pub fn add_trace(
         &mut self,
         key: &str,
-        events: Vec<(EventKind, String, Option<String>, u64)>,
+        events: Vec<crate::trace::Accepted>,
         variant: Option<&str>,
         tier: &str,
     ) {

@@ -450,7 +450,7 @@ impl Engine {
         ctx: &Context,
         delta: &mut AggregateDelta,
         shards: &dyn ShardSource,
-        mut traced: Option<&mut Vec<(EventKind, String, Option<String>, u64)>>,
+        mut traced: Option<&mut Vec<crate::trace::Accepted>>,
     ) -> (u32, u32, u32, u32) {
         let cfg = &self.config.session;
         let mut order: Vec<&Event> = events.iter().collect();

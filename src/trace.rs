@@ -19,6 +19,9 @@ pub const MAX_SESSIONS_PER_BATCH: usize = 64;
 /// Longest offset accepted in a fragment, ms (a day: fragments are rebased per batch).
 pub const MAX_OFFSET_MS: u64 = 86_400_000;
 
+/// An accepted event as a decision traces it: kind, item, category, time (Unix ms).
+pub type Accepted = (EventKind, String, Option<String>, u64);
+
 /// One traced event: what, which item, when (ms after the fragment's `start_ms`), and the tier
 /// that answered the request that brought it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
