@@ -270,24 +270,18 @@ mod tests {
         delta.merge(&d2.delta);
         let f = &delta.traces["p1"];
         assert_eq!(f.start_ms, t0);
-        let got: Vec<(EventKind, &str, Option<&str>, u64, Option<&str>)> = f
-            .events
-            .iter()
-            .map(|e| {
-                (
-                    e.kind,
-                    e.item.as_str(),
-                    e.category.as_deref(),
-                    e.offset_ms,
-                    e.tier.as_deref(),
-                )
-            })
-            .collect();
+        let ev = |kind, item: &str, category: Option<&str>, offset_ms| TraceEvent {
+            kind,
+            item: item.into(),
+            category: category.map(str::to_string),
+            offset_ms,
+            tier: Some("full".into()),
+        };
         assert_eq!(
-            got,
+            f.events,
             [
-                (EventKind::View, "a", Some("shoes"), 0, Some("full")),
-                (EventKind::Click, "b", None, 2000, Some("full")),
+                ev(EventKind::View, "a", Some("shoes"), 0),
+                ev(EventKind::Click, "b", None, 2000),
             ],
             "accepted events only, category from the catalog, the tier served"
         );
