@@ -118,6 +118,61 @@ pub enum VariantEvent {
     Conversion,
 }
 
+/// What shadow evaluation of one candidate bundle counted: on a sample of requests, after the
+/// answer was sent, the edge also decided with the shadow bundle on the same state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShadowCounts {
+    /// Shadow decisions made.
+    pub evaluations: u64,
+    /// Sampled requests skipped to stay within the CPU budget.
+    pub skipped: u64,
+    /// Evaluations whose top-k (ids, in order) differs from what was served.
+    pub changed: u64,
+    /// Sum over evaluations of overlap@k with what was served, in thousandths (integer, so
+    /// it merges exactly).
+    pub overlap_milli: u64,
+    /// Served decisions' time on those requests, µs (timers advance in local workerd only).
+    pub live_us: u64,
+    /// Shadow decisions' time, µs.
+    pub shadow_us: u64,
+    /// Shadow rule id → evaluations it fired in.
+    pub rule_hits: BTreeMap<Arc<str>, u64>,
+}
+
+impl ShadowCounts {
+    /// Adds another's counters.
+    pub fn add(&mut self, o: &ShadowCounts) {
+        for (a, b) in [
+            (&mut self.evaluations, o.evaluations),
+            (&mut self.skipped, o.skipped),
+            (&mut self.changed, o.changed),
+            (&mut self.overlap_milli, o.overlap_milli),
+            (&mut self.live_us, o.live_us),
+            (&mut self.shadow_us, o.shadow_us),
+        ] {
+            *a = a.saturating_add(b);
+        }
+        for (k, v) in &o.rule_hits {
+            bump(&mut self.rule_hits, k.clone(), *v);
+        }
+    }
+
+    fn values(&self) -> [u64; 6] {
+        [
+            self.evaluations,
+            self.skipped,
+            self.changed,
+            self.overlap_milli,
+            self.live_us,
+            self.shadow_us,
+        ]
+    }
+}
+
+/// Shadow bundles one batch may count (a pointer names one; a release switch may overlap two).
+pub const MAX_SHADOWS: usize = 4;
+
 /// Counters from one or more decisions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -143,6 +198,8 @@ pub struct AggregateDelta {
     pub traces: BTreeMap<String, TraceFragment>,
     /// Traced events left out by those bounds or by an outbox under pressure.
     pub traces_dropped: u64,
+    /// Shadow bundle hash → what evaluating it counted.
+    pub shadow: BTreeMap<String, ShadowCounts>,
 }
 
 fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, by: u64) {
@@ -178,7 +235,41 @@ impl AggregateDelta {
                 bump(e, to.clone(), *n);
             }
         }
+        for (k, v) in &other.shadow {
+            self.shadow.entry(k.clone()).or_default().add(v);
+        }
         self.merge_traces(other);
+    }
+
+    /// Counts one shadow evaluation of bundle `hash`: its top-k against what was `served`,
+    /// the rules it fired, and both decisions' times.
+    pub fn count_shadow(
+        &mut self,
+        hash: &str,
+        served: &[&str],
+        shadow: &[&str],
+        rules: &[Arc<str>],
+        live_us: u64,
+        shadow_us: u64,
+    ) {
+        let c = self.shadow.entry(hash.to_string()).or_default();
+        c.evaluations = c.evaluations.saturating_add(1);
+        c.changed = c.changed.saturating_add(u64::from(served != shadow));
+        let overlap = crate::recommend::overlap(served, shadow);
+        c.overlap_milli = c
+            .overlap_milli
+            .saturating_add((overlap * 1000.0).round() as u64);
+        c.live_us = c.live_us.saturating_add(live_us);
+        c.shadow_us = c.shadow_us.saturating_add(shadow_us);
+        for r in rules {
+            bump(&mut c.rule_hits, r.clone(), 1);
+        }
+    }
+
+    /// Counts a sampled shadow evaluation skipped for the CPU budget.
+    pub fn count_shadow_skipped(&mut self, hash: &str) {
+        let c = self.shadow.entry(hash.to_string()).or_default();
+        c.skipped = c.skipped.saturating_add(1);
     }
 
     /// Adds `other`'s counters but not its traces, which are counted as dropped (an outbox
@@ -323,6 +414,11 @@ impl AggregateDelta {
             + self.tiers.len()
             + self.variants.len()
             + self.transitions.values().map(BTreeMap::len).sum::<usize>()
+            + self
+                .shadow
+                .values()
+                .map(|s| 1 + s.rule_hits.len())
+                .sum::<usize>()
     }
 
     /// Whether nothing was counted.
@@ -473,6 +569,34 @@ impl AggregateBatch {
                     err(
                         format!("delta.transitions[{from:?}][{to:?}]"),
                         "invalid item id or counter above 1e9",
+                    );
+                }
+            }
+        }
+        if d.shadow.len() > MAX_SHADOWS {
+            err("delta.shadow".into(), "more than 4 shadow bundles");
+        }
+        for (k, c) in &d.shadow {
+            if k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                err(
+                    format!("delta.shadow[{k:?}]"),
+                    "bundle hash must be 1 to 64 ASCII letters or digits",
+                );
+            }
+            if c.values().iter().any(|&v| big(v))
+                || c.changed > c.evaluations
+                || c.overlap_milli > c.evaluations.saturating_mul(1000)
+            {
+                err(
+                    format!("delta.shadow[{k:?}]"),
+                    "counter above 1e9, or more changes or overlap than evaluations",
+                );
+            }
+            for (r, n) in &c.rule_hits {
+                if check_id(r).is_err() || *n > c.evaluations {
+                    err(
+                        format!("delta.shadow[{k:?}].rule_hits[{r:?}]"),
+                        "invalid rule id or more hits than evaluations",
                     );
                 }
             }
@@ -643,6 +767,7 @@ pub fn check_browser_report(d: &AggregateDelta) -> Vec<FieldError> {
         || !d.transitions.is_empty()
         || !d.traces.is_empty()
         || d.traces_dropped != 0
+        || !d.shadow.is_empty()
     {
         errs.push(FieldError::new(
             "delta",

@@ -10,7 +10,7 @@
 //!   `{v, batch, source, ts, item, count}`
 //! - `<p>.transitions`: [`Transition`] `{v, batch, source, ts, from, to, count}`
 //! - `<p>.decisions`: [`Decisions`] `{v, batch, source, ts, decisions, events, duplicates,
-//!   rule_hits, tiers, variants, traces_dropped}`
+//!   rule_hits, tiers, variants, traces_dropped, shadow}`
 //! - `<p>.sessions`: [`SessionTrace`] `{v, batch, source, ts, session, start_ms, variant,
 //!   events: [{kind, item, category, offset_ms, tier}]}`: one sampled session's events in one
 //!   batch, keyed by its pseudonym ([`crate::trace`])
@@ -214,6 +214,9 @@ pub struct Decisions<'a> {
     /// Traced events left out ([`crate::aggregate::AggregateDelta::traces_dropped`]).
     #[serde(default)]
     pub traces_dropped: u64,
+    /// Shadow bundle hash → shadow evaluation counters.
+    #[serde(default)]
+    pub shadow: Cow<'a, BTreeMap<String, crate::aggregate::ShadowCounts>>,
 }
 
 /// A value of the sessions topic: one sampled session's events that arrived in one batch (a
@@ -347,6 +350,7 @@ pub fn from_batch(b: &AggregateBatch, prefix: &str) -> Vec<Record> {
         || !d.tiers.is_empty()
         || !d.variants.is_empty()
         || d.traces_dropped > 0
+        || !d.shadow.is_empty()
     {
         out.push(Record {
             topic: Topic::Decisions.name(prefix),
@@ -363,6 +367,7 @@ pub fn from_batch(b: &AggregateBatch, prefix: &str) -> Vec<Record> {
                 tiers: Cow::Borrowed(&d.tiers),
                 variants: Cow::Borrowed(&d.variants),
                 traces_dropped: d.traces_dropped,
+                shadow: Cow::Borrowed(&d.shadow),
             }),
             headers: headers(&b.id),
             partition_hash: hash,

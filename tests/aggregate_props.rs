@@ -9,7 +9,7 @@ use proptest::prelude::*;
 fn delta() -> impl Strategy<Value = AggregateDelta> {
     let key = prop::sample::select(vec!["a", "b", "c", "d"]);
     prop::collection::vec(
-        (key.clone(), key, 0usize..5, 0u64..u64::MAX / 2, 0usize..5),
+        (key.clone(), key, 0usize..5, 0u64..u64::MAX / 2, 0usize..6),
         0..12,
     )
     .prop_map(|ops| {
@@ -34,6 +34,20 @@ fn delta() -> impl Strategy<Value = AggregateDelta> {
                             .collect();
                         let variant = (j % 2 == 0).then_some(y);
                         d.add_trace(&format!("s{}", (n + j) % 90), events, variant, "full");
+                    }
+                }
+                4 => {
+                    let rules = [std::sync::Arc::<str>::from(x)];
+                    d.count_shadow(
+                        y,
+                        &[x, y],
+                        &[y],
+                        &rules[..(n % 2) as usize],
+                        n % 500,
+                        n % 900,
+                    );
+                    if n % 3 == 0 {
+                        d.count_shadow_skipped(x);
                     }
                 }
                 _ => {

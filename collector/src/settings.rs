@@ -105,7 +105,7 @@ pub struct Settings {
     #[arg(long, env = "KAFKA_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=300_000))]
     pub kafka_timeout_ms: u64,
     /// Kafka: producer queue bound, messages; at least one largest batch's records
-    /// (`records::MAX_RECORDS_PER_BATCH`, 250,001), or such a batch could never be written.
+    /// (`records::MAX_RECORDS_PER_BATCH`, 250,065), or such a batch could never be written.
     #[arg(long, env = "KAFKA_QUEUE_MAX", default_value_t = 500_000, value_parser = in_range::<usize>(MAX_RECORDS_PER_BATCH, 10_000_000))]
     pub kafka_queue_max: usize,
     /// Records file for the embedded mode.
@@ -267,12 +267,12 @@ mod tests {
                 &n.to_string(),
             ])
         };
-        assert_eq!(MAX_RECORDS_PER_BATCH, 250_001);
+        assert_eq!(MAX_RECORDS_PER_BATCH, 250_065);
         let e = q(MAX_RECORDS_PER_BATCH - 1).unwrap_err();
         assert!(
-            e.contains("--kafka-queue-max") && e.contains("from 250001"),
+            e.contains("--kafka-queue-max") && e.contains("from 250065"),
             "{e}"
         );
-        assert_eq!(q(MAX_RECORDS_PER_BATCH).unwrap().kafka_queue_max, 250_001);
+        assert_eq!(q(MAX_RECORDS_PER_BATCH).unwrap().kafka_queue_max, 250_065);
     }
 }

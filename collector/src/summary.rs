@@ -1,6 +1,7 @@
 //! A running total of every acknowledged batch, for the live dashboard (`GET /v1/summary`):
 //! decisions by tier, rule hits, experiment variants (exposures, impressions, clicks,
-//! conversions) and the most interacted-with items. In memory, per collector instance, since
+//! conversions), shadow bundles' counters side by side with the live rule hits, and the most
+//! interacted-with items. In memory, per collector instance, since
 //! start; bounded: past `MAX_ITEMS` items the least active half is dropped (a top list stays
 //! right for items that keep being active), and rule ids, tiers and variants are kept to
 //! `MAX_NAMES` each, the smallest folded into `(other)`, so signed batches full of invented
@@ -54,9 +55,11 @@ fn activity(c: &edgerec::aggregate::ItemCounts) -> u64 {
 impl Summary {
     /// Adds an acknowledged batch.
     pub fn add(&mut self, delta: &AggregateDelta) {
-        // Merge, then drop transitions (Kafka consumers' business) rather than clone the batch.
+        // Merge, then drop transitions and traces (Kafka consumers' business) rather than clone
+        // the batch.
         self.total.merge(delta);
         self.total.transitions.clear();
+        self.total.traces.clear();
         self.batches += 1;
         let add = |a: &mut u64, b: &u64| *a = a.saturating_add(*b);
         bound(&mut self.total.rule_hits, |v| *v, add);
@@ -71,6 +74,10 @@ impl Summary {
                 a.clicks = a.clicks.saturating_add(b.clicks);
             },
         );
+        bound(&mut self.total.shadow, |v| v.evaluations, |a, b| a.add(b));
+        for s in self.total.shadow.values_mut() {
+            bound(&mut s.rule_hits, |v| *v, add);
+        }
         if self.total.items.len() > MAX_ITEMS {
             let mut by: Vec<(u64, String)> = self
                 .total
@@ -102,8 +109,34 @@ impl Summary {
             .take(top)
             .map(|(id, n)| json!({"id": id, "hits": n}))
             .collect();
+        let shadow: serde_json::Map<String, Value> = t
+            .shadow
+            .iter()
+            .map(|(hash, c)| {
+                let per = |x: u64| x as f64 / c.evaluations.max(1) as f64;
+                let mut rules: Vec<(&std::sync::Arc<str>, &u64)> = c.rule_hits.iter().collect();
+                rules.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                let rules: Vec<Value> = rules
+                    .into_iter()
+                    .take(top)
+                    .map(|(id, n)| json!({"id": id, "hits": n}))
+                    .collect();
+                let v = json!({
+                    "evaluations": c.evaluations,
+                    "skipped": c.skipped,
+                    "changed_share": per(c.changed),
+                    "overlap_mean": per(c.overlap_milli) / 1000.0,
+                    "live_us_mean": per(c.live_us),
+                    "shadow_us_mean": per(c.shadow_us),
+                    "rule_hits": rules,
+                });
+                (hash.clone(), v)
+            })
+            .collect();
         json!({
             "batches": self.batches,
+            "shadow": shadow,
+            "traces_dropped": t.traces_dropped,
             "decisions": t.decisions,
             "events": t.events,
             "duplicates": t.duplicates,

@@ -123,6 +123,16 @@ pub struct RecommendInput<'a> {
     pub bucket_ms: u64,
 }
 
+/// How much two top-k lists agree: |a ∩ b| / max(|a|, |b|), 1 when both are empty (what
+/// `simulate` and shadow evaluation report as overlap@k).
+pub fn overlap(a: &[&str], b: &[&str]) -> f64 {
+    let size = a.len().max(b.len());
+    if size == 0 {
+        return 1.0;
+    }
+    b.iter().filter(|x| a.contains(x)).count() as f64 / size as f64
+}
+
 /// A ranked list, and how many item lookups found their shard missing (the list was made
 /// without those items' related lists or pins).
 #[derive(Debug, Clone, PartialEq, Default)]

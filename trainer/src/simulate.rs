@@ -225,13 +225,8 @@ impl<'a> Simulator<'a> {
         {
             self.changed += 1;
         }
-        let common = top[1].iter().filter(|r| rank(0, &r.id).is_some()).count();
-        let size = top[0].len().max(top[1].len());
-        let overlap = if size == 0 {
-            1.0
-        } else {
-            common as f64 / size as f64
-        };
+        let ids = |i: usize| top[i].iter().map(|r| r.id.as_str()).collect::<Vec<_>>();
+        let overlap = edgerec::recommend::overlap(&ids(0), &ids(1));
         self.overlap += overlap;
         self.histogram[(overlap * 10.0).round() as usize] += 1;
         for (i, list) in top.iter().enumerate() {
