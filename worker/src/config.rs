@@ -6,6 +6,8 @@
 //!
 //! The pointer is re-read at most every `CONFIG_TTL_MS`; a changed pointer loads the new pair
 //! and builds a new engine. A failed or slow refresh keeps serving the engine already loaded.
+//! A `shadow` bundle in the pointer is loaded beside it on the same model head; one that fails
+//! to load is logged and counted, and leaves the live engine untouched.
 
 use crate::breaker::{self, Dep};
 use crate::budget::within;
@@ -19,6 +21,8 @@ use worker::KvStore;
 
 struct Cached {
     engine: Rc<Engine>,
+    /// The shadow bundle the pointer names, on the same model: (its hash, its engine).
+    shadow: Option<(String, Rc<Engine>)>,
     pointer: Pointer,
     checked_ms: u64,
     /// The published bytes, served as-is to the browser fallback (`/v1/model/*`).
@@ -107,7 +111,8 @@ async fn refresh(kv: &KvStore, s: &Settings, now: u64) -> Result<Rc<Engine>, Con
     let same = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         match c.as_mut() {
-            Some(c) if c.pointer == pointer => {
+            // (A shadow that failed to load is tried again.)
+            Some(c) if c.pointer == pointer && (pointer.shadow.is_none() || c.shadow.is_some()) => {
                 c.checked_ms = now;
                 Some(c.engine.clone())
             }
@@ -117,6 +122,39 @@ async fn refresh(kv: &KvStore, s: &Settings, now: u64) -> Result<Rc<Engine>, Con
     if let Some(engine) = same {
         return Ok(engine);
     }
+    // Only the shadow changed: keep the live engine, load the shadow.
+    let kept = CACHE.with(|c| {
+        c.borrow().as_ref().and_then(|c| {
+            (c.pointer.bundle == pointer.bundle && c.pointer.catalog == pointer.catalog)
+                .then(|| (c.engine.clone(), c.raw.clone()))
+        })
+    });
+    let (engine, raw) = match kept {
+        Some(pair) => pair,
+        None => load_live(kv, budget, &pointer).await?,
+    };
+    let shadow = match &pointer.shadow {
+        Some(hash) => load_shadow(kv, budget, hash, &engine).await,
+        None => None,
+    };
+    stats::inc(Counter::ConfigLoads);
+    CACHE.with(|c| {
+        *c.borrow_mut() = Some(Cached {
+            engine: engine.clone(),
+            shadow,
+            pointer,
+            checked_ms: now,
+            raw,
+        })
+    });
+    Ok(engine)
+}
+
+async fn load_live(
+    kv: &KvStore,
+    budget: u64,
+    pointer: &Pointer,
+) -> Result<(Rc<Engine>, Rc<RawModel>), ConfigError> {
     let (bundle_key, head_key) = (pointer.bundle_key(), pointer.head_key());
     let (bundle, head) = within(
         budget,
@@ -132,22 +170,48 @@ async fn refresh(kv: &KvStore, s: &Settings, now: u64) -> Result<Rc<Engine>, Con
         .ok_or_else(|| ConfigError::Invalid(format!("{head_key} missing")))?;
     let engine = release::engine(EngineConfig::default(), &bundle, &head)
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    let engine = Rc::new(engine);
     let raw = Rc::new(RawModel {
         pointer: pointer.clone(),
         bundle,
         head,
     });
-    stats::inc(Counter::ConfigLoads);
-    CACHE.with(|c| {
-        *c.borrow_mut() = Some(Cached {
-            engine: engine.clone(),
-            pointer,
-            checked_ms: now,
-            raw,
-        })
-    });
-    Ok(engine)
+    Ok((Rc::new(engine), raw))
+}
+
+/// The shadow bundle on the live engine's model, or None (logged and counted) when it cannot
+/// be read or does not compile: a broken shadow never touches what is served.
+async fn load_shadow(
+    kv: &KvStore,
+    budget: u64,
+    hash: &str,
+    live: &Engine,
+) -> Option<(String, Rc<Engine>)> {
+    let key = release::bundle_key(hash);
+    let built = match within(budget, kv.get(&key).text()).await {
+        Some(Ok(Some(text))) => {
+            let config = *live.config();
+            edgerec::rules::compile_json(&text, config.session.horizon_ms)
+                .map_err(edgerec::EngineError::from)
+                .and_then(|b| Engine::new(config, b, live.head().clone()))
+                .map_err(|e| e.to_string())
+        }
+        Some(Ok(None)) => Err(format!("{key} missing")),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("read timed out".into()),
+    };
+    match built {
+        Ok(engine) => Some((hash.to_string(), Rc::new(engine))),
+        Err(e) => {
+            worker::console_warn!("edgerec: shadow bundle {key} not loaded: {e}");
+            stats::inc(Counter::ShadowLoadFailures);
+            None
+        }
+    }
+}
+
+/// The shadow bundle's hash and engine, when the loaded pointer names one that loaded.
+pub fn shadow() -> Option<(String, Rc<Engine>)> {
+    CACHE.with(|c| c.borrow().as_ref().and_then(|c| c.shadow.clone()))
 }
 
 /// The loaded bundle and model head bytes, if any.

@@ -132,6 +132,13 @@ async fn full(
     ask: Ask<'_>,
     now: u64,
 ) -> Rc<Decision> {
+    // Sampled for shadow evaluation: keep what it needs before the context moves.
+    let shadow = crate::shadow::pick(s).map(|shadow| crate::shadow::Input {
+        shadow,
+        state: ask.loaded.blob.clone(),
+        context: ask.context.clone(),
+        limit: ask.limit,
+    });
     let request = DecideRequest {
         state: ask.loaded.blob.as_deref(),
         events: &[],
@@ -141,7 +148,10 @@ async fn full(
         tier: Some(Tier::Full),
         trace: None,
     };
-    let d = shards::decide(config, engine, &request, s, now).await;
+    let (d, live_us) = shards::decide_timed(config, engine, &request, s, now).await;
+    if let Some(input) = shadow {
+        crate::shadow::after(ctx, config.clone(), s, input, &d, live_us, now);
+    }
     if let (Some(b), true, Ok(kv)) = (
         &d.state,
         d.state_changed && ask.loaded.blob.is_some(),

@@ -5,6 +5,7 @@
 //! | the dispatch table | [`routes`] |
 //! | endpoints: events in, recommendations out, browser reports, the model, operations | [`events`], [`recommend`], [`reports`], [`model`], [`health`] |
 //! | the fallback ladder: full → cached → static | [`ladder`] |
+//! | a shadow bundle decided after the answer, only counted | [`shadow`] |
 //! | answers: bodies, refusals, cookies, request context | [`respond`] |
 //! | the origin: proxy, pages with their slots filled | [`origin`] |
 //! | who is asking: cookie sessions, credentialed server sessions | [`identity`] |
@@ -49,6 +50,7 @@ pub mod reports;
 pub mod respond;
 pub mod routes;
 pub mod settings;
+pub mod shadow;
 pub mod shards;
 pub mod stats;
 pub mod store;

@@ -62,6 +62,14 @@ pub struct Settings {
     /// (`TRACE_RATE_PPM`, default 10,000 = 1%; 0 = none). Traces ship under a keyed hash of the
     /// session ([`Settings::trace_key`]), never its id.
     pub trace_rate_ppm: u32,
+    /// Share of `full` decisions also decided with the pointer's shadow bundle, parts per
+    /// million (`SHADOW_RATE_PPM`, default 10,000 = 1%; see `shadow`).
+    pub shadow_rate_ppm: u32,
+    /// Shadow evaluations per isolate per second at most (`SHADOW_MAX_PER_SECOND`, default 20).
+    pub shadow_max_per_second: u32,
+    /// No shadow when the served decision's µs plus the isolate's mean shadow µs would pass
+    /// this (`SHADOW_CPU_BUDGET_US`, default 5,000: half the free plan's 10 ms).
+    pub shadow_cpu_budget_us: u64,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -148,6 +156,9 @@ impl Settings {
             segment_ttl_ms: num(env, "SEGMENT_TTL_MS", 10_000),
             trace_rate_ppm: num(env, "TRACE_RATE_PPM", edgerec::trace::DEFAULT_RATE_PPM)
                 .min(1_000_000),
+            shadow_rate_ppm: num(env, "SHADOW_RATE_PPM", 10_000u32).min(1_000_000),
+            shadow_max_per_second: num(env, "SHADOW_MAX_PER_SECOND", 20),
+            shadow_cpu_budget_us: num(env, "SHADOW_CPU_BUDGET_US", 5_000),
         }
     }
 

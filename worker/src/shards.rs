@@ -163,13 +163,27 @@ pub async fn decide(
     s: &Settings,
     now: u64,
 ) -> edgerec::Decision {
+    decide_timed(kv, engine, req, s, now).await.0
+}
+
+/// [`decide`], and the µs the core's decision took (reads excluded; 0 where the platform's
+/// timers only advance on I/O, as deployed Workers' do).
+pub async fn decide_timed(
+    kv: &KvStore,
+    engine: &edgerec::Engine,
+    req: &edgerec::DecideRequest<'_>,
+    s: &Settings,
+    now: u64,
+) -> (edgerec::Decision, u64) {
     let plan = engine.plan(req);
     let loaded = load(kv, engine.head(), &plan, s, now).await;
+    let started = crate::shadow::now_us();
     let d = engine.decide_with(req, &loaded);
+    let spent = (crate::shadow::now_us() - started).max(0.0) as u64;
     if d.missing > 0 {
         stats::inc(Counter::DecisionsPartial);
     }
-    d
+    (d, spent)
 }
 
 #[cfg(test)]
