@@ -194,6 +194,11 @@ async fn load_shadow(
                 .map_err(edgerec::EngineError::from)
                 .and_then(|b| Engine::new(config, b, live.head().clone()))
                 .map_err(|e| e.to_string())
+                // Content-addressed: a bundle that does not hash to its key is not that bundle.
+                .and_then(|e| match e.bundle().hash == hash {
+                    true => Ok(e),
+                    false => Err(format!("its content hashes to {}", e.bundle().hash)),
+                })
         }
         Some(Ok(None)) => Err(format!("{key} missing")),
         Some(Err(e)) => Err(e.to_string()),
