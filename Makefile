@@ -16,7 +16,9 @@ DEV_STATE := .wrangler/state
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
 ## to the collector on 127.0.0.1:8789 (records in data/collector/records.jsonl), and the trainer
-## turning those records into related lists published back into the edge's KV every 20 s
+## turning those records into related lists published back into the edge's KV every 20 s. Every
+## session is traced and every decision shadowed here (1% each by default), so `simulate` and
+## the dashboard's live/shadow panel have data from one shopper.
 dev: tools-dev dev-bins worker www
 	scripts/seed-kv.sh data/demo/rules.json data/demo/catalog.json --persist-to $(DEV_STATE)
 	@echo "edge: http://127.0.0.1:8787  origin: http://127.0.0.1:8788  collector: http://127.0.0.1:8789/metrics  (Ctrl-C stops all)"
@@ -26,7 +28,8 @@ dev: tools-dev dev-bins worker www
 	    --kv local --persist-to $(DEV_STATE) & trainer=$$!; \
 	  trap "kill $$origin $$collector $$trainer" EXIT; \
 	  npx wrangler dev --local --ip 127.0.0.1 --port 8787 --persist-to $(DEV_STATE) --show-interactive-dev-session=false \
-	    --var EDGEREC_DEV:1 --var COLLECTOR_URL:http://127.0.0.1:8789/v1/aggregates
+	    --var EDGEREC_DEV:1 --var COLLECTOR_URL:http://127.0.0.1:8789/v1/aggregates \
+	    --var TRACE_RATE_PPM:1000000 --var SHADOW_RATE_PPM:1000000
 
 ## demo-cli: the decision core alone, explaining each decision of a scripted shopper
 demo-cli: tools

@@ -1,7 +1,7 @@
 // The live dashboard: polls the edge's counters (/v1/stats) and the collector (its Prometheus
 // /metrics and /v1/summary, proxied by the demo origin under /collector/) every 2 s and draws
-// SVG plots: decisions per second, tier mix, rule hits, top items, impressions → clicks per
-// variant, collector/Kafka health. No libraries.
+// SVG plots: decisions per second, tier mix, rule hits, live vs shadow bundle, top items,
+// impressions → clicks per variant, collector/Kafka health. No libraries.
 import { esc } from './html.js';
 
 const POLL_MS = 2000;
@@ -15,6 +15,7 @@ for (const [id, title] of [
   ['decisions', 'Decisions per second (edge)'],
   ['tiers', 'Tier mix (decisions/s by tier)'],
   ['rules', 'Rule hits (collector, since start)'],
+  ['shadow', 'Live vs shadow bundle: share of decisions each rule fires in'],
   ['items', 'Top items: views and clicks'],
   ['variants', 'Impressions → clicks per variant'],
   ['collector', 'Collector → Kafka: records/s and write latency'],
@@ -162,6 +163,7 @@ async function tick() {
   draw('tiers', stacked(live.map((t) => ({ name: t, values: hist.tiers[t] || [] }))),
     `${legend(live)}<br>collector totals: ${Object.entries(collectorTiers).map(([k, v]) => `${esc(k)} ${fmt(v)}`).join(', ') || '–'}`);
   draw('rules', bars((summary?.rule_hits || []).map((r) => ({ label: r.id, values: [r.hits] })), ['hits']), legend(['hits']));
+  drawShadow(summary);
   draw('items', bars((summary?.top_items || []).slice(0, 8).map((i) => ({ label: i.id, values: [i.views, i.clicks] })), ['views', 'clicks']), legend(['views', 'clicks']));
   const variants = Object.entries(summary?.variants || {});
   draw('variants', bars(variants.map(([k, v]) => ({ label: k.split('/').pop(), values: [v.impressions || 0, v.clicks || 0] })), ['impressions', 'clicks']),
@@ -171,6 +173,25 @@ async function tick() {
     `${legend(['records/s', 'p99 write latency (ms)'])}<br>sink ${ready ? `<b>${esc(ready.sink)}</b> ready` : '<b>not ready</b>'} · ${metricsText ? `collector up · batches ${fmt(sum(metrics, 'edgerec_collector_batches_total'))} · rejects ${fmt(rejects)} · in flight ${fmt(sum(metrics, 'edgerec_collector_queue_depth'))}` : 'collector unreachable'}`);
   status.textContent = `updated ${new Date().toLocaleTimeString()} · edge ${stats ? 'up' : 'down'} · collector ${metricsText ? 'up' : 'down'}`;
   document.body.dataset.ticks = String(Number(document.body.dataset.ticks || 0) + 1);
+}
+
+/** The shadow panel: per rule, its share of live decisions next to its share of shadow ones. */
+function drawShadow(summary) {
+  const shadows = Object.entries(summary?.shadow || {}).filter(([, c]) => c.evaluations || c.skipped);
+  if (!shadows.length) {
+    draw('shadow', bars([], []), 'no shadow bundle evaluated (release shadow HASH names one)');
+    return;
+  }
+  const [hash, c] = shadows.sort((a, b) => b[1].evaluations - a[1].evaluations)[0];
+  const decisions = summary?.decisions || 0;
+  const live = Object.fromEntries((summary?.rule_hits || []).map((r) => [r.id, r.hits]));
+  const shadow = Object.fromEntries((c.rule_hits || []).map((r) => [r.id, r.hits]));
+  const ids = [...new Set([...Object.keys(shadow), ...Object.keys(live)])].slice(0, 12);
+  const pct = (n, d) => (d ? (100 * n) / d : 0);
+  const rows = ids.map((id) => ({ label: id, values: [pct(live[id] || 0, decisions), pct(shadow[id] || 0, c.evaluations)] }));
+  document.body.dataset.shadow = hash;
+  draw('shadow', bars(rows, ['live %', 'shadow %']),
+    `${legend(['live % of decisions', 'shadow % of evaluations'])}<br>shadow <code>${esc(hash)}</code>: ${fmt(c.evaluations)} evaluations · top-k changed ${(100 * c.changed_share).toFixed(1)}% · mean overlap ${c.overlap_mean.toFixed(3)} · skipped ${fmt(c.skipped)} · µs live ${fmt(c.live_us_mean)} / shadow ${fmt(c.shadow_us_mean)}`);
 }
 
 tick();

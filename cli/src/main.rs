@@ -554,13 +554,16 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
                 Some(kv) => kv.history()?,
                 None => Default::default(),
             };
-            writes.extend(pointer_files(
-                &out,
-                &pointer,
-                live.as_ref(),
-                "publish",
-                history,
-            )?);
+            // Publishing what is already live writes no history entry and no pointer.
+            if live.as_ref() != Some(&pointer) {
+                writes.extend(pointer_files(
+                    &out,
+                    &pointer,
+                    live.as_ref(),
+                    "publish",
+                    history,
+                )?);
+            }
             write_keys(&out, &writes)?;
             let keys = match &kv {
                 Some(kv) => kv.apply(&out, &writes)?,
