@@ -577,7 +577,7 @@ impl AggregateBatch {
             err("delta.shadow".into(), "more than 4 shadow bundles");
         }
         for (k, c) in &d.shadow {
-            if k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            if !hash_like(k) {
                 err(
                     format!("delta.shadow[{k:?}]"),
                     "bundle hash must be 1 to 64 ASCII letters or digits",
@@ -608,7 +608,7 @@ impl AggregateBatch {
             err("delta.traces_dropped".into(), "counter above 1e9");
         }
         for (k, f) in &d.traces {
-            if k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            if !hash_like(k) {
                 err(
                     format!("delta.traces[{k:?}]"),
                     "pseudonym must be 1 to 64 ASCII letters or digits",
@@ -644,6 +644,11 @@ impl AggregateBatch {
             Err(BatchError::Invalid(errs))
         }
     }
+}
+
+/// A bundle hash or a trace pseudonym: 1 to 64 ASCII letters or digits.
+fn hash_like(k: &str) -> bool {
+    (1..=64).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// The `x-edgerec-signature` value for a batch body sent at `ts` (Unix ms):

@@ -12,21 +12,18 @@ use std::sync::Arc;
 async fn main() -> ExitCode {
     // Bad settings stop here, with clap's message naming the flag and its variable.
     let cli = Cli::parse();
-    if let Some(Command::Tally {
-        topic,
-        timeout_s,
-        brokers,
-    }) = &cli.command
-    {
-        return tally(brokers, topic, *timeout_s);
-    }
-    if let Some(Command::Dump {
-        topic,
-        timeout_s,
-        brokers,
-    }) = &cli.command
-    {
-        return dump(brokers, topic, *timeout_s);
+    match &cli.command {
+        Some(Command::Tally {
+            topic,
+            timeout_s,
+            brokers,
+        }) => return tally(brokers, topic, *timeout_s),
+        Some(Command::Dump {
+            topic,
+            timeout_s,
+            brokers,
+        }) => return dump(brokers, topic, *timeout_s),
+        None => {}
     }
     tracing_subscriber::fmt()
         .json()

@@ -41,6 +41,20 @@ fn bound<K: Ord + Clone + std::borrow::Borrow<str> + for<'k> From<&'k str>, V: D
     map.insert(K::from(OTHER), other);
 }
 
+/// The `top` rules by hits, most first: `[{"id", "hits"}]`.
+fn top_rules(
+    hits: &std::collections::BTreeMap<std::sync::Arc<str>, u64>,
+    top: usize,
+) -> Vec<Value> {
+    let mut rules: Vec<(&std::sync::Arc<str>, &u64)> = hits.iter().collect();
+    rules.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    rules
+        .into_iter()
+        .take(top)
+        .map(|(id, n)| json!({"id": id, "hits": n}))
+        .collect()
+}
+
 /// The running total.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -102,25 +116,13 @@ impl Summary {
             .take(top)
             .map(|(id, c)| json!({"id": id, "views": c.views, "clicks": c.clicks, "add_to_carts": c.add_to_carts, "purchases": c.purchases, "impressions": c.impressions}))
             .collect();
-        let mut rules: Vec<(&std::sync::Arc<str>, &u64)> = t.rule_hits.iter().collect();
-        rules.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let rules: Vec<Value> = rules
-            .into_iter()
-            .take(top)
-            .map(|(id, n)| json!({"id": id, "hits": n}))
-            .collect();
+        let rules = top_rules(&t.rule_hits, top);
         let shadow: serde_json::Map<String, Value> = t
             .shadow
             .iter()
             .map(|(hash, c)| {
                 let per = |x: u64| x as f64 / c.evaluations.max(1) as f64;
-                let mut rules: Vec<(&std::sync::Arc<str>, &u64)> = c.rule_hits.iter().collect();
-                rules.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-                let rules: Vec<Value> = rules
-                    .into_iter()
-                    .take(top)
-                    .map(|(id, n)| json!({"id": id, "hits": n}))
-                    .collect();
+                let rules = top_rules(&c.rule_hits, top);
                 let v = json!({
                     "evaluations": c.evaluations,
                     "skipped": c.skipped,

@@ -125,14 +125,14 @@ counters! {
     RefusedUnsafeConfig => "refused_unsafe_config",
     /// `segment_cache_hits`.
     SegmentCacheHits => "segment_cache_hits",
+    /// `server_sessions_refused`.
+    ServerSessionsRefused => "server_sessions_refused",
     /// `shadow_evaluations`.
     ShadowEvaluations => "shadow_evaluations",
     /// `shadow_load_failures`.
     ShadowLoadFailures => "shadow_load_failures",
     /// `shadow_skipped_budget`.
     ShadowSkippedBudget => "shadow_skipped_budget",
-    /// `server_sessions_refused`.
-    ServerSessionsRefused => "server_sessions_refused",
     /// `shard_cache_hits`.
     ShardCacheHits => "shard_cache_hits",
     /// `shard_evictions`.
