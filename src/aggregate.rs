@@ -148,11 +148,13 @@ impl ShadowCounts {
             (&mut self.skipped, o.skipped),
             (&mut self.changed, o.changed),
             (&mut self.overlap_milli, o.overlap_milli),
-            (&mut self.live_us, o.live_us),
-            (&mut self.shadow_us, o.shadow_us),
         ] {
             *a = a.saturating_add(b);
         }
+        // Time sums stop at the batch bound rather than get a batch (and its counters) refused
+        // after a long outage.
+        self.live_us = self.live_us.saturating_add(o.live_us).min(MAX_COUNTER);
+        self.shadow_us = self.shadow_us.saturating_add(o.shadow_us).min(MAX_COUNTER);
         for (k, v) in &o.rule_hits {
             bump(&mut self.rule_hits, k.clone(), *v);
         }
@@ -259,8 +261,8 @@ impl AggregateDelta {
         c.overlap_milli = c
             .overlap_milli
             .saturating_add((overlap * 1000.0).round() as u64);
-        c.live_us = c.live_us.saturating_add(live_us);
-        c.shadow_us = c.shadow_us.saturating_add(shadow_us);
+        c.live_us = c.live_us.saturating_add(live_us).min(MAX_COUNTER);
+        c.shadow_us = c.shadow_us.saturating_add(shadow_us).min(MAX_COUNTER);
         for r in rules {
             bump(&mut c.rule_hits, r.clone(), 1);
         }

@@ -22,15 +22,15 @@ use worker::{Context, KvStore};
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 extern "C" {
-    #[wasm_bindgen(js_namespace = performance, js_name = now)]
-    fn performance_now() -> f64;
+    #[wasm_bindgen(js_namespace = performance, js_name = now, catch)]
+    fn performance_now() -> Result<f64, wasm_bindgen::JsValue>;
 }
 
-/// A monotonic clock in µs (`performance.now()`; 0 off wasm).
+/// A monotonic clock in µs (`performance.now()`; 0 off wasm or where it is missing).
 pub fn now_us() -> f64 {
     #[cfg(target_arch = "wasm32")]
     {
-        performance_now() * 1000.0
+        performance_now().unwrap_or(0.0) * 1000.0
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
