@@ -434,20 +434,20 @@ pub fn publish(doc: &CatalogDoc, out: &Path, kv: Option<&Kv>) -> Result<Publishe
     if live.catalog == prepared.head {
         return Ok(done);
     }
+    // The model's keys first; then the pointer as it is now (someone may have promoted or
+    // shadowed a bundle meanwhile: their switch is kept, only the model changes).
+    write_keys(out, &prepared.writes)?;
+    done.keys_written = kv.apply(out, &prepared.writes)?;
+    let live = kv.pointer()?.unwrap_or(live);
     let next = Pointer {
         catalog: prepared.head.clone(),
         ..live.clone()
     };
+    let last = pointer_files(out, &next, Some(&live), "trainer", kv.history()?)?;
     let mut writes = prepared.writes;
-    writes.extend(pointer_files(
-        out,
-        &next,
-        Some(&live),
-        "trainer",
-        kv.history()?,
-    )?);
+    writes.extend(last.iter().cloned());
     write_keys(out, &writes)?;
-    done.keys_written = kv.apply(out, &writes)?;
+    done.keys_written += kv.apply(out, &last)?;
     done.switched = true;
     Ok(done)
 }
