@@ -55,16 +55,18 @@ pub fn measure(bundle: CompiledBundle, decisions: usize) -> Cost {
     a.sort_by(f64::total_cmp);
     b.sort_by(f64::total_cmp);
     let (median, base_median) = (quantile(&a, 0.5), quantile(&b, 0.5));
+    // Two decimals: the measurement is no finer than that.
+    let r = |x: f64| (x * 100.0).round() / 100.0;
     Cost {
         decisions: a.len(),
-        median_us: median,
-        p99_us: quantile(&a, 0.99),
-        baseline_median_us: base_median,
-        ratio: if base_median > 0.0 {
+        median_us: r(median),
+        p99_us: r(quantile(&a, 0.99)),
+        baseline_median_us: r(base_median),
+        ratio: r(if base_median > 0.0 {
             median / base_median
         } else {
             0.0
-        },
+        }),
         blob_bytes: d.state.map_or(0, |s| s.len()),
         rules_fired: d.rule_hits.len(),
     }

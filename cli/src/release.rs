@@ -180,6 +180,17 @@ fn checked_bundle(store: &dyn Store, hash: &str, live: &Pointer) -> Result<bool,
     Ok(true)
 }
 
+/// A content hash as the CLI prints them (16 hex digits), before it goes into a KV key.
+fn valid_hash(h: &str) -> Result<(), ReleaseError> {
+    if h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(ReleaseError::Input(format!(
+            "{h:?} is not a content hash (16 hex digits, as check-bundle and release list print)"
+        )))
+    }
+}
+
 /// Who is switching: `$EDGEREC_USER`, else `$USER`.
 fn who(action: &str) -> String {
     match std::env::var("EDGEREC_USER").or_else(|_| std::env::var("USER")) {
@@ -213,6 +224,7 @@ pub fn run(store: &dyn Store, cmd: ReleaseCmd) -> Result<String, ReleaseError> {
             Ok(serde_json::json!({"staged": b.hash, "key": bundle_key(&b.hash), "version": b.version, "rules": b.rules.len()}).to_string())
         }
         ReleaseCmd::Promote { hash } => {
+            valid_hash(&hash)?;
             let from = live(store)?;
             let to = if checked_bundle(store, &hash, &from)? {
                 Pointer {
@@ -244,6 +256,7 @@ pub fn run(store: &dyn Store, cmd: ReleaseCmd) -> Result<String, ReleaseError> {
                     return Err(ReleaseError::Unchanged(format!("{h} is the live bundle")))
                 }
                 Some(h) => {
+                    valid_hash(&h)?;
                     if !checked_bundle(store, &h, &from)? {
                         return Err(ReleaseError::Unknown(h));
                     }
@@ -431,38 +444,31 @@ mod tests {
     fn refusals_write_nothing() {
         let (m, _) = seeded();
         let before = m.0.borrow().clone();
-        assert!(matches!(
-            run(
-                &m,
-                ReleaseCmd::Promote {
-                    hash: "nope".into()
-                }
-            ),
-            Err(ReleaseError::Unknown(_))
-        ));
-        // A bundle stored under a hash that is not its own is refused.
-        m.put(&bundle_key("forged"), br#"{"version":"x","rules":[]}"#)
-            .unwrap();
-        assert!(matches!(
-            run(
-                &m,
-                ReleaseCmd::Promote {
-                    hash: "forged".into()
-                }
-            ),
-            Err(ReleaseError::Invalid { .. })
-        ));
-        m.put(&bundle_key("broken"), b"{").unwrap();
-        assert!(matches!(
+        let promote = |hash: &str| run(&m, ReleaseCmd::Promote { hash: hash.into() });
+        let shadow = |hash: &str| {
             run(
                 &m,
                 ReleaseCmd::Shadow {
-                    hash: Some("broken".into()),
-                    clear: false
-                }
-            ),
-            Err(ReleaseError::Invalid { .. })
+                    hash: Some(hash.into()),
+                    clear: false,
+                },
+            )
+        };
+        assert!(matches!(
+            promote("0123456789abcdef"),
+            Err(ReleaseError::Unknown(_))
         ));
+        for bad in ["nope", "../../etc/passwd", "0123456789abcdef0", ""] {
+            assert!(matches!(promote(bad), Err(ReleaseError::Input(_))), "{bad}");
+        }
+        // A bundle stored under a hash that is not its own is refused, and one that does not
+        // compile.
+        let (forged, broken) = ("f0f0f0f0f0f0f0f0", "b0b0b0b0b0b0b0b0");
+        m.put(&bundle_key(forged), br#"{"version":"x","rules":[]}"#)
+            .unwrap();
+        assert!(matches!(promote(forged), Err(ReleaseError::Invalid { .. })));
+        m.put(&bundle_key(broken), b"{").unwrap();
+        assert!(matches!(shadow(broken), Err(ReleaseError::Invalid { .. })));
         assert!(matches!(
             run(&m, ReleaseCmd::Rollback),
             Err(ReleaseError::NoRollback(_))
@@ -478,8 +484,8 @@ mod tests {
             Err(ReleaseError::Unchanged(_))
         ));
         let mut after = m.0.borrow().clone();
-        after.remove(&bundle_key("forged"));
-        after.remove(&bundle_key("broken"));
+        after.remove(&bundle_key(forged));
+        after.remove(&bundle_key(broken));
         assert_eq!(after, before);
         assert!(matches!(
             run(&Map::default(), ReleaseCmd::Rollback),
