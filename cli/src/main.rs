@@ -138,6 +138,11 @@ enum Cmd {
         cmd: release::ReleaseCmd,
         #[command(flatten)]
         kv: KvArgs,
+        /// Seconds to wait before reading a switch back and applying it again if a concurrent
+        /// write (the trainer publishing a model) replaced it; 0: do not. Default 5 with `--kv
+        /// local`, 0 with `--kv remote` (remote reads may be up to 60 s stale).
+        #[arg(long, global = true)]
+        settle_s: Option<u64>,
     },
     /// Regenerate the demo catalog and rule bundle.
     DemoData {
@@ -583,11 +588,14 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
             );
         }
         Cmd::Simulate { args, kv } => return run_simulate(args, kv),
-        Cmd::Release { cmd, kv } => {
+        Cmd::Release { cmd, kv, settle_s } => {
             let kv = kv.kv().ok_or_else(|| {
                 CliError::Input("release needs --kv local (make dev) or --kv remote".into())
             })?;
-            println!("{}", release::run(&kv, cmd)?.trim_end());
+            let local = matches!(kv.target, edgerec_trainer::publish::KvTarget::Local(_));
+            let settle =
+                std::time::Duration::from_secs(settle_s.unwrap_or(if local { 5 } else { 0 }));
+            println!("{}", release::run(&kv, cmd, settle)?.trim_end());
         }
         Cmd::Scale {
             items,

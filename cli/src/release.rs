@@ -199,8 +199,13 @@ fn who(action: &str) -> String {
     }
 }
 
-/// Runs one release command; returns what to print.
-pub fn run(store: &dyn Store, cmd: ReleaseCmd) -> Result<String, ReleaseError> {
+/// Runs one release command; returns what to print. A switch is read back after `settle`
+/// (zero: not at all; see [`settled`]).
+pub fn run(
+    store: &dyn Store,
+    cmd: ReleaseCmd,
+    settle: std::time::Duration,
+) -> Result<String, ReleaseError> {
     match cmd {
         ReleaseCmd::List { json } => {
             let live = store
@@ -226,26 +231,27 @@ pub fn run(store: &dyn Store, cmd: ReleaseCmd) -> Result<String, ReleaseError> {
         ReleaseCmd::Promote { hash } => {
             valid_hash(&hash)?;
             let from = live(store)?;
-            let to = if checked_bundle(store, &hash, &from)? {
-                Pointer {
+            let e = if checked_bundle(store, &hash, &from)? {
+                let change = |p: &Pointer| Pointer {
                     bundle: hash.clone(),
                     // A shadow that goes live is no longer a shadow.
-                    shadow: from.shadow.clone().filter(|s| *s != hash),
-                    ..from.clone()
-                }
+                    shadow: p.shadow.clone().filter(|s| *s != hash),
+                    ..p.clone()
+                };
+                settled(store, from, &change, &who("promote"), settle)?
             } else if let Some(bytes) = store.get(&head_key(&hash))? {
                 edgerec::model::Head::decode(&bytes).map_err(|e| ReleaseError::Invalid {
                     key: head_key(&hash),
                     detail: e.to_string(),
                 })?;
-                Pointer {
+                let change = |p: &Pointer| Pointer {
                     catalog: hash.clone(),
-                    ..from.clone()
-                }
+                    ..p.clone()
+                };
+                settled(store, from, &change, &who("promote"), settle)?
             } else {
                 return Err(ReleaseError::Unknown(hash));
             };
-            let e = switch(store, from, to, &who("promote"))?;
             Ok(serde_json::to_string(&e).unwrap_or_default())
         }
         ReleaseCmd::Shadow { hash, clear } => {
@@ -263,11 +269,11 @@ pub fn run(store: &dyn Store, cmd: ReleaseCmd) -> Result<String, ReleaseError> {
                     Some(h)
                 }
             };
-            let to = Pointer {
-                shadow,
-                ..from.clone()
+            let change = |p: &Pointer| Pointer {
+                shadow: shadow.clone(),
+                ..p.clone()
             };
-            let e = switch(store, from, to, &who("shadow"))?;
+            let e = settled(store, from, &change, &who("shadow"), settle)?;
             Ok(serde_json::to_string(&e).unwrap_or_default())
         }
         ReleaseCmd::Rollback => {
@@ -276,10 +282,38 @@ pub fn run(store: &dyn Store, cmd: ReleaseCmd) -> Result<String, ReleaseError> {
                 .rollback_target(&from)
                 .cloned()
                 .ok_or_else(|| ReleaseError::NoRollback(from.to_json()))?;
-            let e = switch(store, from, to, &who("rollback"))?;
+            let e = settled(store, from, &|_| to.clone(), &who("rollback"), settle)?;
             Ok(serde_json::to_string(&e).unwrap_or_default())
         }
     }
+}
+
+/// [`switch`], then — KV has no compare-and-swap, and the trainer rewrites the pointer when it
+/// publishes a model — waits `settle`, reads the pointer back and, when a concurrent write
+/// lost this change, applies it again on top of what is there now (at most three times).
+fn settled(
+    store: &dyn Store,
+    from: Pointer,
+    change: &dyn Fn(&Pointer) -> Pointer,
+    by: &str,
+    settle: std::time::Duration,
+) -> Result<HistoryEntry, ReleaseError> {
+    let to = change(&from);
+    let mut entry = switch(store, from, to, by)?;
+    for _ in 0..3 {
+        if settle.is_zero() {
+            break;
+        }
+        std::thread::sleep(settle);
+        let now = live(store)?;
+        let want = change(&now);
+        if want == now {
+            break;
+        }
+        eprintln!("edgerec: a concurrent write replaced this switch; applying it again");
+        entry = switch(store, now, want, by)?;
+    }
+    Ok(entry)
 }
 
 fn short(h: &str) -> &str {
@@ -362,6 +396,10 @@ mod tests {
         }
     }
 
+    fn run_now(store: &dyn Store, cmd: ReleaseCmd) -> Result<String, ReleaseError> {
+        run(store, cmd, std::time::Duration::ZERO)
+    }
+
     fn seeded() -> (Map, String) {
         let cat = edgerec::Catalog::from_json(br#"{"version":"c","items":[{"id":"a"}]}"#).unwrap();
         let r = edgerec::model::build::build(&cat, None, &mut |_, _| {}).unwrap();
@@ -382,7 +420,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("rules.json");
         std::fs::write(&f, format!(r#"{{"version":"{version}","rules":[]}}"#)).unwrap();
-        let out = run(m, ReleaseCmd::Stage { file: f }).unwrap();
+        let out = run_now(m, ReleaseCmd::Stage { file: f }).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         serde_json::from_str::<serde_json::Value>(&out).unwrap()["staged"]
             .as_str()
@@ -400,7 +438,7 @@ mod tests {
         let b1 = stage(&m, "1");
         let b2 = stage(&m, "2");
         assert_eq!(pointer(&m).bundle, "b0", "staging serves nothing");
-        run(
+        run_now(
             &m,
             ReleaseCmd::Shadow {
                 hash: Some(b1.clone()),
@@ -409,34 +447,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(pointer(&m).shadow.as_deref(), Some(b1.as_str()));
-        run(&m, ReleaseCmd::Promote { hash: b1.clone() }).unwrap();
+        run_now(&m, ReleaseCmd::Promote { hash: b1.clone() }).unwrap();
         let p = pointer(&m);
         assert_eq!(
             (p.bundle.as_str(), p.shadow.as_deref()),
             (b1.as_str(), None)
         );
-        run(&m, ReleaseCmd::Promote { hash: b2.clone() }).unwrap();
+        run_now(&m, ReleaseCmd::Promote { hash: b2.clone() }).unwrap();
         assert_eq!(pointer(&m).bundle, b2);
-        run(&m, ReleaseCmd::Rollback).unwrap();
+        run_now(&m, ReleaseCmd::Rollback).unwrap();
         assert_eq!(pointer(&m).bundle, b1);
-        run(&m, ReleaseCmd::Rollback).unwrap();
+        run_now(&m, ReleaseCmd::Rollback).unwrap();
         let p = pointer(&m);
         assert_eq!(
             (p.bundle.as_str(), p.shadow.as_deref()),
             ("b0", Some(b1.as_str())),
             "back to before the promote: b1 in the shadow of b0"
         );
-        run(&m, ReleaseCmd::Rollback).unwrap();
+        run_now(&m, ReleaseCmd::Rollback).unwrap();
         let p = pointer(&m);
         assert_eq!((p.bundle.as_str(), p.shadow.as_deref()), ("b0", None));
         assert!(matches!(
-            run(&m, ReleaseCmd::Rollback),
+            run_now(&m, ReleaseCmd::Rollback),
             Err(ReleaseError::NoRollback(_))
         ));
         let h = history(&m).unwrap();
         assert_eq!(h.entries.len(), 6);
         assert!(h.entries.iter().all(|e| e.pointer.catalog == head));
-        let list = run(&m, ReleaseCmd::List { json: false }).unwrap();
+        let list = run_now(&m, ReleaseCmd::List { json: false }).unwrap();
         assert_eq!(list.lines().count(), 2 + 6, "{list}");
     }
 
@@ -444,9 +482,9 @@ mod tests {
     fn refusals_write_nothing() {
         let (m, _) = seeded();
         let before = m.0.borrow().clone();
-        let promote = |hash: &str| run(&m, ReleaseCmd::Promote { hash: hash.into() });
+        let promote = |hash: &str| run_now(&m, ReleaseCmd::Promote { hash: hash.into() });
         let shadow = |hash: &str| {
-            run(
+            run_now(
                 &m,
                 ReleaseCmd::Shadow {
                     hash: Some(hash.into()),
@@ -470,11 +508,11 @@ mod tests {
         m.put(&bundle_key(broken), b"{").unwrap();
         assert!(matches!(shadow(broken), Err(ReleaseError::Invalid { .. })));
         assert!(matches!(
-            run(&m, ReleaseCmd::Rollback),
+            run_now(&m, ReleaseCmd::Rollback),
             Err(ReleaseError::NoRollback(_))
         ));
         assert!(matches!(
-            run(
+            run_now(
                 &m,
                 ReleaseCmd::Shadow {
                     hash: None,
@@ -488,9 +526,64 @@ mod tests {
         after.remove(&bundle_key(broken));
         assert_eq!(after, before);
         assert!(matches!(
-            run(&Map::default(), ReleaseCmd::Rollback),
+            run_now(&Map::default(), ReleaseCmd::Rollback),
             Err(ReleaseError::NoPointer)
         ));
+    }
+
+    /// A map where a "trainer" rewrites the pointer (a new model, the bundle and shadow it read
+    /// before) right after the first switch: the switch is lost until read back.
+    struct Racing {
+        map: Map,
+        clobber: RefCell<Option<Pointer>>,
+    }
+
+    impl Store for Racing {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ReleaseError> {
+            if key == POINTER_KEY {
+                if let Some(p) = self.clobber.borrow_mut().take() {
+                    let p = Pointer {
+                        catalog: "trainer-model".into(),
+                        ..p
+                    };
+                    self.map.put(POINTER_KEY, p.to_json().as_bytes())?;
+                }
+            }
+            self.map.get(key)
+        }
+        fn put(&self, key: &str, value: &[u8]) -> Result<(), ReleaseError> {
+            self.map.put(key, value)
+        }
+    }
+
+    #[test]
+    fn a_switch_lost_to_a_concurrent_write_is_applied_again() {
+        let (m, _) = seeded();
+        let b1 = stage(&m, "1");
+        let before = pointer(&m);
+        let store = Racing {
+            map: m,
+            clobber: RefCell::new(None),
+        };
+        // The trainer read the pointer before the promote and writes after it.
+        *store.clobber.borrow_mut() = Some(before.clone());
+        let _ = live(&store).unwrap(); // the trainer's write lands...
+        *store.clobber.borrow_mut() = Some(before.clone());
+        let settle = std::time::Duration::from_millis(1);
+        // ... and again between the promote's write and its read-back.
+        let from = store.map.text(POINTER_KEY).unwrap().unwrap();
+        let from = Pointer::parse(&from).unwrap();
+        let change = |p: &Pointer| Pointer {
+            bundle: b1.clone(),
+            ..p.clone()
+        };
+        settled(&store, from, &change, "promote", settle).unwrap();
+        let now = live(&store).unwrap();
+        assert_eq!(now.bundle, b1, "the promote stands");
+        assert_eq!(
+            now.catalog, "trainer-model",
+            "and so does the trainer's model"
+        );
     }
 
     #[test]

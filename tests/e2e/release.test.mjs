@@ -21,7 +21,8 @@ function get(key) {
 }
 
 function release(...args) {
-  const r = spawnSync(cli, ['release', ...args, '--kv', 'local', '--persist-to', kv], { cwd: root, env, encoding: 'utf8' });
+  // No trainer writes this KV: nothing to settle.
+  const r = spawnSync(cli, ['release', ...args, '--kv', 'local', '--persist-to', kv, '--settle-s', '0'], { cwd: root, env, encoding: 'utf8' });
   return { status: r.status, out: r.stdout.trim(), err: r.stderr.trim() };
 }
 
