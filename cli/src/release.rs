@@ -415,8 +415,13 @@ mod tests {
     }
 
     fn stage(m: &Map, version: &str) -> String {
-        let dir =
-            std::env::temp_dir().join(format!("edgerec-stage-{}-{version}", std::process::id()));
+        // One folder per call: tests run in parallel threads of one process.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "edgerec-stage-{}-{n}-{version}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("rules.json");
         std::fs::write(&f, format!(r#"{{"version":"{version}","rules":[]}}"#)).unwrap();
