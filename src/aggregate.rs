@@ -212,6 +212,12 @@ fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, by: u64) {
 impl AggregateDelta {
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &AggregateDelta) {
+        self.merge_counts(other);
+        self.merge_traces(other);
+    }
+
+    /// Adds every counter of `other`, traces aside.
+    fn merge_counts(&mut self, other: &AggregateDelta) {
         self.decisions = self.decisions.saturating_add(other.decisions);
         self.events = self.events.saturating_add(other.events);
         self.duplicates = self.duplicates.saturating_add(other.duplicates);
@@ -240,7 +246,6 @@ impl AggregateDelta {
         for (k, v) in &other.shadow {
             self.shadow.entry(k.clone()).or_default().add(v);
         }
-        self.merge_traces(other);
     }
 
     /// Counts one shadow evaluation of bundle `hash`: its top-k against what was `served`,
@@ -277,16 +282,12 @@ impl AggregateDelta {
     /// Adds `other`'s counters but not its traces, which are counted as dropped (an outbox
     /// under pressure keeps counters first).
     pub fn merge_counters(&mut self, other: &AggregateDelta) {
-        if other.traces.is_empty() {
-            return self.merge(other);
-        }
-        let events: usize = other.traces.values().map(|f| f.events.len()).sum();
-        let mut counters = AggregateDelta {
-            traces: BTreeMap::new(),
-            ..other.clone()
-        };
-        counters.traces_dropped = counters.traces_dropped.saturating_add(events as u64);
-        self.merge(&counters);
+        self.merge_counts(other);
+        let events: u64 = other.traces.values().map(|f| f.events.len() as u64).sum();
+        self.traces_dropped = self
+            .traces_dropped
+            .saturating_add(other.traces_dropped)
+            .saturating_add(events);
     }
 
     /// Merges traces: fragments of one session joined, then the bounds (the earliest events of
