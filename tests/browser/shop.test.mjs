@@ -131,8 +131,12 @@ test('the edge stops: recommendations still show (tier browser); it restarts: bu
   // 500 ms tolerance for compiling the cached wasm on a loaded machine (measured 122-129 ms).
   assert.ok(firstLocal != null && firstLocal <= 150 + 500, `first local list ${firstLocal} ms after navigation`);
   // Add to cart while the edge is away: the list is decided again in the page.
+  const localBeforeAdd = await page.evaluate(() => globalThis.edgerec.stats.local);
   await page.click('button.add');
-  await page.waitForFunction(() => JSON.parse(localStorage.getItem('edgerec_outbox') || '[]').some((e) => e.type === 'add_to_cart'));
+  // The refresh after the click waits on a flush to the stopped edge before it decides; wait for
+  // that decision so it lands in this report, not the next.
+  await page.waitForFunction((n) => globalThis.edgerec.stats.local > n
+    && JSON.parse(localStorage.getItem('edgerec_outbox') || '[]').some((e) => e.type === 'add_to_cart'), localBeforeAdd);
   await page.screenshot({ path: path.join(artifacts, 'edge-down-browser-tier.png'), fullPage: true });
   const buffered = await page.evaluate(() => JSON.parse(localStorage.getItem('edgerec_outbox')));
   const kinds = buffered.map((e) => e.type).filter((t) => t !== 'impression');
@@ -179,18 +183,22 @@ test('the edge stops: recommendations still show (tier browser); it restarts: bu
   assert.equal(carts, 1);
   // The page's decisions reached the collector once, as tier `browser`; a resend of the same
   // report (a lost answer) is acknowledged and not counted again.
+  // Every report this page sent and saw acknowledged counts: the sealed one, and any decision
+  // made after it was sealed (a list re-decided while the edge was still coming back).
   await noReports();
+  const sent = await page.evaluate(() => globalThis.edgerec.stats.reported);
+  assert.ok(sent >= reported, `sent ${sent}, sealed ${reported}`);
   let browserAfter = 0;
   for (let i = 0; i < 40; i++) {
     browserAfter = (await summary()).tiers.browser || 0;
-    if (browserAfter >= browserBefore + reported) break;
+    if (browserAfter >= browserBefore + sent) break;
     await new Promise((r) => setTimeout(r, 250));
   }
-  assert.equal(browserAfter, browserBefore + reported);
+  assert.equal(browserAfter, browserBefore + sent);
   const resend = await page.evaluate(async (body) => (await fetch('/v1/browser-decisions', {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).status, sealed);
   assert.equal(resend, 202);
-  assert.equal((await summary()).tiers.browser, browserBefore + reported);
+  assert.equal((await summary()).tiers.browser, browserBefore + sent);
   // A report that claims more than decisions is refused, naming the field.
   const bad = await page.evaluate(async () => {
     const r = await fetch('/v1/browser-decisions', { method: 'POST', headers: { 'content-type': 'application/json' },
