@@ -9,6 +9,7 @@
 
 use crate::error::FieldError;
 use crate::event::{check_id, EventKind};
+use crate::experiment::metrics::ArmTally;
 use crate::trace::{
     TraceEvent, TraceFragment, MAX_EVENTS_PER_SESSION, MAX_OFFSET_MS, MAX_SESSIONS_PER_BATCH,
 };
@@ -202,6 +203,8 @@ pub struct AggregateDelta {
     pub traces_dropped: u64,
     /// Shadow bundle hash → what evaluating it counted.
     pub shadow: BTreeMap<String, ShadowCounts>,
+    /// `experiment/variant` → per-session metric sums ([`crate::experiment::metrics`]).
+    pub experiments: BTreeMap<String, ArmTally>,
 }
 
 fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, by: u64) {
@@ -246,6 +249,14 @@ impl AggregateDelta {
         for (k, v) in &other.shadow {
             self.shadow.entry(k.clone()).or_default().add(v);
         }
+        for (k, v) in &other.experiments {
+            self.experiments.entry(k.clone()).or_default().add(v);
+        }
+    }
+
+    /// The sums of one `experiment/variant`, created empty.
+    pub fn arm(&mut self, key: &str) -> &mut ArmTally {
+        self.experiments.entry(key.to_string()).or_default()
     }
 
     /// Counts one shadow evaluation of bundle `hash`: its top-k against what was `served`,
@@ -416,6 +427,7 @@ impl AggregateDelta {
             + self.rule_hits.len()
             + self.tiers.len()
             + self.variants.len()
+            + self.experiments.len()
             + self.transitions.values().map(BTreeMap::len).sum::<usize>()
             + self
                 .shadow
@@ -561,6 +573,18 @@ impl AggregateBatch {
             }
             if v.values().iter().any(|&n| big(n)) {
                 err(format!("delta.variants[{k:?}]"), "counter above 1e9");
+            }
+        }
+        for (k, a) in &d.experiments {
+            if k.is_empty() || k.len() > 257 {
+                err(format!("delta.experiments[{k:?}]"), "invalid key");
+            }
+            let counts = [a.sessions, a.decisions, a.fallbacks, a.timed];
+            if counts.iter().any(|&n| big(n)) {
+                err(format!("delta.experiments[{k:?}]"), "counter above 1e9");
+            }
+            if let Some(why) = a.implausible() {
+                err(format!("delta.experiments[{k:?}]"), why);
             }
         }
         for (from, tos) in &d.transitions {
@@ -776,6 +800,7 @@ pub fn check_browser_report(d: &AggregateDelta) -> Vec<FieldError> {
         || !d.traces.is_empty()
         || d.traces_dropped != 0
         || !d.shadow.is_empty()
+        || !d.experiments.is_empty()
     {
         errs.push(FieldError::new(
             "delta",

@@ -7,6 +7,7 @@ use crate::aggregate::{AggregateDelta, VariantEvent};
 use crate::catalog::{Catalog, CatalogError};
 use crate::event::{Event, EventKind, TimeLimits};
 use crate::experiment;
+use crate::experiment::metrics::{record, tally_key, Step};
 use crate::features::{Context, Features};
 use crate::model::{
     self, find, Found, Head, ModelError, NoShards, ShardMap, ShardRef, ShardSource,
@@ -276,7 +277,8 @@ impl Engine {
         experiment::assign(exp, sid).map(str::to_string)
     }
 
-    fn variant_key(&self, variant: &str) -> String {
+    /// The `experiment/variant` key counters of a variant are kept under.
+    pub fn variant_key(&self, variant: &str) -> String {
         let exp = self
             .bundle
             .experiment
@@ -347,6 +349,7 @@ impl Engine {
         }
         let mut out_state = None;
         let mut state_changed = false;
+        let limit = req.limit.min(MAX_LIMIT);
         if stateful {
             state.prune(req.now_ms, cfg);
             let blob = state.encode_capped(cfg);
@@ -357,7 +360,6 @@ impl Engine {
         let features = Features::compute(&state, ctx, req.now_ms, cfg);
         let mut items = Vec::new();
         let mut rule_hits = Vec::new();
-        let limit = req.limit.min(MAX_LIMIT);
         if limit > 0 {
             let env = Env::new(&state, &features, req.now_ms, cfg.bucket_ms);
             let hits = match tier {
@@ -383,7 +385,9 @@ impl Engine {
             delta.count_tier(tier.as_str());
             delta.count_rules_sorted(&hits.ids_sorted());
             if let Some(v) = &features.context.variant {
-                delta.count_variant(&self.variant_key(v), VariantEvent::Exposure);
+                let key = self.variant_key(v);
+                delta.count_variant(&key, VariantEvent::Exposure);
+                delta.arm(&key).count_decision(tier != Tier::Full);
             }
             rule_hits = hits.ids().cloned().collect();
         }
@@ -503,8 +507,24 @@ impl Engine {
                         EventKind::Purchase => Some(VariantEvent::Conversion),
                         _ => None,
                     };
-                    if let (Some(what), Some(v)) = (under_variant, &ctx.variant) {
-                        delta.count_variant(&self.variant_key(v), what);
+                    if let Some(v) = &ctx.variant {
+                        let key = self.variant_key(v);
+                        if let Some(what) = under_variant {
+                            delta.count_variant(&key, what);
+                        }
+                        let quantity = u64::from(ev.quantity.unwrap_or(1));
+                        let cents = price
+                            .map_or(0, |p| (p * 100.0).round() as u64)
+                            .saturating_mul(quantity);
+                        let step = match ev.kind {
+                            EventKind::View => Step::Enter,
+                            EventKind::Impression => Step::Impression,
+                            EventKind::Click => Step::Click,
+                            EventKind::AddToCart => Step::AddToCart,
+                            EventKind::Purchase => Step::Purchase(cents),
+                        };
+                        let t = record(delta.arm(&key), state.experiment, tally_key(&key), step);
+                        state.experiment = Some(t);
                     }
                 }
             }
@@ -633,6 +653,87 @@ mod tests {
             to("sku-0163", "sku-0005"),
             0,
             "sku-0005 was reached first, with no predecessor"
+        );
+    }
+
+    #[test]
+    fn a_session_s_experiment_metrics_are_counted_once_across_requests() {
+        let engine = demo_engine();
+        let t = 1_764_201_600_000;
+        let context = Context {
+            session_id: Some("abc".into()),
+            ..Default::default()
+        };
+        let key = engine.variant_key(&engine.variant_for(&context).unwrap());
+        let ev = |kind, i: u64| Event::new(kind, "sku-0005", t + i);
+        let mut buy = ev(EventKind::Purchase, 4);
+        buy.price = Some(10.25);
+        buy.quantity = Some(2);
+        let mut total = AggregateDelta::default();
+        // Events (no decision), then a decision with one more impression, then a static-tier
+        // decision (no state: a fallback, not a new session).
+        let first = engine.decide(&DecideRequest {
+            events: &[
+                ev(EventKind::Impression, 1),
+                ev(EventKind::Impression, 2),
+                ev(EventKind::Click, 3),
+                buy,
+            ],
+            context: context.clone(),
+            now_ms: t + 5,
+            ..Default::default()
+        });
+        total.merge(&first.delta);
+        let second = engine.decide(&DecideRequest {
+            state: first.state.as_deref(),
+            events: &[ev(EventKind::Impression, 6)],
+            context: context.clone(),
+            now_ms: t + 7,
+            limit: 4,
+            ..Default::default()
+        });
+        total.merge(&second.delta);
+        let fallback = engine.decide(&DecideRequest {
+            context,
+            now_ms: t + 8,
+            limit: 4,
+            tier: Some(Tier::Static),
+            ..Default::default()
+        });
+        total.merge(&fallback.delta);
+        let arm = total.experiments[&key];
+        use crate::experiment::metrics::Moments;
+        // One session: impressions 3, clicks 1, converted, revenue 2 × 10.25 = 2050 cents.
+        assert_eq!(arm.sessions, 1);
+        assert_eq!(arm.impressions, Moments { sum: 3, sum_sq: 9 });
+        assert_eq!(arm.clicks, Moments { sum: 1, sum_sq: 1 });
+        assert_eq!(arm.clicks_x_impressions, 3);
+        assert_eq!(arm.converted, Moments { sum: 1, sum_sq: 1 });
+        assert_eq!(arm.added, Moments::default());
+        assert_eq!(
+            arm.revenue_cents,
+            Moments {
+                sum: 2050,
+                sum_sq: 2050 * 2050
+            }
+        );
+        assert_eq!((arm.decisions, arm.fallbacks), (2, 1));
+        // The tally travels in the state: a redelivered request adds nothing.
+        let again = engine.decide(&DecideRequest {
+            state: second.state.as_deref(),
+            events: &[],
+            context: Context {
+                session_id: Some("abc".into()),
+                ..Default::default()
+            },
+            now_ms: t + 9,
+            limit: 4,
+            ..Default::default()
+        });
+        assert_eq!(again.delta.experiments[&key].sessions, 0);
+        assert_eq!(
+            again.delta.experiments[&key].impressions,
+            Moments::default()
         );
     }
 

@@ -14,6 +14,8 @@
 //! - `<p>.sessions`: [`SessionTrace`] `{v, batch, source, ts, session, start_ms, variant,
 //!   events: [{kind, item, category, offset_ms, tier}]}`: one sampled session's events in one
 //!   batch, keyed by its pseudonym ([`crate::trace`])
+//! - `<p>.experiments`: [`ExperimentArm`] `{v, batch, source, ts, key, tally}`: one
+//!   `experiment/variant`'s per-session metric sums in one batch, keyed by that key
 //! - `<p>.deadletter`: [`DeadLetter`] `{v, reason, fields, received_ms, body}`
 //!
 //! Keys: interactions and transitions are keyed `<item>#<n>` with `n = FNV-1a(batch id) mod 8`,
@@ -63,13 +65,15 @@ pub enum Topic {
     Transitions,
     /// Sampled session traces ([`crate::trace`]).
     Sessions,
+    /// Per-variant experiment metric sums ([`crate::experiment::metrics`]).
+    Experiments,
     /// Authenticated batches that were refused, with why.
     DeadLetter,
 }
 
 impl Topic {
     /// Every topic, in a fixed order (the collector creates them at start-up).
-    pub const ALL: [Topic; 9] = [
+    pub const ALL: [Topic; 10] = [
         Topic::Views,
         Topic::Clicks,
         Topic::AddToCarts,
@@ -78,6 +82,7 @@ impl Topic {
         Topic::Decisions,
         Topic::Transitions,
         Topic::Sessions,
+        Topic::Experiments,
         Topic::DeadLetter,
     ];
 
@@ -92,6 +97,7 @@ impl Topic {
             Topic::Decisions => "decisions",
             Topic::Transitions => "transitions",
             Topic::Sessions => "sessions",
+            Topic::Experiments => "experiments",
             Topic::DeadLetter => "deadletter",
         }
     }
@@ -244,6 +250,23 @@ pub struct SessionTrace<'a> {
     pub events: Cow<'a, [crate::trace::TraceEvent]>,
 }
 
+/// A value of the experiments topic: what one batch adds to one variant's sums.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentArm<'a> {
+    /// Schema version.
+    pub v: u8,
+    /// Batch id.
+    pub batch: Cow<'a, str>,
+    /// Who made the batch.
+    pub source: Cow<'a, str>,
+    /// When the batch was made, Unix ms.
+    pub ts: u64,
+    /// `experiment/variant`.
+    pub key: Cow<'a, str>,
+    /// The sums.
+    pub tally: crate::experiment::metrics::ArmTally,
+}
+
 /// A value of the dead-letter topic: a refused, authenticated batch and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter<'a> {
@@ -339,6 +362,22 @@ pub fn from_batch(b: &AggregateBatch, prefix: &str) -> Vec<Record> {
                 start_ms: f.start_ms,
                 variant: f.variant.as_deref().map(Cow::Borrowed),
                 events: Cow::Borrowed(&f.events),
+            }),
+            headers: headers(&b.id),
+            partition_hash: hash,
+        });
+    }
+    for (key, tally) in &b.delta.experiments {
+        out.push(Record {
+            topic: Topic::Experiments.name(prefix),
+            key: key.clone(),
+            value: encode(&ExperimentArm {
+                v: SCHEMA_VERSION,
+                batch: batch.clone(),
+                source: source.clone(),
+                ts: b.created_ms,
+                key: Cow::Borrowed(key),
+                tally: *tally,
             }),
             headers: headers(&b.id),
             partition_hash: hash,

@@ -84,6 +84,9 @@ pub struct HistoryEntry {
     /// Who switched: `publish` (a person, with the CLI), `trainer` (a new model), `promote`,
     /// `shadow` or `rollback` (`edgerec release`), optionally followed by `:<user>`.
     pub by: String,
+    /// Why, when a tool switched by itself (the experiment controller names the guardrail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl HistoryEntry {
@@ -169,6 +172,7 @@ mod tests {
             pointer: p(to),
             previous: from.map(p),
             by: by.into(),
+            reason: None,
         });
     }
 

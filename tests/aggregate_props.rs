@@ -3,6 +3,7 @@
 
 use edgerec::aggregate::{AggregateBatch, AggregateDelta, VariantEvent};
 use edgerec::event::{parse_events_json, EventKind, TimeLimits};
+use edgerec::experiment::metrics::{record, Step};
 use edgerec::{DecideRequest, Engine, EngineConfig, Event};
 use proptest::prelude::*;
 
@@ -61,6 +62,21 @@ fn delta() -> impl Strategy<Value = AggregateDelta> {
                         ][(n % 4) as usize],
                     );
                     d.count_tier(x);
+                    // Per-session experiment sums: a session's steps, a decision, its time.
+                    let arm = d.arm(y);
+                    let mut t = None;
+                    for i in 0..(n % 7) {
+                        let step = [
+                            Step::Enter,
+                            Step::Impression,
+                            Step::Click,
+                            Step::AddToCart,
+                            Step::Purchase(n % 5000),
+                        ][((n + i) % 5) as usize];
+                        t = Some(record(arm, t, 1, step));
+                    }
+                    arm.count_decision(n % 2 == 0);
+                    arm.count_latency(n % 3000);
                 }
             }
             d.decisions = d.decisions.saturating_add(n);

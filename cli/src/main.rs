@@ -14,6 +14,7 @@
 
 mod cost;
 mod demo_data;
+mod experiments;
 mod release;
 mod scale;
 mod simulate;
@@ -143,6 +144,12 @@ enum Cmd {
         /// local`, 0 with `--kv remote` (remote reads may be up to 60 s stale).
         #[arg(long, global = true)]
         settle_s: Option<u64>,
+    },
+    /// Experiments: `report` (the controller's verdicts), `simulate` (the stats engine's
+    /// false-positive rate under peeking, and power).
+    Experiments {
+        #[command(subcommand)]
+        cmd: experiments::ExperimentsCmd,
     },
     /// Regenerate the demo catalog and rule bundle.
     DemoData {
@@ -596,6 +603,12 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
             let settle =
                 std::time::Duration::from_secs(settle_s.unwrap_or(if local { 5 } else { 0 }));
             println!("{}", release::run(&kv, cmd, settle)?.trim_end());
+        }
+        Cmd::Experiments { cmd } => {
+            println!(
+                "{}",
+                experiments::run(cmd).map_err(CliError::Input)?.trim_end()
+            );
         }
         Cmd::Scale {
             items,

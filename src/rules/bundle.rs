@@ -136,8 +136,57 @@ pub struct Experiment {
     pub id: String,
     /// Salt mixed into the hash, so different experiments split independently.
     pub salt: String,
-    /// Variants with relative weights.
+    /// Variants with relative weights. The control is the variant named `control`, else the
+    /// first.
     pub variants: Vec<Variant>,
+    /// The metric the experiment is for: a variant that beats the control on it with
+    /// confidence is reported as the winner (promotion stays a human decision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<Metric>,
+    /// Limits a variant must keep; the controller stops a variant that breaks one with
+    /// confidence (all traffic to the control).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<Guardrail>,
+}
+
+/// A per-variant metric the edge counts (see `edgerec::experiment::metrics`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Clicks on recommended items / their impressions (a ratio of per-session sums).
+    Ctr,
+    /// Share of sessions with an add-to-cart.
+    AddToCart,
+    /// Share of sessions with a purchase.
+    Conversion,
+    /// Revenue per session (price × quantity of purchases).
+    Revenue,
+    /// Share of decisions served from a fallback tier (per decision).
+    FallbackShare,
+    /// Decision time, µs (per decision, as timed by the edge).
+    LatencyUs,
+}
+
+/// A limit on one metric of every non-control variant. Give one of the three bounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Guardrail {
+    /// The metric.
+    pub metric: Metric,
+    /// Breached when the variant is worse than the control by more than this share
+    /// (e.g. `0.02`: conversion must not drop by more than 2%), with confidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_drop: Option<f64>,
+    /// Breached when the variant's value rises above the control's by more than this share
+    /// (for metrics where lower is better, e.g. latency), with confidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rise: Option<f64>,
+    /// Breached when the variant's own value is above this, with confidence (e.g. a fallback
+    /// share of at most `0.05`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
 }
 
 /// One arm of an experiment.

@@ -124,6 +124,23 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
         {
             cx.err("experiment.variants", "weights must not all be 0");
         }
+        for (i, g) in exp.guardrails.iter().enumerate() {
+            let path = format!("experiment.guardrails[{i}]");
+            let bounds = [g.max_drop, g.max_rise, g.max];
+            if bounds.iter().flatten().count() != 1 {
+                cx.err(&path, "give exactly one of max_drop, max_rise, max");
+            }
+            if bounds
+                .iter()
+                .flatten()
+                .any(|v| !(v.is_finite() && *v >= 0.0 && *v <= 1e9))
+            {
+                cx.err(&path, "bounds must be finite, from 0 to 1e9");
+            }
+        }
+        if exp.guardrails.len() > 16 {
+            cx.err("experiment.guardrails", "at most 16 guardrails");
+        }
         for (i, v) in exp.variants.iter().enumerate() {
             check_text(&mut cx, &format!("experiment.variants[{i}].name"), &v.name);
             if exp.variants[..i].iter().any(|o| o.name == v.name) {

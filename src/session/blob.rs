@@ -48,6 +48,12 @@ struct WireV1Out<'a> {
     cart: ByteBuf,
     purchased: ByteBuf,
     last_item: Option<u32>,
+    #[serde(skip_serializing_if = "no_bytes")]
+    experiment: ByteBuf,
+}
+
+fn no_bytes(b: &ByteBuf) -> bool {
+    b.is_empty()
 }
 
 /// What is read: the same fields, in the same order, owned.
@@ -72,6 +78,10 @@ struct WireV1 {
     cart: ByteBuf,
     purchased: ByteBuf,
     last_item: Option<u32>,
+    /// The experiment tally (key, impressions, clicks, add-to-carts, purchases, revenue
+    /// cents; varints), empty when none. Absent in blobs written before it existed.
+    #[serde(default)]
+    experiment: ByteBuf,
 }
 
 fn put(out: &mut Vec<u8>, mut v: u64) {
@@ -204,6 +214,24 @@ impl SessionState {
             cart: ByteBuf::from(cart),
             purchased: ByteBuf::from(purchased),
             last_item: self.last_item,
+            experiment: ByteBuf::from(
+                self.experiment
+                    .map(|t| {
+                        let mut b = Vec::with_capacity(12);
+                        for v in [
+                            u64::from(t.key),
+                            t.impressions,
+                            t.clicks,
+                            t.add_to_carts,
+                            t.purchases,
+                            t.revenue_cents,
+                        ] {
+                            put(&mut b, v);
+                        }
+                        b
+                    })
+                    .unwrap_or_default(),
+            ),
         };
         let mut out = vec![BLOB_VERSION];
         // Writing plain data into a Vec cannot fail; an empty body would only mean a fresh
@@ -385,6 +413,26 @@ impl SessionState {
             purchased.push(check_item(r.varint()?)?);
         }
         let last_item = w.last_item.map(|i| check_item(u64::from(i))).transpose()?;
+        let experiment = if w.experiment.is_empty() {
+            None
+        } else {
+            let mut r = Reader {
+                bytes: &w.experiment,
+                at: 0,
+            };
+            let t = crate::experiment::metrics::SessionTally {
+                key: r.u32()?,
+                impressions: r.varint()?,
+                clicks: r.varint()?,
+                add_to_carts: r.varint()?,
+                purchases: r.varint()?,
+                revenue_cents: r.varint()?,
+            };
+            if !r.done() {
+                return Err(StateError::Corrupt("experiment tally too long".into()));
+            }
+            Some(t)
+        };
         Ok(SessionState {
             started_ms: w.started_ms,
             last_ms: w.last_ms,
@@ -397,6 +445,7 @@ impl SessionState {
             cart,
             purchased,
             last_item,
+            experiment,
         })
     }
 
@@ -462,6 +511,35 @@ mod tests {
         for cut in 1..blob.len() {
             assert!(SessionState::decode(&blob[..cut], &cfg).is_err());
         }
+    }
+
+    #[test]
+    fn the_experiment_tally_round_trips_and_old_blobs_read_without_one() {
+        let cfg = SessionConfig::default();
+        let mut s = SessionState::new();
+        s.ingest(&Event::new(EventKind::View, "a", 1_000), None, None, &cfg);
+        let without = s.encode(&cfg);
+        assert_eq!(
+            SessionState::decode(&without, &cfg).unwrap().experiment,
+            None
+        );
+        let t = crate::experiment::metrics::SessionTally {
+            key: u32::MAX,
+            impressions: 3,
+            clicks: 1,
+            add_to_carts: 0,
+            purchases: 2,
+            revenue_cents: 123_456,
+        };
+        s.experiment = Some(t);
+        let with = s.encode(&cfg);
+        assert!(
+            with.len() <= without.len() + 14,
+            "{} vs {}",
+            with.len(),
+            without.len()
+        );
+        assert_eq!(SessionState::decode(&with, &cfg).unwrap(), s);
     }
 
     #[test]

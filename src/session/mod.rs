@@ -124,6 +124,9 @@ pub struct SessionState {
     pub purchased: Vec<u32>,
     /// Item of the newest interaction, for item→item transitions.
     pub last_item: Option<u32>,
+    /// Running values of the experiment variant the session is in (its per-session metrics
+    /// so far); a new session starts without.
+    pub experiment: Option<crate::experiment::metrics::SessionTally>,
 }
 
 /// What ingesting one event did.

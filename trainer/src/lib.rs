@@ -7,12 +7,14 @@
 //! writes KV; [`eval`] replays held-out sessions through the real `decide` path.
 
 pub mod clicklog;
+pub mod control;
 pub mod eval;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod model;
 pub mod publish;
 pub mod records;
+pub mod release;
 pub mod run;
 pub mod simulate;
 pub mod state;

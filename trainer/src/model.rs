@@ -91,6 +91,10 @@ pub struct Model {
     newest: u64,
     /// Observations taken in.
     pub observations: u64,
+    /// `experiment/variant` → per-session metric sums, read by the experiment controller
+    /// ([`crate::control`]); summed over instances like the counts.
+    #[serde(default)]
+    pub experiments: std::collections::BTreeMap<String, edgerec::experiment::metrics::ArmTally>,
 }
 
 impl Model {
@@ -224,6 +228,9 @@ impl Model {
 
     /// Adds another model's counts (partial models of several trainer instances).
     pub fn merge(&mut self, cfg: &ModelConfig, other: &Model) {
+        for (k, a) in &other.experiments {
+            self.experiments.entry(k.clone()).or_default().add(a);
+        }
         // Bring both onto one decay origin before adding.
         let scale = |m: &Model, origin: Option<u64>| match (m.t0, origin) {
             (Some(a), Some(b)) if cfg.half_life_ms > 0 => {

@@ -392,6 +392,7 @@ pub fn pointer_files(
         pointer: pointer.clone(),
         previous: previous.cloned(),
         by: by.into(),
+        reason: None,
     });
     write(&out.join("history.json"), history.to_json().as_bytes())?;
     write(&out.join("pointer.json"), pointer.to_json().as_bytes())?;

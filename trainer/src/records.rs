@@ -3,15 +3,17 @@
 //! JSON-lines file.
 
 use crate::model::{Model, ModelConfig};
-use edgerec::records::{Interaction, Topic, Transition, SCHEMA_VERSION};
+use edgerec::records::{ExperimentArm, Interaction, Topic, Transition, SCHEMA_VERSION};
 
-/// The topics the trainer reads: interactions that teach the model, and transitions.
-pub const TOPICS: [Topic; 5] = [
+/// The topics the trainer reads: interactions that teach the model, transitions, and the
+/// experiment sums its controller watches.
+pub const TOPICS: [Topic; 6] = [
     Topic::Views,
     Topic::Clicks,
     Topic::AddToCarts,
     Topic::Purchases,
     Topic::Transitions,
+    Topic::Experiments,
 ];
 
 /// Why a record was not used.
@@ -109,6 +111,25 @@ pub fn apply(
         }
     };
     let suffix = t.suffix();
+    if t == Topic::Experiments {
+        let r: ExperimentArm = value.decode(topic)?;
+        version(r.v)?;
+        if r.tally.implausible().is_some() || r.key.is_empty() || r.key.len() > 257 {
+            return Err(RecordError::Schema {
+                topic: topic.to_string(),
+                detail: format!("implausible sums for {:?}", r.key),
+            });
+        }
+        if !first_time(identity(suffix, &r.batch, &r.key, "")) {
+            return Ok(Applied::Copy);
+        }
+        model
+            .experiments
+            .entry(r.key.into_owned())
+            .or_default()
+            .add(&r.tally);
+        return Ok(Applied::Counted(suffix, r.tally.sessions));
+    }
     match t.kind() {
         Some(kind) => {
             let r: Interaction = value.decode(topic)?;

@@ -3,6 +3,7 @@
 //! Kafka offsets. Whatever crashes in between, a restart re-reads only what the saved state
 //! does not hold.
 
+use crate::control::Controller;
 use crate::model::ModelConfig;
 use crate::publish::{publish, Kv, PublishError, Published};
 use crate::records::{apply, Applied, Encoded, RecordError};
@@ -12,6 +13,9 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// The controller's report file, in the state directory.
+pub const REPORT_FILE: &str = "experiments.json";
 
 /// Why a training round failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +37,9 @@ pub enum RunError {
     /// Kafka client.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// The experiment controller's report file.
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
 }
 
 /// Counters of a run, printed as progress.
@@ -82,6 +89,8 @@ pub struct Trainer {
     kv: Option<Kv>,
     /// Counters.
     pub stats: RunStats,
+    /// The experiment controller (when publishing to KV, where releases live).
+    pub controller: Option<Controller>,
     dirty: bool,
     last_progress: Instant,
 }
@@ -98,7 +107,12 @@ impl Trainer {
     ) -> Result<Trainer, RunError> {
         let state = dir.load(&cfg)?;
         let others = dir.others(&cfg)?;
+        let controller = match kv {
+            Some(_) => Some(Controller::open(&dir.path().join(REPORT_FILE))?),
+            None => None,
+        };
         Ok(Trainer {
+            controller,
             cfg,
             prefix: prefix.to_string(),
             dir,
@@ -186,6 +200,7 @@ impl Trainer {
         let model = merged(&self.cfg, &self.state, &self.others);
         let doc = model.build(&self.cfg, self.base.as_ref());
         let done = publish(&doc, &self.out, self.kv.as_ref())?;
+        self.control(&model.experiments);
         self.stats.published += 1;
         self.dirty = false;
         eprintln!(
@@ -202,6 +217,44 @@ impl Trainer {
             })
         );
         Ok(done)
+    }
+
+    /// A controller round on the merged experiment sums (after the model is published). Its
+    /// failures are logged, never fatal: the model keeps flowing while KV is unreachable.
+    fn control(&mut self, arms: &BTreeMap<String, edgerec::experiment::metrics::ArmTally>) {
+        let (Some(c), Some(kv)) = (self.controller.as_mut(), self.kv.as_ref()) else {
+            return;
+        };
+        if arms.is_empty() {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        match c.round(kv, arms, now) {
+            Ok(r) => {
+                if let Some(s) = r.stopped {
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({"level": "warn", "experiment_stopped": s.reason, "from": s.from_bundle, "to": s.to_bundle})
+                    );
+                }
+                for v in r
+                    .report
+                    .iter()
+                    .flat_map(|r| r.variants.iter().filter(|v| v.wins))
+                {
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({"level": "info", "experiment_winner": v.name})
+                    );
+                }
+            }
+            Err(e) => eprintln!(
+                "{}",
+                serde_json::json!({"level": "warn", "controller": e.to_string()})
+            ),
+        }
     }
 
     /// Reads the collector's records file from the saved byte offset to its last complete

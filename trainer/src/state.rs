@@ -132,6 +132,11 @@ impl StateDir {
         }
     }
 
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
     fn own_path(&self) -> PathBuf {
         self.dir.join(format!("{}.state", self.instance))
     }

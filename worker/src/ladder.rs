@@ -78,6 +78,7 @@ pub(crate) async fn decide(
     ask: Ask<'_>,
 ) -> (Rc<Decision>, Option<Vec<u8>>) {
     let now = now_ms();
+    let started = crate::shadow::now_us();
     // The one fallible step (the config binding) comes first, so the context moves into the
     // rung that runs instead of being copied in case a rung fails.
     let config = if ask.fault {
@@ -107,6 +108,14 @@ pub(crate) async fn decide(
         Tier::Browser => Counter::DecisionsBrowser,
     });
     flush::record(s, &d.delta, now);
+    if let Some(v) = d.variant.as_ref().filter(|_| d.delta.decisions > 0) {
+        // The experiment's latency guardrail: the rung's time as the edge saw it (in Workers
+        // the clock moves with I/O, so this is the shard and KV waits, not CPU time).
+        let mut timing = edgerec::AggregateDelta::default();
+        let us = (crate::shadow::now_us() - started).max(0.0) as u64;
+        timing.arm(&engine.variant_key(v)).count_latency(us);
+        flush::record(s, &timing, now);
+    }
     let blob = d.state.clone();
     (d, blob)
 }

@@ -6,6 +6,9 @@
 //! `floor(10000 * cumulative_weight / total_weight)` exceeds `bucket`.
 //! FNV-1a-64: offset basis 0xcbf29ce484222325, prime 0x100000001b3, xor then multiply per byte.
 
+pub mod metrics;
+pub mod stats;
+
 use crate::rules::bundle::Experiment;
 
 /// Buckets per experiment (resolution 0.01%).
@@ -69,6 +72,8 @@ mod tests {
         let exp = Experiment {
             id: "e".into(),
             salt: "s1".into(),
+            primary: None,
+            guardrails: Vec::new(),
             variants: vec![
                 Variant {
                     name: "control".into(),
