@@ -1,7 +1,9 @@
 // The live dashboard: polls the edge's counters (/v1/stats) and the collector (its Prometheus
 // /metrics and /v1/summary, proxied by the demo origin under /collector/) every 2 s and draws
 // SVG plots: decisions per second, tier mix, rule hits, live vs shadow bundle, top items,
-// impressions → clicks per variant, collector/Kafka health. No libraries.
+// impressions → clicks per variant, collector/Kafka health, and the experiment controller's
+// verdicts (/experiments/report: lift with interval over time, sample ratio, guardrails, stops).
+// No libraries.
 import { esc } from './html.js';
 
 const POLL_MS = 2000;
@@ -19,6 +21,7 @@ for (const [id, title] of [
   ['items', 'Top items: views and clicks'],
   ['variants', 'Impressions → clicks per variant'],
   ['collector', 'Collector → Kafka: records/s and write latency'],
+  ['experiments', 'Experiments: lift vs control with its always-valid 95% interval, per look'],
 ]) {
   const el = document.createElement('section');
   el.className = 'panel';
@@ -134,7 +137,8 @@ async function get(url, kind = 'json') {
 }
 
 async function tick() {
-  const [stats, summary, metricsText, ready] = await Promise.all([get('/v1/stats'), get('/collector/summary'), get('/collector/metrics', 'text'), get('/collector/readyz')]);
+  const [stats, summary, metricsText, ready, experiments] = await Promise.all([get('/v1/stats'), get('/collector/summary'),
+    get('/collector/metrics', 'text'), get('/collector/readyz'), get('/experiments/report')]);
   const now = performance.now();
   const edge = stats?.counters || {};
   const metrics = metricsText ? prom(metricsText) : {};
@@ -164,6 +168,7 @@ async function tick() {
     `${legend(live)}<br>collector totals: ${Object.entries(collectorTiers).map(([k, v]) => `${esc(k)} ${fmt(v)}`).join(', ') || '–'}`);
   draw('rules', bars((summary?.rule_hits || []).map((r) => ({ label: r.id, values: [r.hits] })), ['hits']), legend(['hits']));
   drawShadow(summary);
+  drawExperiments(experiments);
   draw('items', bars((summary?.top_items || []).slice(0, 8).map((i) => ({ label: i.id, values: [i.views, i.clicks] })), ['views', 'clicks']), legend(['views', 'clicks']));
   const variants = Object.entries(summary?.variants || {});
   draw('variants', bars(variants.map(([k, v]) => ({ label: k.split('/').pop(), values: [v.impressions || 0, v.clicks || 0] })), ['impressions', 'clicks']),
@@ -192,6 +197,61 @@ function drawShadow(summary) {
   document.body.dataset.shadow = hash;
   draw('shadow', bars(rows, ['live %', 'shadow %']),
     `${legend(['live % of decisions', 'shadow % of evaluations'])}<br>shadow <code>${esc(hash)}</code>: ${fmt(c.evaluations)} evaluations · top-k changed ${(100 * c.changed_share).toFixed(1)}% · mean overlap ${c.overlap_mean.toFixed(3)} · skipped ${fmt(c.skipped)} · µs live ${fmt(c.live_us_mean)} / shadow ${fmt(c.shadow_us_mean)}`);
+}
+
+/** A lift over looks: the interval as a band, the estimate as a line, 0 as a dashed rule. */
+function band(looks, metric) {
+  const pts = looks.map((l) => l.lift[metric]).map((v, i) => (v ? { i, v } : null)).filter(Boolean);
+  if (!pts.length) return '<svg data-total="0"></svg>';
+  const lo = Math.min(0, ...pts.map((p) => p.v[1]).filter(Number.isFinite));
+  const hi = Math.max(0, ...pts.map((p) => p.v[2]).filter(Number.isFinite));
+  const span = Math.max(1e-9, hi - lo);
+  const n = Math.max(2, looks.length);
+  const x = (i) => PAD + (i * (W - PAD - 4)) / (n - 1);
+  const y = (v) => H - 18 - ((Math.min(hi, Math.max(lo, v)) - lo) / span) * (H - 30);
+  const top = pts.map((p) => `${x(p.i).toFixed(1)},${y(p.v[2]).toFixed(1)}`);
+  const bottom = pts.slice().reverse().map((p) => `${x(p.i).toFixed(1)},${y(p.v[1]).toFixed(1)}`);
+  const line = pts.map((p, k) => `${k ? 'L' : 'M'}${x(p.i).toFixed(1)},${y(p.v[0]).toFixed(1)}`).join('');
+  return `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" data-total="${pts.length}" data-metric="${esc(metric)}">
+<polygon points="${[...top, ...bottom].join(' ')}" fill="${COLORS[2]}" opacity=".25"/>
+<line x1="${PAD}" y1="${y(0).toFixed(1)}" x2="${W}" y2="${y(0).toFixed(1)}" stroke="#999" stroke-dasharray="4 3"/>
+${pts.map((p) => `<line x1="${x(p.i).toFixed(1)}" x2="${x(p.i).toFixed(1)}" y1="${y(p.v[1]).toFixed(1)}" y2="${y(p.v[2]).toFixed(1)}" stroke="${COLORS[2]}"/>`).join('')}
+<path d="${line}" fill="none" stroke="${COLORS[0]}" stroke-width="2"/>${pts.length === 1 ? `<circle cx="${x(pts[0].i).toFixed(1)}" cy="${y(pts[0].v[0]).toFixed(1)}" r="3" fill="${COLORS[0]}"/>` : ''}
+<text x="2" y="12" font-size="10" fill="#666">${esc(pct(hi))}</text><text x="2" y="${H - 20}" font-size="10" fill="#666">${esc(pct(lo))}</text></svg>`;
+}
+
+const pct = (v) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${(100 * v).toFixed(1)}%` : '–');
+
+/** One block per experiment: status, sample ratio, guardrails, winners, stops, and per variant the
+ * primary metric's lift over the looks plus every metric's latest lift. */
+function drawExperiments(doc) {
+  const el = panels.experiments.querySelector('[data-plot]');
+  const list = Object.entries(doc?.experiments || {});
+  if (!list.length) {
+    el.innerHTML = '<svg data-total="0"></svg>';
+    panels.experiments.querySelector('.legend').innerHTML = doc ? 'no experiment reports yet (the trainer writes them once experiment sums arrive)' : 'report unavailable';
+    return;
+  }
+  el.innerHTML = list.map(([id, e]) => {
+    const r = e.report || {};
+    const stopped = e.stops?.length > 0;
+    const srm = r.srm ? (r.srm.mismatch ? 'mismatch' : 'ok') : 'off';
+    const primary = r.primary || 'ctr';
+    const variants = (r.variants || []).map((v) => {
+      const looks = (e.looks || []).filter((l) => l.variant === v.name);
+      const rows = (v.metrics || []).map((m) => `<tr><td>${esc(m.metric)}</td><td>${pct(m.lift)}</td><td>[${pct(m.lift_ci?.[0])}, ${pct(m.lift_ci?.[1])}]</td><td>${m.better ? 'better' : m.significant ? 'worse' : '–'}</td></tr>`).join('');
+      const guards = (v.guardrails || []).map((g) => `<li data-guardrail="${esc(g.guardrail.metric)}" data-breached="${g.breached}">${g.breached ? '<b>BREACHED</b>' : 'ok'} · ${esc(g.detail)}</li>`).join('');
+      return `<div class="variant" data-variant="${esc(v.name)}"><b>${esc(v.name)}</b> (${fmt(v.sessions)} sessions vs ${fmt(r.control_sessions || 0)} in ${esc(r.control || 'control')})${v.wins ? ' · <b>wins on the primary metric</b>' : ''}
+${band(looks, primary)}<div class="muted">${esc(primary)} lift per look (band: 95% always-valid)</div>
+<table class="lifts"><tr><th>metric</th><th>lift</th><th>95% always-valid</th><th></th></tr>${rows}</table><ul>${guards}</ul></div>`;
+    }).join('');
+    const stops = (e.stops || []).map((s) => `<li class="stop">STOPPED ${esc(new Date(s.at_ms).toLocaleTimeString())}: ${esc(s.reason)} (bundle <code>${esc(s.from_bundle)}</code> → <code>${esc(s.to_bundle)}</code>)</li>`).join('');
+    return `<div class="experiment" data-experiment="${esc(id)}" data-status="${stopped ? 'stopped' : 'running'}" data-srm="${srm}">
+<h4>${esc(id)} · ${stopped ? '<b>stopped</b>' : 'running'} · sample ratio ${srm === 'mismatch' ? '<b>MISMATCH</b>' : srm === 'off' ? 'not checked (split changed)' : srm}${r.srm ? ` (p = ${Number(r.srm.p_value).toExponential(2)})` : ''}</h4>
+<ul>${stops}${(r.warnings || []).map((w) => `<li>${esc(w)}</li>`).join('')}</ul>${variants}</div>`;
+  }).join('');
+  panels.experiments.querySelector('.legend').innerHTML = `report of ${esc(new Date(doc.updated_ms || 0).toLocaleTimeString())} · live bundle <code>${esc(doc.bundle || '–')}</code>`;
+  document.body.dataset.experiments = String(list.length);
 }
 
 tick();

@@ -182,9 +182,18 @@ pub fn compare(control: &ArmTally, variant: &ArmTally, metric: Metric) -> Option
     let diff_ci = [diff - hw, diff + hw];
     let (lift, lift_ci) = if a.mean > 0.0 {
         let lift = b.mean / a.mean - 1.0;
+        // The delta method's interval, widened to contain the difference's interval scaled by
+        // the control's value: so a lift that excludes 0 always goes with a difference that
+        // does, and an arm without spread (no conversions at all), whose delta-method variance
+        // vanishes, still gets an honest width.
         let v = b.var / (a.mean * a.mean) + b.mean * b.mean * a.var / a.mean.powi(4);
         let hw = half_width(v, n, ALPHA);
-        (Some(lift), Some([lift - hw, lift + hw]))
+        let ci = [
+            (lift - hw).min(diff_ci[0] / a.mean),
+            (lift + hw).max(diff_ci[1] / a.mean),
+        ];
+        // Every metric here is non-negative: a lift cannot be below -100%.
+        (Some(lift), Some([ci[0].max(-1.0), ci[1]]))
     } else {
         (None, None)
     };
@@ -651,6 +660,25 @@ mod tests {
         .unwrap();
         assert!(big.significant && big.better);
         assert!(close(big.lift.unwrap(), 0.15, 1e-12));
+    }
+
+    #[test]
+    fn a_lift_interval_is_never_narrower_than_the_difference_says() {
+        // No conversions at all in the variant: the delta method alone would give a zero-width
+        // interval at -100%.
+        let c = compare(&conv(1000, 100), &conv(1000, 0), Metric::Conversion).unwrap();
+        let [lo, hi] = c.lift_ci.unwrap();
+        assert_eq!(c.lift, Some(-1.0));
+        assert_eq!(lo, -1.0, "clamped at -100%");
+        assert!(close(hi, c.diff_ci[1] / 0.1, 1e-12) && hi < 0.0);
+        // Whenever the lift excludes 0, so does the difference.
+        for (a, b) in [(100, 130), (100, 80), (100, 101), (50, 95), (300, 240)] {
+            let c = compare(&conv(3000, a), &conv(3000, b), Metric::Conversion).unwrap();
+            let [lo, hi] = c.lift_ci.unwrap();
+            if lo > 0.0 || hi < 0.0 {
+                assert!(c.significant, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

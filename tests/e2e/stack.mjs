@@ -27,10 +27,10 @@ export async function waitFor(url, ms) {
 
 /**
  * Starts the stack; `vars` are extra worker vars, `collectorEnv` extra collector settings (e.g.
- * KAFKA_BROKERS). Returns { base, origin, collector, records, state, stop, stopEdge, startEdge }; `state` is wrangler's
+ * KAFKA_BROKERS), `originEnv` the demo origin's (e.g. EXPERIMENTS_REPORT). Returns { base, origin, collector, records, state, stop, stopEdge, startEdge }; `state` is wrangler's
  * local state folder (`--persist-to`), where a trainer publishes.
  */
-export async function startStack(vars = {}, { collectorEnv = {}, state: keep = null, ready = '/v1/health' } = {}) {
+export async function startStack(vars = {}, { collectorEnv = {}, originEnv = {}, state: keep = null, ready = '/v1/health' } = {}) {
   // `keep`: an already seeded local KV folder, left in place afterwards (benchmarks).
   const state = keep || mkdtempSync(path.join(os.tmpdir(), 'edgerec-stack-'));
   const records = path.join(state, 'records.jsonl');
@@ -43,7 +43,7 @@ export async function startStack(vars = {}, { collectorEnv = {}, state: keep = n
   const originPort = await freePort();
   const port = await freePort();
   const origin = spawn('node', [path.join(root, 'www/origin/server.mjs'), String(originPort)], {
-    stdio: 'ignore', env: { ...process.env, COLLECTOR_URL: `http://127.0.0.1:${collectorPort}` },
+    stdio: 'ignore', env: { ...process.env, COLLECTOR_URL: `http://127.0.0.1:${collectorPort}`, ...originEnv },
   });
   const varArgs = Object.entries({
     EDGEREC_DEV: '1',

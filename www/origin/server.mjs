@@ -4,7 +4,10 @@
 // recommendation slots (`data-edgerec-slot`) that the edge fills; the tracker fills what the
 // edge did not (or decides in the page when the edge is down). The dashboard's collector data
 // is proxied from COLLECTOR_URL, so the page reads one origin.
-// Usage: node server.mjs [port]   (env COLLECTOR_URL, default http://127.0.0.1:8789)
+// The experiment controller's report (the trainer writes it into its state directory) is served
+// as /experiments/report for the dashboard's experiments panel.
+// Usage: node server.mjs [port]   (env COLLECTOR_URL, default http://127.0.0.1:8789;
+// EXPERIMENTS_REPORT, default data/trainer/experiments.json)
 import http from 'node:http';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -18,6 +21,7 @@ const byId = new Map(catalog.items.map((i) => [i.id, i]));
 const categories = [...new Set(catalog.items.map((i) => i.category).filter(Boolean))];
 const port = Number(process.argv[2] || process.env.ORIGIN_PORT || 8788);
 const collector = (process.env.COLLECTOR_URL || 'http://127.0.0.1:8789').replace(/\/$/, '');
+const experimentsReport = process.env.EXPERIMENTS_REPORT || path.join(root, 'data/trainer/experiments.json');
 
 const money = (p) => (p != null ? `€${Number(p).toFixed(2)}` : '');
 const label = (c) => String(c || '').replace(/-/g, ' ');
@@ -107,6 +111,11 @@ const server = http.createServer((req, res) => {
   if (p === '/collector/metrics') return proxyCollector(res, '/metrics');
   if (p === '/collector/summary') return proxyCollector(res, '/v1/summary');
   if (p === '/collector/readyz') return proxyCollector(res, '/readyz');
+  if (p === '/experiments/report') {
+    // No report yet (no experiment sums have reached the trainer): an empty document.
+    const body = existsSync(experimentsReport) ? readFileSync(experimentsReport) : '{"experiments":{}}';
+    return send(200, 'application/json', body, { 'cache-control': 'no-store' });
+  }
   let m = p.match(/^\/img\/([A-Za-z0-9_-]+)\.svg$/);
   if (m && byId.has(m[1])) return send(200, 'image/svg+xml', svg(byId.get(m[1])), { 'cache-control': 'public, max-age=3600' });
   if (p === '/') {

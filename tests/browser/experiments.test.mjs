@@ -1,0 +1,227 @@
+// Experiments through the real stack: simulated shoppers at wrangler dev → edge flush →
+// collector → Kafka (tansu) → the trainer as a consumer group, whose controller reads the live
+// bundle from wrangler's local KV. Shoppers follow a known ground truth: they click the top
+// recommendation half the time when it is a product they want, and almost never when it is
+// the junk item the harmful variant pins first.
+//
+// 1. An A/A experiment (two identical arms, guardrails declared): reported, not stopped.
+// 2. A variant with a deliberately harmful rule: stopped automatically; the release history
+//    names the guardrail; afterwards every new session is served the control.
+// 3. The dashboard's experiments panel in Chromium shows both (screenshot in artifacts/).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startStack, startTansu, browser, root } from '../e2e/stack.mjs';
+import { launch, artifacts } from './browser.mjs';
+
+const env = { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', DO_NOT_TRACK: '1', EDGEREC_USER: 'ci' };
+const JUNK = 'sku-0300';
+const SHOPPERS = 240;
+let stack;
+let tansu;
+let work;
+
+let chrome;
+
+before(async () => {
+  work = mkdtempSync(path.join(os.tmpdir(), 'edgerec-experiments-'));
+  tansu = await startTansu();
+  stack = await startStack({ FLUSH_MAX_AGE_MS: '0', CONFIG_TTL_MS: '1000' }, {
+    collectorEnv: { KAFKA_BROKERS: tansu.brokers, TOPIC_PREFIX: 'ex' },
+    originEnv: { EXPERIMENTS_REPORT: path.join(work, 'state/experiments.json') },
+  });
+  chrome = await launch();
+});
+after(async () => {
+  if (chrome) await chrome.close();
+  stack?.stop();
+  tansu?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+function cli(...args) {
+  const r = spawnSync(path.join(root, 'target/release/edgerec'), args, { cwd: root, env, encoding: 'utf8' });
+  assert.equal(r.status, 0, `edgerec ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+function kvGet(key) {
+  return execFileSync('npx', ['wrangler', 'kv', 'key', 'get', key, '--text', '--binding', 'CONFIG', '--local',
+    '--persist-to', stack.state], { cwd: root, env, encoding: 'utf8' }).trim();
+}
+
+/** Stages and promotes a bundle: the demo rules with this experiment and extra rules. */
+function serve(experiment, extraRules = []) {
+  const rules = JSON.parse(readFileSync(path.join(root, 'data/demo/rules.json'), 'utf8'));
+  rules.version = `exp-${experiment.id}`;
+  rules.experiment = experiment;
+  rules.rules = rules.rules.filter((r) => r.id !== 'treatment-last-item').concat(extraRules);
+  const file = path.join(work, `${experiment.id}.json`);
+  writeFileSync(file, JSON.stringify(rules, null, 1));
+  const hash = JSON.parse(cli('release', 'stage', file, '--kv', 'local', '--persist-to', stack.state)).staged;
+  cli('release', 'promote', hash, '--kv', 'local', '--persist-to', stack.state, '--settle-s', '0');
+  return hash;
+}
+
+/** A seeded generator (mulberry32), so the shoppers' choices are the same every run. */
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** One shopper: a product page (a view), a list of four, impressions, maybe a click and a buy. */
+async function shopper(random, i, seed) {
+  const go = browser(stack.base);
+  // Each shopper its own client address (wrangler dev passes the header through; on Cloudflare
+  // the platform sets it), as many shoppers are many clients to the new-session limit.
+  const ip = `10.${seed}.${i >> 8}.${i & 255}`;
+  const json = { 'content-type': 'application/json', 'cf-connecting-ip': ip };
+  const t0 = Date.now();
+  const page = `sku-${String(1 + (i % 150)).padStart(4, '0')}`;
+  let r = await go('/v1/events', { method: 'POST', headers: json,
+    body: JSON.stringify({ events: [{ type: 'view', item: page, ts: t0, seq: 1 }] }) });
+  assert.equal(r.status, 202);
+  r = await go('/v1/recommendations?limit=4&debug=1');
+  const d = await r.json();
+  const items = d.items.map((x) => x.id);
+  const events = items.map((item, k) => ({ type: 'impression', item, ts: t0 + 1 + k, seq: 2 + k }));
+  const wanted = items[0] !== JUNK;
+  if (random() < (wanted ? 0.5 : 0.02)) {
+    events.push({ type: 'click', item: items[0], ts: t0 + 10, seq: 10 });
+    if (random() < 0.4) events.push({ type: 'purchase', item: items[0], price: 20, quantity: 1, ts: t0 + 11, seq: 11 });
+  }
+  r = await go('/v1/events', { method: 'POST', headers: json, body: JSON.stringify({ events }) });
+  assert.equal(r.status, 202);
+  return { variant: d.variant, top: items[0], clicked: events.some((e) => e.type === 'click') };
+}
+
+async function shoppers(n, seed) {
+  const random = rng(seed);
+  const seen = [];
+  // Four at a time: bounded concurrency against one wrangler dev.
+  for (let i = 0; i < n; i += 4) {
+    seen.push(...await Promise.all(Array.from({ length: Math.min(4, n - i) }, (_, k) => shopper(random, i + k, seed))));
+  }
+  return seen;
+}
+
+/** Waits until the collector has written `sessions` experiment sessions under `prefix/…` to Kafka. */
+async function arrived(expId, sessions) {
+  let got = 0;
+  for (let i = 0; i < 60 && got < sessions; i++) {
+    await (await fetch(`${stack.base}/v1/health`)).arrayBuffer();
+    const out = execFileSync(path.join(root, 'target/release/edgerec-collector'), ['dump', 'ex.experiments', '30'],
+      { env: { ...process.env, KAFKA_BROKERS: tansu.brokers }, encoding: 'utf8', maxBuffer: 1 << 26 });
+    got = out.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.value.key.startsWith(`${expId}/`))
+      .reduce((a, r) => a + r.value.tally.sessions, 0);
+    if (got < sessions) await new Promise((r) => setTimeout(r, 500));
+  }
+  return got;
+}
+
+/** One trainer run (consumer group `ex-trainer`, resuming): reads to the end, publishes, controls. */
+function trainer() {
+  const r = spawnSync(path.join(root, 'target/release/edgerec-trainer'), ['kafka', '--brokers', tansu.brokers, '--prefix', 'ex',
+    '--group', 'ex-trainer', '--session-timeout-ms', '2000', '--idle', '3s', '--half-life', '0',
+    '--state-dir', path.join(work, 'state'), '--out', path.join(work, 'out'),
+    '--base-catalog', 'data/demo/catalog.json', '--kv', 'local', '--persist-to', stack.state],
+  { cwd: root, env, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stderr;
+}
+
+const report = () => JSON.parse(cli('experiments', 'report', '--file', path.join(work, 'state/experiments.json'), '--json'));
+
+test('an A/A experiment is reported and left running', { timeout: 300_000 }, async () => {
+  const hash = serve({
+    id: 'aa', salt: 'aa-1', primary: 'ctr',
+    variants: [{ name: 'control', weight: 1 }, { name: 'twin', weight: 1 }],
+    guardrails: [{ metric: 'ctr', max_drop: 0.1 }, { metric: 'fallback_share', max: 0.05 }],
+  });
+  await new Promise((r) => setTimeout(r, 1500));
+  const seen = await shoppers(SHOPPERS, 1);
+  const split = seen.filter((s) => s.variant === 'twin').length;
+  assert.ok(split > 60 && split < 180, `twin sessions ${split}`);
+  assert.equal(await arrived('aa', SHOPPERS), SHOPPERS, 'one session per shopper, each counted once');
+  trainer();
+  const doc = report();
+  const aa = doc.experiments.aa;
+  assert.equal(aa.stops.length, 0, JSON.stringify(aa.stops));
+  assert.equal(aa.report.control_sessions + aa.report.variants[0].sessions, SHOPPERS);
+  assert.equal(aa.report.variants[0].sessions, split);
+  assert.equal(aa.report.srm.mismatch, false);
+  assert.ok(aa.report.variants[0].guardrails.every((g) => !g.breached), JSON.stringify(aa.report.variants[0].guardrails));
+  // The clicks the shoppers made are the clicks counted.
+  const ctr = aa.report.variants[0].metrics.find((m) => m.metric === 'ctr');
+  const clicks = (v) => seen.filter((s) => s.variant === v && s.clicked).length;
+  assert.equal(Math.round(ctr.variant.mean * split * 4), clicks('twin'));
+  assert.equal(JSON.parse(kvGet('config:current')).bundle, hash, 'not stopped: the A/A bundle is still live');
+  const table = cli('experiments', 'report', '--file', path.join(work, 'state/experiments.json'));
+  console.log(table);
+  assert.match(table, /experiment aa/);
+  assert.match(table, /sample ratio: .* ok/);
+});
+
+test('a harmful variant is stopped by its guardrail, and the history says why', { timeout: 300_000 }, async () => {
+  const hash = serve({
+    id: 'harm', salt: 'harm-1', primary: 'ctr',
+    variants: [{ name: 'control', weight: 1 }, { name: 'harmful', weight: 1 }],
+    guardrails: [{ metric: 'ctr', max_drop: 0.1 }],
+  }, [{ id: 'pin-junk', description: 'deliberately harmful: the junk item first', priority: 1000,
+    when: { feature: { name: 'context.variant', op: '==', value: 'harmful' } },
+    then: [{ pin: { item: JUNK, slot: 0 } }] }]);
+  await new Promise((r) => setTimeout(r, 1500));
+  const seen = await shoppers(SHOPPERS, 2);
+  assert.ok(seen.filter((s) => s.variant === 'harmful').every((s) => s.top === JUNK), 'the harmful rule fired');
+  const control = seen.filter((s) => s.variant === 'control');
+  assert.ok(control.filter((s) => s.top === JUNK).length <= control.length / 10, 'the control rarely shows it first');
+  assert.equal(await arrived('harm', SHOPPERS), SHOPPERS);
+  const log = trainer();
+  assert.match(log, /experiment_stopped/);
+  const harm = report().experiments.harm;
+  console.log(`stopped: ${harm.stops[0].reason}`);
+  assert.equal(harm.stops.length, 1);
+  assert.match(harm.stops[0].reason, /^guardrail ctr breached by variant harmful/);
+  const pointer = JSON.parse(kvGet('config:current'));
+  assert.equal(harm.stops[0].from_bundle, hash);
+  assert.equal(pointer.bundle, harm.stops[0].to_bundle);
+  const history = JSON.parse(kvGet('config:releases')).entries;
+  const last = history[history.length - 1];
+  assert.equal(last.by, 'controller');
+  assert.match(last.reason, /guardrail ctr breached by variant harmful/);
+  assert.equal(last.previous.bundle, hash);
+  const listed = cli('release', 'list', '--kv', 'local', '--persist-to', stack.state);
+  assert.match(listed, /controller/);
+  // Within the config TTL every new session is served the control, without the junk pin.
+  await new Promise((r) => setTimeout(r, 1500));
+  const after = await shoppers(12, 3);
+  assert.ok(after.every((s) => s.variant === 'control'), JSON.stringify(after));
+  assert.ok(after.filter((s) => s.top === JUNK).length <= 2, JSON.stringify(after));
+  // A second run sees a stopped experiment and changes nothing.
+  trainer();
+  assert.equal(JSON.parse(kvGet('config:current')).bundle, pointer.bundle);
+  assert.equal(report().experiments.harm.stops.length, 1);
+});
+
+test('the dashboard shows each experiment: lift with its interval, sample ratio, guardrails, the stop', { timeout: 120_000 }, async () => {
+  const dash = await chrome.context.newPage();
+  await dash.goto(`${stack.base}/dashboard`);
+  await dash.waitForSelector('[data-experiment="harm"][data-status="stopped"]', { timeout: 30_000 });
+  assert.equal(await dash.getAttribute('[data-experiment="aa"]', 'data-status'), 'running');
+  assert.equal(await dash.getAttribute('[data-experiment="aa"]', 'data-srm'), 'ok');
+  assert.equal(await dash.getAttribute('[data-experiment="harm"] [data-guardrail="ctr"]', 'data-breached'), 'true');
+  assert.match(await dash.textContent('[data-experiment="harm"]'), /STOPPED .*guardrail ctr breached by variant harmful/);
+  const bands = await dash.$$eval('[data-experiment] svg[data-metric]', (s) => s.map((x) => Number(x.dataset.total)));
+  assert.ok(bands.length >= 2 && bands.every((n) => n >= 1), JSON.stringify(bands));
+  await dash.screenshot({ path: path.join(artifacts, 'dashboard-experiments.png'), fullPage: true });
+  await dash.close();
+});
