@@ -222,6 +222,11 @@ pub fn rules() -> Value {
             "variants": [
                 {"name": "control", "weight": 50},
                 {"name": "treatment", "weight": 50}
+            ],
+            "primary": "ctr",
+            "guardrails": [
+                {"metric": "conversion", "max_drop": 0.02},
+                {"metric": "fallback_share", "max": 0.05}
             ]
         },
         "rules": [
