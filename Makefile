@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev dev-bins test tools tools-dev lint unit bench-guard bench-baseline bench-compare bench-peers wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke mutants mutants-worker clean
+.PHONY: dev dev-bins test tools tools-dev lint unit alerts-check bench-guard bench-baseline bench-compare bench-peers wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke mutants mutants-worker clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
@@ -38,7 +38,7 @@ demo-cli: tools
 ## test: every test (lint; native unit/property/conformance; wasm conformance; the worker in
 ## workerd via Miniflare; end to end through wrangler dev; the storefront and the conformance
 ## corpus in Chromium)
-test: tools lint unit bench-guard fuzz-smoke wasm-test worker-test deploy-check e2e api-test browser-test
+test: tools lint unit alerts-check bench-guard fuzz-smoke wasm-test worker-test deploy-check e2e api-test browser-test
 
 ## tools: everything `make test` uses; tools-dev: only what the demo runs (no Kafka broker,
 ## browser, fuzzer or schemathesis)
@@ -55,6 +55,12 @@ lint:
 
 unit:
 	cargo test --workspace -q
+
+## alerts-check: the Prometheus alerting rules shipped with the Grafana dashboard, checked and
+## unit-tested by promtool (Debian's prometheus package)
+alerts-check:
+	promtool check rules collector/prometheus/alerts.yml
+	promtool test rules collector/prometheus/alerts.test.yml
 
 cli:
 	cargo build -q --release -p edgerec-cli -p edgerec-collector -p edgerec-trainer

@@ -60,6 +60,14 @@ if [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+# Alerting rules are checked by promtool, and a test scrapes the collector with a real
+# Prometheus (Debian prometheus).
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  echo "ensure-tools: installing prometheus (Debian package)"
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 # The decision-cost guard counts instructions with callgrind (Debian valgrind).
 if ! command -v valgrind >/dev/null; then
   echo "ensure-tools: installing valgrind (Debian package)"

@@ -1,8 +1,9 @@
 //! `edgerec experiments`: read the controller's report (`report`), and the stats engine's
 //! error-rate and power simulations (`simulate`, the figures in BENCHMARKS.md).
 
+use edgerec::experiment::report::ReportDoc;
 use edgerec::experiment::stats::{simulate, Simulation};
-use edgerec_trainer::control::ReportDoc;
+use edgerec_trainer::control::read_report;
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -47,7 +48,7 @@ pub enum ExperimentsCmd {
 pub fn run(cmd: ExperimentsCmd) -> Result<String, String> {
     match cmd {
         ExperimentsCmd::Report { file, json } => {
-            let doc = ReportDoc::read(&file).map_err(|e| e.to_string())?;
+            let doc = read_report(&file).map_err(|e| e.to_string())?;
             if json {
                 return serde_json::to_string_pretty(&doc).map_err(|e| e.to_string());
             }

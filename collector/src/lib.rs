@@ -8,13 +8,14 @@
 //! | signature and replay (clock skew) checks | [`auth`] |
 //! | dropping redelivered batch ids | [`dedup`] |
 //! | where records ([`edgerec::records`]) go: Kafka, or a local file | [`sink`] |
-//! | Prometheus metrics | [`metrics`] |
+//! | Prometheus metrics: its own, the edge's counters ([`summary`]), the experiment controller's verdicts | [`metrics`], [`experiments`] |
 //! | running totals for the dashboard (`/v1/summary`) | [`summary`] |
 //! | HTTP routes, the one place a batch is acknowledged; refusals as one error type | [`routes`] |
 //! | connections: header timeout, connection cap, graceful shutdown | [`serve`] |
 
 pub mod auth;
 pub mod dedup;
+pub mod experiments;
 pub mod metrics;
 pub mod routes;
 pub mod serve;

@@ -340,9 +340,27 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics.render(),
+        exposition(&app),
     )
         .into_response()
+}
+
+/// Everything `/metrics` shows: the collector's own metrics, the edge's counters from the
+/// running summary, and the experiment controller's verdicts when its report is configured.
+pub fn exposition(app: &App) -> String {
+    let mut text = app.metrics.render();
+    // The registry's exposition ends with `# EOF`; the edge's counters and the controller's
+    // verdicts go before it.
+    let eof = text.rfind("# EOF").unwrap_or(text.len());
+    text.truncate(eof);
+    if let Ok(s) = app.summary.lock() {
+        s.openmetrics(&mut text);
+    }
+    if let Some(path) = &app.settings.experiments_report {
+        crate::experiments::openmetrics(path, &mut text);
+    }
+    text.push_str("# EOF\n");
+    text
 }
 
 async fn summary(State(app): State<Arc<App>>) -> Response {

@@ -126,6 +126,10 @@ pub struct Settings {
     /// ... and its body within this time, ms.
     #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub body_timeout_ms: u64,
+    /// The experiment controller's report (the trainer's `<state-dir>/experiments.json`),
+    /// exported as `edgerec_experiment_*` gauges on `/metrics` when set.
+    #[arg(long, env = "EXPERIMENTS_REPORT")]
+    pub experiments_report: Option<PathBuf>,
     /// Most client connections open at once; more wait in the listen backlog.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, value_parser = in_range::<usize>(1, 1_000_000))]
     pub max_connections: usize,

@@ -55,6 +55,13 @@ fn top_rules(
         .collect()
 }
 
+/// A label value escaped for the text format (backslash, quote, newline).
+pub fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// The running total.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -89,6 +96,7 @@ impl Summary {
             },
         );
         bound(&mut self.total.shadow, |v| v.evaluations, |a, b| a.add(b));
+        bound(&mut self.total.experiments, |v| v.sessions, |a, b| a.add(b));
         for s in self.total.shadow.values_mut() {
             bound(&mut s.rule_hits, |v| *v, add);
         }
@@ -104,6 +112,103 @@ impl Summary {
                 self.total.items.remove(&k);
             }
         }
+    }
+
+    /// The edge's counters as OpenMetrics families (`edgerec_edge_*`), appended to `/metrics`:
+    /// decisions by tier, events, rule hits, per-variant exposures, impressions, clicks,
+    /// conversions and sessions. Label sets are bounded by the summary's own bounds
+    /// ([`MAX_NAMES`] names each, the rest under `(other)`).
+    pub fn openmetrics(&self, out: &mut String) {
+        let t = &self.total;
+        let family =
+            |out: &mut String, name: &str, help: &str, label: &str, rows: Vec<(String, u64)>| {
+                out.push_str(&format!("# TYPE {name} counter\n# HELP {name} {help}\n"));
+                for (v, n) in rows {
+                    if label.is_empty() {
+                        out.push_str(&format!("{name}_total {n}\n"));
+                    } else {
+                        out.push_str(&format!(
+                            "{name}_total{{{label}=\"{}\"}} {n}\n",
+                            label_value(&v)
+                        ));
+                    }
+                }
+            };
+        family(
+            out,
+            "edgerec_edge_decisions",
+            "Decisions made at the edge, by tier",
+            "tier",
+            t.tiers.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        );
+        family(
+            out,
+            "edgerec_edge_events",
+            "Events accepted at the edge",
+            "",
+            vec![(String::new(), t.events)],
+        );
+        family(
+            out,
+            "edgerec_edge_duplicate_events",
+            "Redelivered events ignored at the edge",
+            "",
+            vec![(String::new(), t.duplicates)],
+        );
+        family(
+            out,
+            "edgerec_edge_rule_hits",
+            "Decisions each rule fired in",
+            "rule",
+            t.rule_hits
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        );
+        let per = |f: &dyn Fn(&edgerec::aggregate::VariantCounts) -> u64| {
+            t.variants
+                .iter()
+                .map(|(k, v)| (k.clone(), f(v)))
+                .collect::<Vec<_>>()
+        };
+        family(
+            out,
+            "edgerec_edge_variant_exposures",
+            "Decisions served per experiment variant",
+            "variant",
+            per(&|v| v.exposures),
+        );
+        family(
+            out,
+            "edgerec_edge_variant_impressions",
+            "Impressions per experiment variant",
+            "variant",
+            per(&|v| v.impressions),
+        );
+        family(
+            out,
+            "edgerec_edge_variant_clicks",
+            "Clicks per experiment variant",
+            "variant",
+            per(&|v| v.clicks),
+        );
+        family(
+            out,
+            "edgerec_edge_variant_conversions",
+            "Purchases per experiment variant",
+            "variant",
+            per(&|v| v.conversions),
+        );
+        family(
+            out,
+            "edgerec_edge_variant_sessions",
+            "Sessions counted per experiment variant",
+            "variant",
+            t.experiments
+                .iter()
+                .map(|(k, a)| (k.clone(), a.sessions))
+                .collect(),
+        );
     }
 
     /// The dashboard's view: totals, tiers, top rules, variants, top items.

@@ -276,9 +276,44 @@ async fn health_ready_metrics() {
 }
 
 #[tokio::test]
-async fn the_grafana_dashboard_only_uses_exported_metrics() {
+async fn the_grafana_dashboard_and_alerts_only_use_exported_metrics() {
     let file = tmp("dash");
-    let (_, state) = app_for(&file).await;
+    // The controller's report, as the trainer writes it (one experiment, one variant).
+    let report = file.with_file_name("experiments.json");
+    std::fs::write(
+        &report,
+        r#"{"updated_ms":1000,"bundle":"b","model_published_ms":2000,"experiments":{"e\"x":{
+          "report":{"control":"control","control_sessions":10,"srm":{"p_value":0.5},
+            "variants":[{"name":"b","sessions":9,"wins":false,
+              "guardrails":[{"guardrail":{"metric":"ctr","max_drop":0.1},"breached":true}],
+              "metrics":[{"metric":"ctr","lift":-0.2,"lift_ci":[-0.5,0.1]}]}]},
+          "looks":[],"stops":[{"at_ms":1,"reason":"r","from_bundle":"a","to_bundle":"b"}],"winners":[]}}}"#,
+    )
+    .unwrap();
+    let sink = Sink::File(FileSink::open(&file).await.unwrap());
+    let mut s = settings(&file);
+    s.experiments_report = Some(report);
+    let state = App::new(s, sink);
+    let app = router(state.clone());
+    // The edge's counters: a batch with decisions, rule hits, a variant and experiment sums.
+    let mut d = AggregateDelta {
+        decisions: 1,
+        events: 1,
+        ..AggregateDelta::default()
+    };
+    d.count_tier("full");
+    d.count_rule("r1");
+    d.count_variant("e/b", edgerec::aggregate::VariantEvent::Exposure);
+    let arm = d.arm("e/b");
+    edgerec::experiment::metrics::record(arm, None, 1, edgerec::experiment::metrics::Step::Click);
+    let (st, body, _) = post(
+        &app,
+        AggregateBatch::new("g-1", "e", now(), d).encode(),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
     // Labelled families appear once they have a member.
     state.metrics.reject("skew");
     state
@@ -289,21 +324,38 @@ async fn the_grafana_dashboard_only_uses_exported_metrics() {
         })
         .inc();
     state.metrics.sink_latency.observe(0.01);
-    let exported = state.metrics.render();
-    let dash = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/grafana/dashboard.json"
-    ))
-    .unwrap();
+    let exported = edgerec_collector::routes::exposition(&state);
+    assert!(exported.ends_with("# EOF\n") && exported.matches("# EOF").count() == 1);
+    // Label values are escaped (the experiment id holds a quote).
+    assert!(
+        exported.contains(r#"edgerec_experiment_stopped{experiment="e\"x"} 1"#),
+        "{exported}"
+    );
+    assert!(exported.contains(r#"edgerec_edge_decisions_total{tier="full"} 1"#));
+    assert!(exported.contains(r#"edgerec_edge_variant_sessions_total{variant="e/b"} 1"#));
+    // The Grafana dashboard and the alerting rules shipped with it.
+    let dash = [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/dashboard.json"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus/alerts.yml"),
+    ]
+    .map(|p| std::fs::read_to_string(p).unwrap())
+    .join("\n");
     let mut names = std::collections::BTreeSet::new();
-    for (i, _) in dash.match_indices("edgerec_collector_") {
-        let name: String = dash[i..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        names.insert(name);
+    for prefix in [
+        "edgerec_collector_",
+        "edgerec_edge_",
+        "edgerec_experiment_",
+        "edgerec_model_",
+    ] {
+        for (i, _) in dash.match_indices(prefix) {
+            let name: String = dash[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            names.insert(name);
+        }
     }
-    assert!(names.len() >= 6, "{names:?}");
+    assert!(names.len() >= 16, "{names:?}");
     for n in names {
         assert!(
             exported.contains(&n),

@@ -7,6 +7,7 @@
 //! FNV-1a-64: offset basis 0xcbf29ce484222325, prime 0x100000001b3, xor then multiply per byte.
 
 pub mod metrics;
+pub mod report;
 pub mod stats;
 
 use crate::rules::bundle::Experiment;

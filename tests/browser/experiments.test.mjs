@@ -8,13 +8,16 @@
 // 2. A variant with a deliberately harmful rule: stopped automatically; the release history
 //    names the guardrail; afterwards every new session is served the control.
 // 3. The dashboard's experiments panel in Chromium shows both (screenshot in artifacts/).
+// 4. A real Prometheus scrapes the collector's /metrics (the edge's counters and the
+//    controller's verdicts) and its alerting rules (collector/prometheus/alerts.yml) fire on
+//    the stop and the breached guardrail, not on the A/A experiment.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startStack, startTansu, browser, root } from '../e2e/stack.mjs';
+import { startStack, startTansu, browser, root, freePort } from '../e2e/stack.mjs';
 import { launch, artifacts } from './browser.mjs';
 
 const env = { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', DO_NOT_TRACK: '1', EDGEREC_USER: 'ci' };
@@ -30,7 +33,7 @@ before(async () => {
   work = mkdtempSync(path.join(os.tmpdir(), 'edgerec-experiments-'));
   tansu = await startTansu();
   stack = await startStack({ FLUSH_MAX_AGE_MS: '0', CONFIG_TTL_MS: '1000' }, {
-    collectorEnv: { KAFKA_BROKERS: tansu.brokers, TOPIC_PREFIX: 'ex' },
+    collectorEnv: { KAFKA_BROKERS: tansu.brokers, TOPIC_PREFIX: 'ex', EXPERIMENTS_REPORT: path.join(work, 'state/experiments.json') },
     originEnv: { EXPERIMENTS_REPORT: path.join(work, 'state/experiments.json') },
   });
   chrome = await launch();
@@ -224,4 +227,48 @@ test('the dashboard shows each experiment: lift with its interval, sample ratio,
   assert.ok(bands.length >= 2 && bands.every((n) => n >= 1), JSON.stringify(bands));
   await dash.screenshot({ path: path.join(artifacts, 'dashboard-experiments.png'), fullPage: true });
   await dash.close();
+});
+
+test('Prometheus scrapes the verdicts and raises the stop, not the A/A experiment', { timeout: 120_000 }, async () => {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'edgerec-prom-'));
+  const target = new URL(stack.collector).host;
+  writeFileSync(path.join(dir, 'prometheus.yml'), `global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - ${path.join(root, 'collector/prometheus/alerts.yml')}
+scrape_configs:
+  - job_name: edgerec-collector
+    static_configs:
+      - targets: ['${target}']
+`);
+  const prom = spawn('prometheus', [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`,
+    `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
+  const api = async (p) => (await (await fetch(`http://127.0.0.1:${port}${p}`)).json()).data;
+  const query = async (q) => (await api(`/api/v1/query?query=${encodeURIComponent(q)}`))?.result || [];
+  try {
+    let firing = [];
+    for (let i = 0; i < 60; i++) {
+      try {
+        firing = ((await api('/api/v1/alerts'))?.alerts || []).filter((a) => a.state === 'firing');
+        if (firing.some((a) => a.labels.alertname === 'EdgerecExperimentStopped')) break;
+      } catch { /* not up yet */ }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const names = firing.map((a) => `${a.labels.alertname}/${a.labels.experiment}`).sort();
+    assert.deepEqual(names, ['EdgerecExperimentGuardrailBreached/harm', 'EdgerecExperimentStopped/harm'], JSON.stringify(firing));
+    const up = await query('up{job="edgerec-collector"}');
+    assert.equal(up[0]?.value[1], '1', 'the scrape parsed');
+    const decisions = await query('sum(edgerec_edge_decisions_total)');
+    assert.ok(Number(decisions[0]?.value[1]) >= 2 * SHOPPERS, JSON.stringify(decisions));
+    const sessions = await query('sum by (experiment) (edgerec_experiment_sessions)');
+    const by = Object.fromEntries(sessions.map((r) => [r.metric.experiment, Number(r.value[1])]));
+    assert.equal(by.aa, SHOPPERS);
+    const lift = await query('edgerec_experiment_lift{experiment="harm",metric="ctr",bound="high"}');
+    assert.ok(Number(lift[0]?.value[1]) < -0.1, JSON.stringify(lift));
+  } finally {
+    prom.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -17,11 +17,11 @@
 
 use crate::release::{live, settled_because, ReleaseError, Store};
 use edgerec::experiment::metrics::ArmTally;
+pub use edgerec::experiment::report::{ExperimentDoc, Look, ReportDoc, Stop};
 use edgerec::experiment::stats::{self, control_name, Report};
 use edgerec::release::bundle_key;
 use edgerec::rules::bundle::Experiment;
 use edgerec::EngineConfig;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -54,74 +54,16 @@ pub enum ControlError {
     },
 }
 
-/// One look at one variant: its lift per metric with the always-valid interval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Look {
-    /// When, Unix ms.
-    pub at_ms: u64,
-    /// Variant.
-    pub variant: String,
-    /// Its sessions.
-    pub sessions: u64,
-    /// The control's sessions.
-    pub control_sessions: u64,
-    /// Metric → `[lift, low, high]` (relative; absent without data).
-    pub lift: BTreeMap<String, [f64; 3]>,
-    /// Sample-ratio p-value at this look.
-    pub srm_p: Option<f64>,
-}
-
-/// A stop the controller made.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Stop {
-    /// When, Unix ms.
-    pub at_ms: u64,
-    /// Why (the guardrail or the sample-ratio mismatch).
-    pub reason: String,
-    /// The bundle that was live.
-    pub from_bundle: String,
-    /// The bundle published with all traffic on the control.
-    pub to_bundle: String,
-}
-
-/// What the controller knows about one experiment.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ExperimentDoc {
-    /// The latest report (see [`stats::Report`]).
-    pub report: serde_json::Value,
-    /// Recent looks, oldest first.
-    pub looks: Vec<Look>,
-    /// Stops made.
-    pub stops: Vec<Stop>,
-    /// Variants that won on the primary metric at the latest look.
-    pub winners: Vec<String>,
-}
-
-/// The controller's file: every experiment seen, by id.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ReportDoc {
-    /// Last round, Unix ms.
-    pub updated_ms: u64,
-    /// The live bundle's hash at the last round.
-    pub bundle: Option<String>,
-    /// Experiment id → what is known.
-    pub experiments: BTreeMap<String, ExperimentDoc>,
-}
-
-impl ReportDoc {
-    /// Reads a report file (an empty document when there is none yet).
-    pub fn read(path: &Path) -> Result<ReportDoc, ControlError> {
-        match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| ControlError::File {
-                path: path.display().to_string(),
-                detail: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ReportDoc::default()),
-            Err(e) => Err(ControlError::File {
-                path: path.display().to_string(),
-                detail: e.to_string(),
-            }),
-        }
+/// Reads a report file (an empty document when there is none yet).
+pub fn read_report(path: &Path) -> Result<ReportDoc, ControlError> {
+    let err = |detail: String| ControlError::File {
+        path: path.display().to_string(),
+        detail,
+    };
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| err(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ReportDoc::default()),
+        Err(e) => Err(err(e.to_string())),
     }
 }
 
@@ -167,13 +109,23 @@ impl Controller {
         Ok(Controller {
             path: path.to_path_buf(),
             settle: std::time::Duration::ZERO,
-            doc: ReportDoc::read(path)?,
+            doc: read_report(path)?,
         })
     }
 
     /// The report document as it stands.
     pub fn doc(&self) -> &ReportDoc {
         &self.doc
+    }
+
+    /// Notes a model publish in the report (written with the next round, or now when there is
+    /// no experiment to look at).
+    pub fn published(&mut self, at_ms: u64, save: bool) -> Result<(), ControlError> {
+        self.doc.model_published_ms = Some(at_ms);
+        if save {
+            self.save()?;
+        }
+        Ok(())
     }
 
     /// One round: the live bundle's experiment against the sums; stops when it must; writes
@@ -378,7 +330,7 @@ mod tests {
             .round(&store, &arms(conv(6000, 600), conv(5000, 240)), 3)
             .unwrap();
         assert!(r.stopped.is_none());
-        let doc = ReportDoc::read(&path).unwrap();
+        let doc = read_report(&path).unwrap();
         assert_eq!(doc.experiments["recs"].stops.len(), 1);
         assert_eq!(doc.experiments["recs"].looks.len(), 3);
         assert_eq!(doc.bundle.as_deref(), Some(p.bundle.as_str()));

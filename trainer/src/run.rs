@@ -225,12 +225,19 @@ impl Trainer {
         let (Some(c), Some(kv)) = (self.controller.as_mut(), self.kv.as_ref()) else {
             return;
         };
-        if arms.is_empty() {
-            return;
-        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        let noted = c.published(now, arms.is_empty());
+        if arms.is_empty() {
+            if let Err(e) = noted {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"level": "warn", "controller": e.to_string()})
+                );
+            }
+            return;
+        }
         match c.round(kv, arms, now) {
             Ok(r) => {
                 if let Some(s) = r.stopped {
