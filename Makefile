@@ -23,7 +23,8 @@ dev: tools-dev dev-bins worker www
 	scripts/seed-kv.sh data/demo/rules.json data/demo/catalog.json --persist-to $(DEV_STATE)
 	@echo "edge: http://127.0.0.1:8787  origin: http://127.0.0.1:8788  collector: http://127.0.0.1:8789/metrics  (Ctrl-C stops all)"
 	@node www/origin/server.mjs 8788 & origin=$$!; \
-	  COLLECTOR_ADDR=127.0.0.1:8789 COLLECTOR_SECRET=dev-collector-secret target/release/edgerec-collector & collector=$$!; \
+	  COLLECTOR_ADDR=127.0.0.1:8789 COLLECTOR_SECRET=dev-collector-secret EXPERIMENTS_REPORT=data/trainer/experiments.json \
+	    target/release/edgerec-collector & collector=$$!; \
 	  target/release/edgerec-trainer records --follow --interval 20s --base-catalog data/demo/catalog.json \
 	    --kv local --persist-to $(DEV_STATE) & trainer=$$!; \
 	  trap "kill $$origin $$collector $$trainer" EXIT; \

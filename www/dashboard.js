@@ -21,6 +21,7 @@ for (const [id, title] of [
   ['items', 'Top items: views and clicks'],
   ['variants', 'Impressions → clicks per variant'],
   ['collector', 'Collector → Kafka: records/s and write latency'],
+  ['quality', 'Data quality alarms (the same conditions as collector/prometheus/alerts.yml)'],
   ['experiments', 'Experiments: lift vs control with its always-valid 95% interval, per look'],
 ]) {
   const el = document.createElement('section');
@@ -124,7 +125,7 @@ function quantile(o, name, q) {
   return hit && Number.isFinite(hit[0]) ? hit[0] : (b[b.length - 2] || [0])[0];
 }
 
-const hist = { decisions: [], tiers: {}, records: [], latency: [] };
+const hist = { decisions: [], tiers: {}, records: [], latency: [], events: [] };
 let prev = null;
 const push = (arr, v) => { arr.push(v); if (arr.length > KEEP) arr.shift(); };
 
@@ -150,6 +151,7 @@ async function tick() {
     records: sum(metrics, 'edgerec_collector_records_total'),
     // Decisions pages made themselves arrive later, through the collector.
     browserReported: summary?.tiers?.browser || 0,
+    events: sum(metrics, 'edgerec_edge_events_total'),
   };
   if (prev) {
     const dt = Math.max(0.001, (cur.t - prev.t) / 1000);
@@ -158,6 +160,7 @@ async function tick() {
     push(hist.tiers['browser (reported)'] ||= [], Math.max(0, cur.browserReported - prev.browserReported) / dt);
     push(hist.records, Math.max(0, cur.records - prev.records) / dt);
     push(hist.latency, quantile(metrics, 'edgerec_collector_sink_latency_seconds', 0.99) * 1000);
+    push(hist.events, Math.max(0, cur.events - prev.events) / dt);
   }
   prev = cur;
 
@@ -169,6 +172,7 @@ async function tick() {
   draw('rules', bars((summary?.rule_hits || []).map((r) => ({ label: r.id, values: [r.hits] })), ['hits']), legend(['hits']));
   drawShadow(summary);
   drawExperiments(experiments);
+  drawQuality(metrics, experiments, Boolean(metricsText));
   draw('items', bars((summary?.top_items || []).slice(0, 8).map((i) => ({ label: i.id, values: [i.views, i.clicks] })), ['views', 'clicks']), legend(['views', 'clicks']));
   const variants = Object.entries(summary?.variants || {});
   draw('variants', bars(variants.map(([k, v]) => ({ label: k.split('/').pop(), values: [v.impressions || 0, v.clicks || 0] })), ['impressions', 'clicks']),
@@ -197,6 +201,33 @@ function drawShadow(summary) {
   document.body.dataset.shadow = hash;
   draw('shadow', bars(rows, ['live %', 'shadow %']),
     `${legend(['live % of decisions', 'shadow % of evaluations'])}<br>shadow <code>${esc(hash)}</code>: ${fmt(c.evaluations)} evaluations · top-k changed ${(100 * c.changed_share).toFixed(1)}% · mean overlap ${c.overlap_mean.toFixed(3)} · skipped ${fmt(c.skipped)} · µs live ${fmt(c.live_us_mean)} / shadow ${fmt(c.shadow_us_mean)}`);
+}
+
+/** The alarms, evaluated on what the dashboard already polls (cumulative since the collector
+ * started; Prometheus evaluates the same conditions over time windows). */
+function drawQuality(m, report, up) {
+  const mean = (a) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : 0);
+  const recent = mean(hist.events.slice(-5));
+  const before = mean(hist.events.slice(0, -5));
+  const batches = sum(m, 'edgerec_collector_batches_total');
+  const rejects = sum(m, 'edgerec_collector_rejects_total');
+  const dead = Object.entries(m).filter(([k]) => k.startsWith('edgerec_collector_records_total') && /deadletter"/.test(k)).reduce((a, [, v]) => a + v, 0);
+  const decisions = sum(m, 'edgerec_edge_decisions_total');
+  const full = m['edgerec_edge_decisions_total{tier="full"}'] || 0;
+  const published = report?.model_published_ms;
+  const ageS = published ? (Date.now() - published) / 1000 : null;
+  const srm = Object.entries(report?.experiments || {}).filter(([, e]) => e.report?.srm?.mismatch).map(([id]) => id);
+  const rows = [
+    ['event-volume', 'event volume', before > 0 && hist.events.length > 10 && recent < 0.3 * before, `${fmt(recent)}/s now vs ${fmt(before)}/s before`],
+    ['rejected', 'refused posts', rejects / Math.max(1, batches + rejects) > 0.05, `${fmt(rejects)} refused, ${fmt(batches)} written`],
+    ['dead-letters', 'dead letters', dead / Math.max(1, batches) > 0.01, `${fmt(dead)} of ${fmt(batches)} batches`],
+    ['fallback', 'fallback-tier share', decisions > 0 && (decisions - full) / decisions > 0.05, `${decisions ? ((100 * (decisions - full)) / decisions).toFixed(1) : 0}% of ${fmt(decisions)} decisions`],
+    ['model-age', 'model age', ageS != null && ageS > 3600 && recent > 0, ageS == null ? 'no publish recorded' : `published ${fmt(ageS)} s ago`],
+    ['srm', 'sample ratio', srm.length > 0, srm.length ? `mismatch in ${srm.join(', ')}` : 'every running split as configured'],
+  ];
+  const el = panels.quality.querySelector('[data-plot]');
+  el.innerHTML = `<svg data-total="${rows.length}" width="0" height="0"></svg><ul class="alarms">${rows.map(([id, name, firing, detail]) => `<li data-alarm="${id}" data-state="${firing ? 'firing' : 'ok'}">${firing ? '<b>ALARM</b>' : 'ok'} · ${esc(name)}: ${esc(detail)}</li>`).join('')}</ul>`;
+  panels.quality.querySelector('.legend').innerHTML = up ? '' : 'collector unreachable: alarms cannot be evaluated';
 }
 
 /** A lift over looks: the interval as a band, the estimate as a line, 0 as a dashed rule. */
