@@ -1139,6 +1139,7 @@ mod tests {
         assert_eq!(refused(&|d| d.duplicates = 1), ["delta"]);
         assert_eq!(refused(&|d| d.count_event("x", EventKind::View)), ["delta"]);
         assert_eq!(refused(&|d| d.count_transition("x", "y")), ["delta"]);
+        assert_eq!(refused(&|d| d.arm("e/a").count_decision(false)), ["delta"]);
         let variant = |f: &dyn Fn(&mut VariantCounts)| {
             refused(&|d| f(d.variants.entry("e/a".into()).or_default()))
         };

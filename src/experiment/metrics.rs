@@ -30,6 +30,9 @@ use serde::{Deserialize, Serialize};
 /// Largest revenue one session contributes, in cents: values above are capped (winsorised),
 /// which bounds the sums of squares and keeps one outlier order from owning the variance.
 pub const REVENUE_CAP_CENTS: u64 = 1_000_000;
+/// Largest count of impressions, clicks, add-to-carts or purchases one session contributes
+/// (a bot sending thousands of impressions would otherwise own the variance).
+pub const COUNT_CAP: u64 = 1_000;
 /// Largest decision time counted, µs (a decision slower than a second counts as one second).
 pub const LATENCY_CAP_US: u64 = 1_000_000;
 
@@ -207,11 +210,11 @@ pub fn record(
     let mut after = before;
     match step {
         Step::Enter => {}
-        Step::Impression => after.impressions = after.impressions.saturating_add(1),
-        Step::Click => after.clicks = after.clicks.saturating_add(1),
-        Step::AddToCart => after.add_to_carts = after.add_to_carts.saturating_add(1),
+        Step::Impression => after.impressions = after.impressions.saturating_add(1).min(COUNT_CAP),
+        Step::Click => after.clicks = after.clicks.saturating_add(1).min(COUNT_CAP),
+        Step::AddToCart => after.add_to_carts = after.add_to_carts.saturating_add(1).min(COUNT_CAP),
         Step::Purchase(cents) => {
-            after.purchases = after.purchases.saturating_add(1);
+            after.purchases = after.purchases.saturating_add(1).min(COUNT_CAP);
             after.revenue_cents = after
                 .revenue_cents
                 .saturating_add(cents)
@@ -298,6 +301,23 @@ mod tests {
             }
         );
         assert_eq!(arm.implausible(), None);
+    }
+
+    #[test]
+    fn one_session_s_counts_are_capped() {
+        let mut arm = ArmTally::default();
+        let mut t = None;
+        for _ in 0..COUNT_CAP + 500 {
+            t = Some(record(&mut arm, t, 3, Step::Impression));
+        }
+        assert_eq!(t.unwrap().impressions, COUNT_CAP);
+        assert_eq!(
+            arm.impressions,
+            Moments {
+                sum: COUNT_CAP,
+                sum_sq: COUNT_CAP * COUNT_CAP
+            }
+        );
     }
 
     #[test]
