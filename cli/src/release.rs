@@ -215,21 +215,9 @@ mod tests {
     //! A map stands in for KV here (a test double); tests/e2e/release.test.mjs runs the same
     //! commands against wrangler's local KV.
     use super::*;
+
+    use edgerec_trainer::release::MemoryStore as Map;
     use std::cell::RefCell;
-    use std::collections::BTreeMap;
-
-    #[derive(Default)]
-    struct Map(RefCell<BTreeMap<String, Vec<u8>>>);
-
-    impl Store for Map {
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ReleaseError> {
-            Ok(self.0.borrow().get(key).cloned())
-        }
-        fn put(&self, key: &str, value: &[u8]) -> Result<(), ReleaseError> {
-            self.0.borrow_mut().insert(key.into(), value.into());
-            Ok(())
-        }
-    }
 
     fn run_now(store: &dyn Store, cmd: ReleaseCmd) -> Result<String, ReleaseError> {
         run(store, cmd, std::time::Duration::ZERO)
@@ -321,7 +309,7 @@ mod tests {
     #[test]
     fn refusals_write_nothing() {
         let (m, _) = seeded();
-        let before = m.0.borrow().clone();
+        let before = m.snapshot();
         let promote = |hash: &str| run_now(&m, ReleaseCmd::Promote { hash: hash.into() });
         let shadow = |hash: &str| {
             run_now(
@@ -361,7 +349,7 @@ mod tests {
             ),
             Err(ReleaseError::Unchanged(_))
         ));
-        let mut after = m.0.borrow().clone();
+        let mut after = m.snapshot();
         after.remove(&bundle_key(forged));
         after.remove(&bundle_key(broken));
         assert_eq!(after, before);

@@ -112,6 +112,19 @@ impl ArmTally {
         self.timed = self.timed.saturating_add(o.timed);
     }
 
+    /// Sessions of which `converted` converted, nothing else counted (hand-computed cases and
+    /// simulations).
+    pub fn with_conversions(sessions: u64, converted: u64) -> ArmTally {
+        ArmTally {
+            sessions,
+            converted: Moments {
+                sum: converted,
+                sum_sq: converted,
+            },
+            ..ArmTally::default()
+        }
+    }
+
     /// Counts one decision, from a fallback tier or not.
     pub fn count_decision(&mut self, fallback: bool) {
         self.decisions = self.decisions.saturating_add(1);

@@ -562,14 +562,7 @@ mod tests {
     }
 
     fn conv(sessions: u64, converted: u64) -> ArmTally {
-        ArmTally {
-            sessions,
-            converted: Moments {
-                sum: converted,
-                sum_sq: converted,
-            },
-            ..ArmTally::default()
-        }
+        ArmTally::with_conversions(sessions, converted)
     }
 
     #[test]

@@ -233,25 +233,12 @@ impl Controller {
 
 #[cfg(test)]
 mod tests {
-    //! A map stands in for KV here (a test double); tests/e2e/experiments.test.mjs runs the
+    //! A map stands in for KV here (a test double); tests/browser/experiments.test.mjs runs the
     //! controller against wrangler's local KV fed by the real edge, collector and Kafka.
     use super::*;
-    use edgerec::experiment::metrics::Moments;
     use edgerec::release::{History, Pointer, HISTORY_KEY, POINTER_KEY};
-    use std::cell::RefCell;
 
-    #[derive(Default)]
-    struct Map(RefCell<BTreeMap<String, Vec<u8>>>);
-
-    impl Store for Map {
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ReleaseError> {
-            Ok(self.0.borrow().get(key).cloned())
-        }
-        fn put(&self, key: &str, value: &[u8]) -> Result<(), ReleaseError> {
-            self.0.borrow_mut().insert(key.into(), value.into());
-            Ok(())
-        }
-    }
+    use crate::release::MemoryStore as Map;
 
     const BUNDLE: &str = r#"{"version":"x1","experiment":{"id":"recs","salt":"s",
       "variants":[{"name":"control","weight":1},{"name":"harmful","weight":1}],
@@ -259,14 +246,7 @@ mod tests {
       "guardrails":[{"metric":"conversion","max_drop":0.02}]},"rules":[]}"#;
 
     fn conv(sessions: u64, converted: u64) -> ArmTally {
-        ArmTally {
-            sessions,
-            converted: Moments {
-                sum: converted,
-                sum_sq: converted,
-            },
-            ..ArmTally::default()
-        }
+        ArmTally::with_conversions(sessions, converted)
     }
 
     fn seeded() -> (Map, String) {

@@ -183,3 +183,26 @@ pub fn settled_because(
     }
     Ok(entry)
 }
+
+/// A store in memory: the test double for KV in unit tests (the end-to-end tests use wrangler's
+/// local KV).
+#[derive(Debug, Default)]
+pub struct MemoryStore(std::cell::RefCell<std::collections::BTreeMap<String, Vec<u8>>>);
+
+impl MemoryStore {
+    /// Every key and value, for comparing before and after.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        self.0.borrow().clone()
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ReleaseError> {
+        Ok(self.0.borrow().get(key).cloned())
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), ReleaseError> {
+        self.0.borrow_mut().insert(key.into(), value.into());
+        Ok(())
+    }
+}
