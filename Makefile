@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 WASM_OUT := target/wasm32-unknown-unknown/release/edgerec_wasm.wasm
 DEV_STATE := .wrangler/state
 
-.PHONY: dev dev-bins test tools tools-dev lint unit alerts-check bench-guard bench-baseline bench-compare bench-peers wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke mutants mutants-worker clean
+.PHONY: dev dev-bins test tools tools-dev lint unit alerts-check shoppers bench-guard bench-baseline bench-compare bench-peers wasm wasm-node wasm-test cli worker worker-test-build worker-test deploy-check e2e api-test www browser-test bench bench-worker bench-scale eval fuzz fuzz-smoke mutants mutants-worker clean
 
 ## dev: the demo — edge worker under wrangler dev on 127.0.0.1:8787 (local KV seeded with the
 ## demo rules and catalog) in front of the demo origin on 127.0.0.1:8788, shipping aggregates
@@ -31,6 +31,11 @@ dev: tools-dev dev-bins worker www
 	  npx wrangler dev --local --ip 127.0.0.1 --port 8787 --persist-to $(DEV_STATE) --show-interactive-dev-session=false \
 	    --var EDGEREC_DEV:1 --var COLLECTOR_URL:http://127.0.0.1:8789/v1/aggregates \
 	    --var TRACE_RATE_PPM:1000000 --var SHADOW_RATE_PPM:1000000
+
+## shoppers: with `make dev` running, 400 simulated shoppers with a known ground truth (scripts/
+## shoppers.mjs) for the demo's experiment; then `edgerec experiments report` or the dashboard
+shoppers:
+	node scripts/shoppers.mjs 400 http://127.0.0.1:8787
 
 ## demo-cli: the decision core alone, explaining each decision of a scripted shopper
 demo-cli: tools

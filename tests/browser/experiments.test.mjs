@@ -17,8 +17,9 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startStack, startTansu, browser, root, freePort } from '../e2e/stack.mjs';
+import { startStack, startTansu, root, freePort } from '../e2e/stack.mjs';
 import { launch, artifacts } from './browser.mjs';
+import { shoppers as simulated } from '../../scripts/shoppers.mjs';
 
 const env = { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', DO_NOT_TRACK: '1', EDGEREC_USER: 'ci' };
 const JUNK = 'sku-0300';
@@ -69,53 +70,16 @@ function serve(experiment, extraRules = []) {
   return hash;
 }
 
-/** A seeded generator (mulberry32), so the shoppers' choices are the same every run. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** One shopper: a product page (a view), a list of four, impressions, maybe a click and a buy. */
-async function shopper(random, i, seed) {
-  const go = browser(stack.base);
-  // Each shopper its own client address (wrangler dev passes the header through; on Cloudflare
-  // the platform sets it), as many shoppers are many clients to the new-session limit.
-  const ip = `10.${seed}.${i >> 8}.${i & 255}`;
-  const json = { 'content-type': 'application/json', 'cf-connecting-ip': ip };
-  const t0 = Date.now();
-  const page = `sku-${String(1 + (i % 150)).padStart(4, '0')}`;
-  let r = await go('/v1/events', { method: 'POST', headers: json,
-    body: JSON.stringify({ events: [{ type: 'view', item: page, ts: t0, seq: 1 }] }) });
-  assert.equal(r.status, 202);
-  r = await go('/v1/recommendations?limit=4&debug=1');
-  const d = await r.json();
-  const items = d.items.map((x) => x.id);
-  const events = items.map((item, k) => ({ type: 'impression', item, ts: t0 + 1 + k, seq: 2 + k }));
-  const wanted = items[0] !== JUNK;
-  if (random() < (wanted ? 0.8 : 0.02)) {
-    events.push({ type: 'click', item: items[0], ts: t0 + 10, seq: 10 });
-    if (random() < 0.4) events.push({ type: 'purchase', item: items[0], price: 20, quantity: 1, ts: t0 + 11, seq: 11 });
-  }
-  r = await go('/v1/events', { method: 'POST', headers: json, body: JSON.stringify({ events }) });
-  assert.equal(r.status, 202);
-  return { variant: d.variant, top: items[0], shown: items.length, clicked: events.some((e) => e.type === 'click') };
-}
-
-async function shoppers(n, seed) {
-  const random = rng(seed);
-  const seen = [];
-  // Four at a time: bounded concurrency against one wrangler dev.
-  for (let i = 0; i < n; i += 4) {
-    seen.push(...await Promise.all(Array.from({ length: Math.min(4, n - i) }, (_, k) => shopper(random, i + k, seed))));
-  }
-  return seen;
-}
+// Ground truth of these tests: every product is wanted but the junk item the harmful variant
+// pins first; only the top of the list is clicked (80% when wanted, 2% when not).
+const truth = {
+  page: (i) => `sku-${String(1 + (i % 150)).padStart(4, '0')}`,
+  wants: (item) => item !== JUNK,
+  click: (k) => (k === 0 ? 0.8 : 0),
+  noise: 0.02,
+  buy: 0.4,
+};
+const shoppers = (n, seed) => simulated(stack.base, n, { seed, truth, concurrency: 8 });
 
 /** Waits until the collector has written `sessions` experiment sessions under `prefix/…` to Kafka. */
 async function arrived(expId, sessions) {
