@@ -349,7 +349,6 @@ impl Engine {
         }
         let mut out_state = None;
         let mut state_changed = false;
-        let limit = req.limit.min(MAX_LIMIT);
         if stateful {
             state.prune(req.now_ms, cfg);
             let blob = state.encode_capped(cfg);
@@ -360,6 +359,7 @@ impl Engine {
         let features = Features::compute(&state, ctx, req.now_ms, cfg);
         let mut items = Vec::new();
         let mut rule_hits = Vec::new();
+        let limit = req.limit.min(MAX_LIMIT);
         if limit > 0 {
             let env = Env::new(&state, &features, req.now_ms, cfg.bucket_ms);
             let hits = match tier {
@@ -718,7 +718,8 @@ mod tests {
             }
         );
         assert_eq!((arm.decisions, arm.fallbacks), (2, 1));
-        // The tally travels in the state: a redelivered request adds nothing.
+        // The tally travels in the state: a later decision without events adds nothing to the
+        // session's sums, and the session is not counted again.
         let again = engine.decide(&DecideRequest {
             state: second.state.as_deref(),
             events: &[],

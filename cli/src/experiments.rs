@@ -2,7 +2,8 @@
 //! error-rate and power simulations (`simulate`, the figures in BENCHMARKS.md).
 
 use edgerec::experiment::report::ReportDoc;
-use edgerec::experiment::stats::{simulate, Simulation};
+use edgerec::experiment::stats::{metric_name, simulate, Simulation};
+use edgerec::rules::bundle::Metric;
 use edgerec_trainer::control::read_report;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -41,7 +42,15 @@ pub enum ExperimentsCmd {
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// `conversion`, `ctr` (a ratio metric) or `revenue` (heavy-tailed).
+        #[arg(long, default_value = "conversion", value_parser = metric)]
+        metric: Metric,
     },
+}
+
+fn metric(s: &str) -> Result<Metric, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("{s:?}: not a metric (conversion, ctr, revenue)"))
 }
 
 /// Runs one command; returns what to print.
@@ -61,6 +70,7 @@ pub fn run(cmd: ExperimentsCmd) -> Result<String, String> {
             rate,
             lift,
             seed,
+            metric,
         } => {
             let r = simulate(&Simulation {
                 experiments,
@@ -69,10 +79,11 @@ pub fn run(cmd: ExperimentsCmd) -> Result<String, String> {
                 base_rate: rate,
                 lift,
                 seed,
+                metric,
             });
             Ok(serde_json::json!({
                 "experiments": experiments, "looks": looks, "sessions_per_arm": sessions,
-                "rate": rate, "lift": lift, "seed": seed,
+                "rate": rate, "lift": lift, "seed": seed, "metric": metric_name(metric),
                 "ever_significant": r.ever_significant,
                 "naive_ever_significant": r.naive_ever_significant,
                 "by_look": r.by_look,

@@ -472,12 +472,16 @@ pub struct Simulation {
     pub looks: u32,
     /// Sessions per arm at the last look.
     pub sessions_per_arm: u32,
-    /// Conversion rate of the control.
+    /// Conversion rate of the control (for `ctr`: the click chance per impression).
     pub base_rate: f64,
-    /// Relative lift of the variant (0 for A/A).
+    /// Relative lift of the variant (0 for A/A): of the rate, or for `revenue` of the amounts.
     pub lift: f64,
     /// Seed.
     pub seed: u64,
+    /// What each session yields: `conversion` (0/1), `ctr` (1 + Poisson(3) impressions, each
+    /// clicked with the rate) or `revenue` (a purchase with the rate, of a log-normal amount:
+    /// median 29.81, heavy-tailed); other metrics simulate as `conversion`.
+    pub metric: Metric,
 }
 
 /// What a [`Simulation`] found.
@@ -492,20 +496,40 @@ pub struct SimulationResult {
     pub naive_ever_significant: f64,
 }
 
-/// Runs a conversion-rate simulation: sessions convert with the arm's rate, the engine looks
-/// after every `sessions_per_arm / looks` sessions per arm.
-pub fn simulate(s: &Simulation) -> SimulationResult {
-    let mut rng = s.seed;
-    let mut uniform = move || {
-        // splitmix64
-        rng = rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = rng;
+/// splitmix64: a small seeded generator for the simulations.
+struct SplitMix(u64);
+
+impl SplitMix {
+    /// Uniform in [0, 1).
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller).
+    fn normal(&mut self) -> f64 {
+        let a = self.uniform().max(f64::MIN_POSITIVE);
+        let b = self.uniform();
+        (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
+    }
+}
+
+/// Runs a simulation: each session yields the metric's values (see [`Simulation::metric`]), the
+/// engine looks after every `sessions_per_arm / looks` sessions per arm.
+pub fn simulate(s: &Simulation) -> SimulationResult {
+    let mut rng = SplitMix(s.seed);
+    let metric = match s.metric {
+        Metric::Ctr | Metric::Revenue => s.metric,
+        _ => Metric::Conversion,
     };
     let step = (s.sessions_per_arm / s.looks.max(1)).max(1);
-    let rate_b = s.base_rate * (1.0 + s.lift);
+    let (rate_b, scale_b) = match metric {
+        Metric::Revenue => (s.base_rate, 1.0 + s.lift),
+        _ => (s.base_rate * (1.0 + s.lift), 1.0),
+    };
     let mut first_hit: Vec<Option<u32>> = Vec::with_capacity(s.experiments as usize);
     let mut naive = 0u32;
     for _ in 0..s.experiments {
@@ -514,15 +538,42 @@ pub fn simulate(s: &Simulation) -> SimulationResult {
         let mut naive_hit = false;
         for look in 1..=s.looks {
             for _ in 0..step {
-                for (arm, rate) in [(&mut a, s.base_rate), (&mut b, rate_b)] {
+                for (arm, rate, scale) in [(&mut a, s.base_rate, 1.0), (&mut b, rate_b, scale_b)] {
                     arm.sessions += 1;
-                    if uniform() < rate {
-                        arm.converted.sum += 1;
-                        arm.converted.sum_sq += 1;
+                    match metric {
+                        Metric::Ctr => {
+                            // 1 + Poisson(3) impressions (Knuth), each clicked with the rate.
+                            let (mut k, mut p) = (0u64, rng.uniform());
+                            while p > (-3.0f64).exp() {
+                                k += 1;
+                                p *= rng.uniform();
+                            }
+                            let n = 1 + k;
+                            let c = (0..n).filter(|_| rng.uniform() < rate).count() as u64;
+                            arm.impressions.sum += n;
+                            arm.impressions.sum_sq += n * n;
+                            arm.clicks.sum += c;
+                            arm.clicks.sum_sq += c * c;
+                            arm.clicks_x_impressions += c * n;
+                        }
+                        Metric::Revenue => {
+                            if rng.uniform() < rate {
+                                let cents = ((8.0 + rng.normal()).exp() * scale).round() as u64;
+                                let x = cents.min(super::metrics::REVENUE_CAP_CENTS);
+                                arm.revenue_cents.sum += x;
+                                arm.revenue_cents.sum_sq += x * x;
+                            }
+                        }
+                        _ => {
+                            if rng.uniform() < rate {
+                                arm.converted.sum += 1;
+                                arm.converted.sum_sq += 1;
+                            }
+                        }
                     }
                 }
             }
-            if let Some(c) = compare(&a, &b, Metric::Conversion) {
+            if let Some(c) = compare(&a, &b, metric) {
                 if hit.is_none() && c.significant {
                     hit = Some(look * step);
                 }
@@ -778,10 +829,30 @@ mod tests {
             base_rate: 0.1,
             lift: 0.0,
             seed: 1,
+            metric: Metric::Conversion,
         });
         assert!(r.ever_significant <= 0.05, "{r:?}");
         // Naive peeking at a fixed-horizon test is what this protects from.
         assert!(r.naive_ever_significant > 0.15, "{r:?}");
+    }
+
+    #[test]
+    fn a_a_holds_for_the_ratio_metric_and_heavy_tailed_revenue() {
+        // The delta method (CTR) and a skewed, capped metric (revenue), same size and seed as the
+        // conversion check (BENCHMARKS.md has three seeds of each).
+        for metric in [Metric::Ctr, Metric::Revenue] {
+            let r = simulate(&Simulation {
+                experiments: 1000,
+                looks: 50,
+                sessions_per_arm: 10_000,
+                base_rate: 0.1,
+                lift: 0.0,
+                seed: 1,
+                metric,
+            });
+            assert!(r.ever_significant <= 0.05, "{metric:?}: {r:?}");
+            assert!(r.naive_ever_significant > 0.1, "{metric:?}: {r:?}");
+        }
     }
 
     #[test]
@@ -793,6 +864,7 @@ mod tests {
             base_rate: 0.1,
             lift: 0.15,
             seed: 2,
+            metric: Metric::Conversion,
         });
         assert!(r.ever_significant > 0.8, "{r:?}");
         assert!(r.by_look.windows(2).all(|w| w[0].1 <= w[1].1));

@@ -104,13 +104,22 @@ pub fn stop_bundle(text: &str, exp: &Experiment) -> Result<(String, String), Str
 }
 
 impl Controller {
-    /// A controller keeping its report at `path` (read back if it exists).
-    pub fn open(path: &Path) -> Result<Controller, ControlError> {
-        Ok(Controller {
+    /// A controller keeping its report at `path` (read back if it exists). A report that does
+    /// not read is started afresh with a warning: it is derived data (the stops are also in the
+    /// release history), and training must not stop over it.
+    pub fn open(path: &Path) -> Controller {
+        let doc = read_report(path).unwrap_or_else(|e| {
+            eprintln!(
+                "{}",
+                serde_json::json!({"level": "warn", "controller": format!("{e}; starting a new report")})
+            );
+            ReportDoc::default()
+        });
+        Controller {
             path: path.to_path_buf(),
             settle: std::time::Duration::ZERO,
-            doc: read_report(path)?,
-        })
+            doc,
+        }
     }
 
     /// The report document as it stands.
@@ -224,7 +233,10 @@ impl Controller {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let tmp = self.path.with_extension("json.tmp");
+        // One temporary file per process: instances of a group share the state directory.
+        let tmp = self
+            .path
+            .with_extension(format!("json.{}.tmp", std::process::id()));
         let body = serde_json::to_vec_pretty(&self.doc).unwrap_or_default();
         std::fs::write(&tmp, body).map_err(err)?;
         std::fs::rename(&tmp, &self.path).map_err(err)
@@ -273,7 +285,7 @@ mod tests {
         let (store, live_hash) = seeded();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("experiments.json");
-        let mut c = Controller::open(&path).unwrap();
+        let mut c = Controller::open(&path);
         // Healthy so far: no stop.
         let r = c
             .round(&store, &arms(conv(400, 40), conv(400, 41)), 1)
@@ -317,10 +329,25 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_report_is_started_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.json");
+        std::fs::write(&path, b"{not json").unwrap();
+        let (store, _) = seeded();
+        let mut c = Controller::open(&path);
+        assert!(c.doc().experiments.is_empty());
+        c.round(&store, &arms(conv(10, 1), conv(10, 1)), 5).unwrap();
+        assert_eq!(
+            read_report(&path).unwrap().experiments["recs"].looks.len(),
+            1
+        );
+    }
+
+    #[test]
     fn an_a_a_split_and_a_young_experiment_are_left_alone() {
         let (store, live_hash) = seeded();
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Controller::open(&dir.path().join("e.json")).unwrap();
+        let mut c = Controller::open(&dir.path().join("e.json"));
         for (i, a) in [50, 5000, 9000].into_iter().enumerate() {
             let r = c
                 .round(&store, &arms(conv(a, a / 10), conv(a, a / 10)), i as u64)

@@ -37,9 +37,6 @@ pub enum RunError {
     /// Kafka client.
     #[error("kafka: {0}")]
     Kafka(String),
-    /// The experiment controller's report file.
-    #[error(transparent)]
-    Control(#[from] crate::control::ControlError),
 }
 
 /// Counters of a run, printed as progress.
@@ -107,10 +104,9 @@ impl Trainer {
     ) -> Result<Trainer, RunError> {
         let state = dir.load(&cfg)?;
         let others = dir.others(&cfg)?;
-        let controller = match kv {
-            Some(_) => Some(Controller::open(&dir.path().join(REPORT_FILE))?),
-            None => None,
-        };
+        let controller = kv
+            .as_ref()
+            .map(|_| Controller::open(&dir.path().join(REPORT_FILE)));
         Ok(Trainer {
             controller,
             cfg,
