@@ -317,6 +317,42 @@ mod tests {
     }
 
     #[test]
+    fn decisions_and_their_times_are_counted_per_decision() {
+        let mut arm = ArmTally::default();
+        arm.count_decision(false);
+        arm.count_decision(true);
+        arm.count_latency(300);
+        arm.count_latency(LATENCY_CAP_US * 5);
+        assert_eq!((arm.decisions, arm.fallbacks, arm.timed), (2, 1, 2));
+        let cap = LATENCY_CAP_US;
+        assert_eq!(
+            arm.latency_us,
+            Moments {
+                sum: 300 + cap,
+                sum_sq: 90_000 + cap * cap
+            }
+        );
+    }
+
+    #[test]
+    fn each_variant_key_has_its_own_tally_key() {
+        // FNV-1a-64 of "edgerec-tally" ‖ 0x00 ‖ key, high 32 bits: stable across builds.
+        let k = tally_key("e/a");
+        assert_eq!(k, tally_key("e/a"));
+        assert_ne!(k, tally_key("e/b"));
+        assert_ne!(tally_key("x/control"), tally_key("y/control"));
+        assert_eq!(
+            u64::from(k),
+            super::super::fnv1a64(&[b"edgerec-tally", b"e/a"]) >> 32
+        );
+        // A session moving to another variant's key is a new unit there.
+        let mut arm = ArmTally::default();
+        let t = record(&mut arm, None, tally_key("e/a"), Step::Click);
+        let t = record(&mut arm, Some(t), tally_key("e/b"), Step::Click);
+        assert_eq!((arm.sessions, t.clicks), (2, 1));
+    }
+
+    #[test]
     fn one_session_s_counts_are_capped() {
         let mut arm = ArmTally::default();
         let mut t = None;
