@@ -707,6 +707,20 @@ mod tests {
     }
 
     #[test]
+    fn for_fallbacks_and_latency_lower_is_better() {
+        let fallbacks = |f: u64| ArmTally {
+            decisions: 20_000,
+            fallbacks: f,
+            ..ArmTally::default()
+        };
+        let fewer = compare(&fallbacks(2_000), &fallbacks(1_000), Metric::FallbackShare).unwrap();
+        assert!(fewer.significant && fewer.better, "{fewer:?}");
+        let more = compare(&fallbacks(1_000), &fallbacks(2_000), Metric::FallbackShare).unwrap();
+        assert!(more.significant && !more.better);
+        assert!(higher_is_better(Metric::Ctr) && !higher_is_better(Metric::LatencyUs));
+    }
+
+    #[test]
     fn a_lift_interval_is_never_narrower_than_the_difference_says() {
         // No conversions at all in the variant: the delta method alone would give a zero-width
         // interval at -100%.
