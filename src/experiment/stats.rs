@@ -630,6 +630,15 @@ mod tests {
     }
 
     #[test]
+    fn two_sessions_are_the_fewest_with_a_variance() {
+        assert_eq!(estimate(&conv(1, 1), Metric::Conversion), None);
+        // Two sessions, one converted: mean 0.5, sample variance 0.5, of the mean 0.25.
+        let e = estimate(&conv(2, 1), Metric::Conversion).unwrap();
+        assert_eq!((e.n, e.mean, e.var), (2, 0.5, 0.25));
+        assert!(estimate(&conv(3, 1), Metric::Conversion).is_some());
+    }
+
+    #[test]
     fn a_proportion_by_hand() {
         // 1,000 sessions, 100 converted: p = 0.1, sample variance = (100 - 1000·0.01)/999
         // = 90/999 = 0.0900901, variance of the mean 9.00901e-5.
