@@ -100,15 +100,14 @@ pub fn estimate(arm: &ArmTally, metric: Metric) -> Option<Estimate> {
             if n < 2 || arm.impressions.sum == 0 {
                 return None;
             }
+            // Delta method for R = Σx/Σy: Var(R) ≈ Σ(x - R·y)² / ((n-1)·n·ȳ²), and
+            // Σ(x - R·y)² = Σx² - 2R·Σxy + R²·Σy² (the mean terms cancel: Σ(x - R·y) = 0).
             let nf = f(n);
             let (sx, sy) = (f(arm.clicks.sum), f(arm.impressions.sum));
-            let (mx, my) = (sx / nf, sy / nf);
-            let cov = |sab: f64, ma: f64, mb: f64| (sab - nf * ma * mb) / (nf - 1.0);
-            let vxx = cov(f(arm.clicks.sum_sq), mx, mx);
-            let vyy = cov(f(arm.impressions.sum_sq), my, my);
-            let vxy = cov(f(arm.clicks_x_impressions), mx, my);
-            let r = sx / sy;
-            let var = ((vxx - 2.0 * r * vxy + r * r * vyy) / (nf * my * my)).max(0.0);
+            let (r, my) = (sx / sy, sy / nf);
+            let ss = f(arm.clicks.sum_sq) - 2.0 * r * f(arm.clicks_x_impressions)
+                + r * r * f(arm.impressions.sum_sq);
+            let var = (ss / ((nf - 1.0) * nf * my * my)).max(0.0);
             Some(Estimate { n, mean: r, var })
         }
         Metric::AddToCart => mean_of(n, f(arm.added.sum), f(arm.added.sum_sq)),
@@ -679,6 +678,18 @@ mod tests {
         let e = estimate(&arm, Metric::Ctr).unwrap();
         assert!(close(e.mean, 0.4, 1e-12));
         assert!(close(e.var, 0.0144, 1e-12), "{}", e.var);
+        // One session, or no impressions: no estimate.
+        let one = ArmTally {
+            sessions: 1,
+            impressions: Moments { sum: 4, sum_sq: 16 },
+            ..ArmTally::default()
+        };
+        assert_eq!(estimate(&one, Metric::Ctr), None);
+        let unseen = ArmTally {
+            sessions: 5,
+            ..ArmTally::default()
+        };
+        assert_eq!(estimate(&unseen, Metric::Ctr), None);
     }
 
     #[test]
