@@ -737,6 +737,18 @@ mod tests {
         assert!(fewer.significant && fewer.better, "{fewer:?}");
         let more = compare(&fallbacks(1_000), &fallbacks(2_000), Metric::FallbackShare).unwrap();
         assert!(more.significant && !more.better);
+        // A share needs two decisions.
+        assert_eq!(
+            estimate(&fallbacks(0), Metric::FallbackShare).map(|e| e.n),
+            Some(20_000)
+        );
+        for d in [0, 1] {
+            let few = ArmTally {
+                decisions: d,
+                ..ArmTally::default()
+            };
+            assert_eq!(estimate(&few, Metric::FallbackShare), None, "{d}");
+        }
         assert!(higher_is_better(Metric::Ctr) && !higher_is_better(Metric::LatencyUs));
     }
 
