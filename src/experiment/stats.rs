@@ -658,6 +658,15 @@ mod tests {
         assert!(hw > 0.0196);
         assert!(half_width(1e-4, 1_000.0, 0.05) > hw);
         assert_eq!(half_width(0.0, 10.0, 0.05), 0.0);
+        // Nothing can be said from a negative or unknown variance, or from no units.
+        for (v, n) in [
+            (-1e-4, 100.0),
+            (f64::NAN, 100.0),
+            (1e-4, 0.0),
+            (1e-4, f64::NAN),
+        ] {
+            assert_eq!(half_width(v, n, 0.05), f64::INFINITY, "{v} {n}");
+        }
     }
 
     #[test]
