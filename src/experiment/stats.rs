@@ -875,27 +875,11 @@ mod tests {
 
     #[test]
     fn a_a_experiments_monitored_50_times_rarely_declare_a_difference() {
-        // The check: 1,000 A/A experiments, 50 looks each (figures in BENCHMARKS.md,
-        // from `edgerec experiments simulate`).
-        let r = simulate(&Simulation {
-            experiments: 1000,
-            looks: 50,
-            sessions_per_arm: 10_000,
-            base_rate: 0.1,
-            lift: 0.0,
-            seed: 1,
-            metric: Metric::Conversion,
-        });
-        assert!(r.ever_significant <= 0.05, "{r:?}");
-        // Naive peeking at a fixed-horizon test is what this protects from.
-        assert!(r.naive_ever_significant > 0.15, "{r:?}");
-    }
-
-    #[test]
-    fn a_a_holds_for_the_ratio_metric_and_heavy_tailed_revenue() {
-        // The delta method (CTR) and a skewed, capped metric (revenue), same size and seed as the
-        // conversion check (BENCHMARKS.md has three seeds of each).
-        for metric in [Metric::Ctr, Metric::Revenue] {
+        // The check: 1,000 A/A experiments, 50 looks each, for a proportion, the ratio
+        // metric (delta method) and a skewed, capped one (figures in BENCHMARKS.md, from
+        // `edgerec experiments simulate`). Naive peeking at a fixed-horizon test, what this
+        // protects from, flags far more.
+        for metric in [Metric::Conversion, Metric::Ctr, Metric::Revenue] {
             let r = simulate(&Simulation {
                 experiments: 1000,
                 looks: 50,
@@ -906,7 +890,7 @@ mod tests {
                 metric,
             });
             assert!(r.ever_significant <= 0.05, "{metric:?}: {r:?}");
-            assert!(r.naive_ever_significant > 0.1, "{metric:?}: {r:?}");
+            assert!(r.naive_ever_significant > 0.15, "{metric:?}: {r:?}");
         }
     }
 
