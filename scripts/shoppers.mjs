@@ -27,8 +27,8 @@ export function rng(seed) {
   };
 }
 
-/** A tiny cookie jar over fetch. */
-function jar(base) {
+/** A tiny cookie jar over fetch (the tests' `browser`). */
+export function jar(base) {
   const cookies = new Map();
   return async (p, init = {}) => {
     const cookie = [...cookies.values()].join('; ');

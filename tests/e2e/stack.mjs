@@ -104,13 +104,5 @@ export async function startTansu() {
   return { brokers, stop: () => child.kill('SIGTERM') };
 }
 
-/** A tiny cookie jar over fetch. */
-export function browser(base) {
-  let jar = new Map();
-  return async (p, init = {}) => {
-    const cookie = [...jar.values()].join('; ');
-    const r = await fetch(`${base}${p}`, { ...init, headers: { ...(init.headers || {}), cookie } });
-    for (const c of r.headers.getSetCookie()) { const kv = c.split(';')[0]; jar.set(kv.split('=')[0], kv); }
-    return r;
-  };
-}
+/** A tiny cookie jar over fetch (one browser's cookies). */
+export { jar as browser } from '../../scripts/shoppers.mjs';
