@@ -746,7 +746,28 @@ mod tests {
         assert!(fewer.significant && fewer.better, "{fewer:?}");
         let more = compare(&fallbacks(1_000), &fallbacks(2_000), Metric::FallbackShare).unwrap();
         assert!(more.significant && !more.better);
-        // A share needs two decisions.
+        // A share of decisions by hand: 20 of 100 → p = 0.2, variance p(1−p)/d = 0.0016.
+        let share = ArmTally {
+            decisions: 100,
+            fallbacks: 20,
+            ..ArmTally::default()
+        };
+        let e = estimate(&share, Metric::FallbackShare).unwrap();
+        assert!(
+            close(e.mean, 0.2, 1e-12) && close(e.var, 0.0016, 1e-12),
+            "{e:?}"
+        );
+        // A share needs two decisions (1 of 2: variance 0.25 / 2).
+        let two = ArmTally {
+            decisions: 2,
+            fallbacks: 1,
+            ..ArmTally::default()
+        };
+        assert!(close(
+            estimate(&two, Metric::FallbackShare).unwrap().var,
+            0.125,
+            1e-12
+        ));
         assert_eq!(
             estimate(&fallbacks(0), Metric::FallbackShare).map(|e| e.n),
             Some(20_000)
