@@ -353,6 +353,37 @@ mod tests {
     }
 
     #[test]
+    fn a_tally_with_extreme_values_never_panics() {
+        // Whatever a stored tally holds (the blob is the edge's own, but a panic would poison the
+        // isolate), every step saturates or caps.
+        let max = SessionTally {
+            key: 1,
+            impressions: u64::MAX,
+            clicks: u64::MAX,
+            add_to_carts: u64::MAX,
+            purchases: u64::MAX,
+            revenue_cents: u64::MAX,
+        };
+        let mut arm = ArmTally::default();
+        assert_eq!(record(&mut arm, Some(max), 1, Step::Enter), max);
+        // Counts come back to the cap; sums never go down or wrap.
+        let t = record(&mut arm, Some(max), 1, Step::Impression);
+        assert_eq!(t.impressions, COUNT_CAP);
+        let t = record(&mut arm, Some(max), 1, Step::Purchase(u64::MAX));
+        assert_eq!(
+            (t.purchases, t.revenue_cents),
+            (COUNT_CAP, REVENUE_CAP_CENTS)
+        );
+        record(&mut arm, Some(max), 1, Step::Click);
+        record(&mut arm, Some(max), 1, Step::AddToCart);
+        assert_eq!(arm.impressions, Moments::default());
+        assert_eq!(arm.clicks_x_impressions, 0);
+        assert_eq!(arm.sessions, 0);
+        arm.count_latency(u64::MAX);
+        assert_eq!(arm.latency_us.sum, LATENCY_CAP_US);
+    }
+
+    #[test]
     fn one_session_s_counts_are_capped() {
         let mut arm = ArmTally::default();
         let mut t = None;

@@ -540,6 +540,31 @@ mod tests {
     }
 
     #[test]
+    fn guardrails_need_exactly_one_finite_bound() {
+        let with = |g: &str| {
+            format!(
+                r#"{{"version":"1","experiment":{{"id":"e","salt":"s",
+                "variants":[{{"name":"control","weight":1}},{{"name":"b","weight":1}}],
+                "primary":"ctr","guardrails":[{g}]}},"rules":[]}}"#
+            )
+        };
+        assert!(compile_json(&with(r#"{"metric":"conversion","max_drop":0.02}"#), H).is_ok());
+        for bad in [
+            r#"{"metric":"ctr"}"#,
+            r#"{"metric":"ctr","max_drop":0.1,"max":0.5}"#,
+            r#"{"metric":"ctr","max_drop":-0.1}"#,
+            r#"{"metric":"ctr","max":1e12}"#,
+        ] {
+            assert_eq!(paths(&with(bad)), ["experiment.guardrails[0]"], "{bad}");
+        }
+        // Unknown metrics and fields are refused by the bundle's shape.
+        assert!(compile_json(&with(r#"{"metric":"bounce","max":0.5}"#), H).is_err());
+        assert!(compile_json(&with(r#"{"metric":"ctr","min":0.5}"#), H).is_err());
+        let many = vec![r#"{"metric":"ctr","max_drop":0.1}"#; 17].join(",");
+        assert_eq!(paths(&with(&many)), ["experiment.guardrails"]);
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("10m"), Some(600_000));
         assert_eq!(parse_duration("1h"), Some(3_600_000));

@@ -195,6 +195,28 @@ mod tests {
             apply(&mut m, &cfg, "e", "e.views", Encoded::Json(&bad), fresh),
             Err(RecordError::Schema { .. })
         ));
+        // Experiment sums: counted once per (batch, key); implausible sums are refused.
+        let arm = serde_json::json!({"v":1,"batch":"b","source":"edge","ts":5,"key":"e/a",
+            "tally":{"sessions":2,"converted":{"sum":1,"sum_sq":1}}});
+        let mut seen_arms = std::collections::HashSet::new();
+        let mut take = |m: &mut Model, v: &serde_json::Value| {
+            apply(m, &cfg, "e", "e.experiments", Encoded::Json(v), |id| {
+                seen_arms.insert(id)
+            })
+        };
+        assert_eq!(
+            take(&mut m, &arm).unwrap(),
+            Applied::Counted("experiments", 2)
+        );
+        assert_eq!(take(&mut m, &arm).unwrap(), Applied::Copy);
+        assert_eq!(m.experiments["e/a"].sessions, 2);
+        let forged = serde_json::json!({"v":1,"batch":"c","source":"edge","ts":5,"key":"e/a",
+            "tally":{"sessions":1,"converted":{"sum":3,"sum_sq":9}}});
+        assert!(matches!(
+            take(&mut m, &forged),
+            Err(RecordError::Schema { .. })
+        ));
+        assert_eq!(m.experiments["e/a"].sessions, 2);
         let v2 = serde_json::json!({"v":2,"ts":1,"item":"a","count":1});
         assert!(matches!(
             apply(&mut m, &cfg, "e", "e.views", Encoded::Json(&v2), fresh),
