@@ -6,9 +6,9 @@
 //
 // `make shoppers` (with `make dev` running) sends 400 of them to 127.0.0.1:8787 with the demo's
 // ground truth: a shopper on product P wants the items of P's related list in the demo catalog.
-// The demo experiment's treatment boosts items related to the last item touched, so on this
-// truth it should win on CTR; `edgerec experiments report` and the dashboard say whether the
-// stats engine can tell yet. The experiment tests drive the same code with their own truth.
+// It prints, per variant, the clicks and impressions the shoppers made and how many of the shown
+// items they wanted: the truth `edgerec experiments report` (after the trainer's next round) is
+// held against. The experiment tests drive the same code with their own truth.
 //
 // Usage: node scripts/shoppers.mjs [count=400] [base=http://127.0.0.1:8787] [seed=1]
 import { readFileSync } from 'node:fs';
@@ -100,6 +100,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const seed = Number(process.argv[4] || 1);
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
   const seen = await shoppers(base, n, { seed, truth: demoTruth(root) });
+  // The edge ships its counters on a later request once they are FLUSH_MAX_AGE_MS (10 s) old:
+  // wait that long and ask once more, so the report does not wait for the next shopper.
+  await new Promise((r) => setTimeout(r, 11_000));
+  await fetch(`${base}/v1/health`).then((r) => r.arrayBuffer(), () => null);
   const by = {};
   for (const s of seen) {
     const v = (by[s.variant || '-'] ||= { shoppers: 0, clicks: 0, impressions: 0, wanted_shown: 0 });
