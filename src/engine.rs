@@ -460,6 +460,12 @@ impl Engine {
         let mut order: Vec<&Event> = events.iter().collect();
         order.sort_by_key(|e| (e.ts, e.seq));
         let (mut accepted, mut duplicates, mut capped, mut missing) = (0u32, 0u32, 0u32, 0u32);
+        // The variant's counter key and tally key, once per request rather than per event.
+        let arm_key = ctx.variant.as_deref().map(|v| {
+            let key = self.variant_key(v);
+            let tally = tally_key(&key);
+            (key, tally)
+        });
         for ev in order {
             let known = match find(&self.head, shards, &ev.item) {
                 Found::Item(r) => Some(&r.card),
@@ -507,10 +513,9 @@ impl Engine {
                         EventKind::Purchase => Some(VariantEvent::Conversion),
                         _ => None,
                     };
-                    if let Some(v) = &ctx.variant {
-                        let key = self.variant_key(v);
+                    if let Some((key, tally)) = &arm_key {
                         if let Some(what) = under_variant {
-                            delta.count_variant(&key, what);
+                            delta.count_variant(key, what);
                         }
                         let quantity = u64::from(ev.quantity.unwrap_or(1));
                         let cents = price
@@ -523,7 +528,7 @@ impl Engine {
                             EventKind::AddToCart => Step::AddToCart,
                             EventKind::Purchase => Step::Purchase(cents),
                         };
-                        let t = record(delta.arm(&key), state.experiment, tally_key(&key), step);
+                        let t = record(delta.arm(key), state.experiment, *tally, step);
                         state.experiment = Some(t);
                     }
                 }
