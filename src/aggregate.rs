@@ -205,6 +205,30 @@ pub struct AggregateDelta {
     pub shadow: BTreeMap<String, ShadowCounts>,
     /// `experiment/variant` → per-session metric sums ([`crate::experiment::metrics`]).
     pub experiments: BTreeMap<String, ArmTally>,
+    /// from item → recommended item → position bucket → how often it was shown and clicked
+    /// there (events that say where: the trainer's exposure feedback).
+    pub shown: BTreeMap<String, BTreeMap<String, BTreeMap<u8, Shown>>>,
+}
+
+/// Last position bucket: positions from here on are counted together.
+pub const LAST_POS_BUCKET: u8 = 15;
+
+/// Impressions and clicks of a recommended item at one position of one anchor's list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Shown {
+    /// Times it was shown.
+    pub impressions: u64,
+    /// Times it was clicked from there.
+    pub clicks: u64,
+}
+
+impl Shown {
+    /// Adds another count.
+    pub fn add(&mut self, o: &Shown) {
+        self.impressions = self.impressions.saturating_add(o.impressions);
+        self.clicks = self.clicks.saturating_add(o.clicks);
+    }
 }
 
 fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, by: u64) {
@@ -251,6 +275,15 @@ impl AggregateDelta {
         }
         for (k, v) in &other.experiments {
             self.experiments.entry(k.clone()).or_default().add(v);
+        }
+        for (from, items) in &other.shown {
+            let e = self.shown.entry(from.clone()).or_default();
+            for (item, at) in items {
+                let e = e.entry(item.clone()).or_default();
+                for (pos, n) in at {
+                    e.entry(*pos).or_default().add(n);
+                }
+            }
         }
     }
 
@@ -370,6 +403,24 @@ impl AggregateDelta {
         );
     }
 
+    /// Counts an impression or click of `item` shown at `pos` of `from`'s related list.
+    pub fn count_shown(&mut self, from: &str, item: &str, pos: u32, kind: EventKind) {
+        let bucket = pos.min(u32::from(LAST_POS_BUCKET)) as u8;
+        let at = self
+            .shown
+            .entry(from.to_string())
+            .or_default()
+            .entry(item.to_string())
+            .or_default()
+            .entry(bucket)
+            .or_default();
+        match kind {
+            EventKind::Impression => at.impressions = at.impressions.saturating_add(1),
+            EventKind::Click => at.clicks = at.clicks.saturating_add(1),
+            _ => {}
+        }
+    }
+
     /// Counts a rule hit.
     pub fn count_rule(&mut self, id: &str) {
         match self.rule_hits.get_mut(id) {
@@ -429,6 +480,12 @@ impl AggregateDelta {
             + self.variants.len()
             + self.experiments.len()
             + self.transitions.values().map(BTreeMap::len).sum::<usize>()
+            + self
+                .shown
+                .values()
+                .flat_map(BTreeMap::values)
+                .map(BTreeMap::len)
+                .sum::<usize>()
             + self
                 .shadow
                 .values()
@@ -585,6 +642,18 @@ impl AggregateBatch {
             }
             if let Some(why) = a.implausible() {
                 err(format!("delta.experiments[{k:?}]"), why);
+            }
+        }
+        for (from, items) in &d.shown {
+            for (item, at) in items {
+                let bad_pos = at.keys().any(|&p| p > LAST_POS_BUCKET);
+                let bad_count = at.values().any(|n| big(n.impressions) || big(n.clicks));
+                if check_id(from).is_err() || check_id(item).is_err() || bad_pos || bad_count {
+                    err(
+                        format!("delta.shown[{from:?}][{item:?}]"),
+                        "invalid item id, position above 15 or counter above 1e9",
+                    );
+                }
             }
         }
         for (from, tos) in &d.transitions {
@@ -801,6 +870,7 @@ pub fn check_browser_report(d: &AggregateDelta) -> Vec<FieldError> {
         || d.traces_dropped != 0
         || !d.shadow.is_empty()
         || !d.experiments.is_empty()
+        || !d.shown.is_empty()
     {
         errs.push(FieldError::new(
             "delta",
@@ -944,8 +1014,24 @@ mod tests {
         d.count_transition("a", "b");
         d.count_transition("a", "c");
         d.count_transition("d", "e");
-        // 2 items + 3 rules + 1 tier + 2 variants + 3 transitions.
-        assert_eq!(d.key_count(), 11);
+        // Shown: positions 17 and 40 share the last bucket; 3 keys.
+        d.count_shown("a", "b", 0, EventKind::Impression);
+        d.count_shown("a", "b", 0, EventKind::Click);
+        d.count_shown("a", "b", 17, EventKind::Impression);
+        d.count_shown("a", "b", 40, EventKind::Impression);
+        d.count_shown("a", "c", 1, EventKind::Impression);
+        d.count_shown("a", "c", 1, EventKind::View);
+        assert_eq!(d.shown["a"]["b"][&LAST_POS_BUCKET].impressions, 2);
+        assert_eq!(
+            d.shown["a"]["b"][&0],
+            Shown {
+                impressions: 1,
+                clicks: 1
+            }
+        );
+        assert_eq!(d.shown["a"]["c"][&1].impressions, 1);
+        // 2 items + 3 rules + 1 tier + 2 variants + 3 transitions + 3 shown.
+        assert_eq!(d.key_count(), 14);
         assert_eq!(
             (d.total(EventKind::View), d.total(EventKind::Click)),
             (3, 1)

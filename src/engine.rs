@@ -37,6 +37,11 @@ pub const MAX_SHIPPED_PER_ITEM: u32 = 10;
 /// going back and forth between two items cannot pile up a relation.
 pub const MAX_SHIPPED_TRANSITIONS_TO: u32 = 1;
 
+/// Most impressions one session ships as exposure feedback (`from`/`pos`): past this, a
+/// session (or a client replaying one) stops moving the trainer's per-position counts. Its
+/// clicks are bounded by [`MAX_SHIPPED_PER_ITEM`] like every interaction.
+pub const MAX_SHOWN_PER_SESSION: u32 = 200;
+
 /// Engine settings (hosts may load them from their environment).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -500,6 +505,12 @@ impl Engine {
                         continue;
                     }
                     delta.count_event(&ev.item, ev.kind);
+                    if let Some((from, pos)) = ev.shown() {
+                        let shown = state.totals[EventKind::Impression as usize];
+                        if ev.kind == EventKind::Click || shown <= MAX_SHOWN_PER_SESSION {
+                            delta.count_shown(from, &ev.item, pos, ev.kind);
+                        }
+                    }
                     if ev.kind.is_interaction() && all_kinds <= MAX_SHIPPED_TRANSITIONS_TO {
                         if let Some(p) = prev.filter(|p| *p != ev.item) {
                             if state.last_item.map(|i| state.item_id(i)) == Some(ev.item.as_str()) {
@@ -621,6 +632,51 @@ mod tests {
         let bundle = std::fs::read_to_string(format!("{dir}rules.json")).unwrap();
         let catalog = std::fs::read(format!("{dir}catalog.json")).unwrap();
         Engine::from_json(EngineConfig::default(), &bundle, &catalog).unwrap()
+    }
+
+    #[test]
+    fn placed_impressions_and_clicks_ship_as_exposure_feedback_up_to_the_session_cap() {
+        let engine = demo_engine();
+        let t = 1_764_201_600_000;
+        let placed = |kind, item: &str, pos, ts| Event {
+            from: Some("sku-0005".into()),
+            pos: Some(pos),
+            ..Event::new(kind, item, ts)
+        };
+        // A session replaying impressions of one item far past the cap, then one click.
+        let mut events: Vec<Event> = (0..300)
+            .map(|i| placed(EventKind::Impression, "sku-0008", 1, t + i))
+            .collect();
+        events.push(placed(EventKind::Click, "sku-0008", 1, t + 400));
+        events.push(Event::new(EventKind::Impression, "sku-0011", t + 401));
+        let mut state: Option<Vec<u8>> = None;
+        let mut shown = crate::aggregate::Shown::default();
+        for chunk in events.chunks(50) {
+            let d = engine.decide(&DecideRequest {
+                events: chunk,
+                state: state.as_deref(),
+                now_ms: t + 500,
+                limit: 3,
+                ..Default::default()
+            });
+            state = d.state.clone().or(state);
+            if let Some(n) = d
+                .delta
+                .shown
+                .get("sku-0005")
+                .and_then(|m| m.get("sku-0008"))
+            {
+                shown.add(&n[&1]);
+            }
+            assert!(
+                !d.delta.shown.contains_key("sku-0011"),
+                "unplaced: no feedback"
+            );
+        }
+        assert_eq!(
+            (shown.impressions, shown.clicks),
+            (u64::from(MAX_SHOWN_PER_SESSION), 1)
+        );
     }
 
     #[test]

@@ -105,6 +105,13 @@ pub struct Event {
     /// duplicate delivery and is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// For an impression or a click of a recommended item: the item whose related list put
+    /// it there (the slot markup's `data-edgerec-from`), for the trainer's exposure feedback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// With `from`: its 0-based position in the slot (`data-edgerec-pos`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<u32>,
 }
 
 impl Event {
@@ -118,9 +125,19 @@ impl Event {
             quantity: None,
             ts,
             seq: None,
+            from: None,
+            pos: None,
         }
     }
+
+    /// Where a recommended item was shown, for an impression or click that says so.
+    pub fn shown(&self) -> Option<(&str, u32)> {
+        Some((self.from.as_deref()?, self.pos?))
+    }
 }
+
+/// Largest accepted `pos` (slots hold at most 50 items).
+pub const MAX_POS: u32 = 63;
 
 /// How far from `now` an event's timestamp may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,7 +270,7 @@ fn event_from_value(
     for key in o.keys() {
         if !matches!(
             key.as_str(),
-            "type" | "item" | "category" | "price" | "quantity" | "ts" | "seq"
+            "type" | "item" | "category" | "price" | "quantity" | "ts" | "seq" | "from" | "pos"
         ) {
             c.push(at(key), "unknown field");
         }
@@ -356,6 +373,36 @@ fn event_from_value(
             None
         }
     };
+    let from = id_field(o.get("from"), &at("from"), false, c);
+    let pos = match o.get("pos") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(p) if p <= u64::from(MAX_POS) => Some(p as u32),
+            _ => {
+                c.push(at("pos"), format!("must be an integer from 0 to {MAX_POS}"));
+                None
+            }
+        },
+        Some(_) => {
+            c.push(at("pos"), "must be an integer");
+            None
+        }
+    };
+    let placed =
+        o.get("from").is_some_and(|v| !v.is_null()) || o.get("pos").is_some_and(|v| !v.is_null());
+    if placed {
+        if !matches!(kind, Some(EventKind::Impression | EventKind::Click)) && kind.is_some() {
+            c.push(
+                at("from"),
+                "only impressions and clicks say where an item was shown",
+            );
+        } else if from.is_none() != pos.is_none() && c.errors.len() == before {
+            c.push(
+                at(if from.is_none() { "from" } else { "pos" }),
+                "from and pos come together",
+            );
+        }
+    }
     if c.errors.len() != before {
         return None;
     }
@@ -367,6 +414,8 @@ fn event_from_value(
         quantity,
         ts: ts?,
         seq,
+        from,
+        pos,
     })
 }
 
@@ -472,6 +521,45 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.errors[0].field, "events[0].item");
+    }
+
+    #[test]
+    fn placement_comes_whole_on_impressions_and_clicks_only() {
+        let ok = parse(&format!(
+            r#"[{{"type":"impression","item":"b","from":"a","pos":0,"ts":{NOW}}},
+            {{"type":"click","item":"b","from":"a","pos":63,"ts":{NOW}}}]"#
+        ))
+        .unwrap();
+        assert_eq!(ok[0].shown(), Some(("a", 0)));
+        assert_eq!(ok[1].shown(), Some(("a", 63)));
+        for (body, field) in [
+            (
+                r#""type":"view","item":"b","from":"a","pos":1"#,
+                "events[0].from",
+            ),
+            (r#""type":"click","item":"b","from":"a""#, "events[0].pos"),
+            (r#""type":"click","item":"b","pos":1"#, "events[0].from"),
+            (
+                r#""type":"click","item":"b","from":"a","pos":64"#,
+                "events[0].pos",
+            ),
+            (
+                r#""type":"click","item":"b","from":"a","pos":-1"#,
+                "events[0].pos",
+            ),
+            (
+                r#""type":"click","item":"b","from":"","pos":1"#,
+                "events[0].from",
+            ),
+            (
+                r#""type":"click","item":"b","from":7,"pos":1"#,
+                "events[0].from",
+            ),
+        ] {
+            let e = parse(&format!(r#"[{{{body},"ts":{NOW}}}]"#)).unwrap_err();
+            assert_eq!(e.errors.len(), 1, "{body}: {e:?}");
+            assert_eq!(e.errors[0].field, field, "{body}");
+        }
     }
 
     #[test]

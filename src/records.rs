@@ -67,13 +67,15 @@ pub enum Topic {
     Sessions,
     /// Per-variant experiment metric sums ([`crate::experiment::metrics`]).
     Experiments,
+    /// Recommended items shown and clicked, per anchor and position (exposure feedback).
+    Shown,
     /// Authenticated batches that were refused, with why.
     DeadLetter,
 }
 
 impl Topic {
     /// Every topic, in a fixed order (the collector creates them at start-up).
-    pub const ALL: [Topic; 10] = [
+    pub const ALL: [Topic; 11] = [
         Topic::Views,
         Topic::Clicks,
         Topic::AddToCarts,
@@ -83,6 +85,7 @@ impl Topic {
         Topic::Transitions,
         Topic::Sessions,
         Topic::Experiments,
+        Topic::Shown,
         Topic::DeadLetter,
     ];
 
@@ -98,6 +101,7 @@ impl Topic {
             Topic::Transitions => "transitions",
             Topic::Sessions => "sessions",
             Topic::Experiments => "experiments",
+            Topic::Shown => "shown",
             Topic::DeadLetter => "deadletter",
         }
     }
@@ -267,6 +271,31 @@ pub struct ExperimentArm<'a> {
     pub tally: crate::experiment::metrics::ArmTally,
 }
 
+/// A value of the shown topic: how often one batch saw `item` shown at position `pos` of
+/// `from`'s related list, and clicked there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShownAt<'a> {
+    /// Schema version.
+    pub v: u8,
+    /// Batch id.
+    pub batch: Cow<'a, str>,
+    /// Who made the batch.
+    pub source: Cow<'a, str>,
+    /// When the batch was made, Unix ms.
+    pub ts: u64,
+    /// The anchor whose related list showed it.
+    pub from: Cow<'a, str>,
+    /// The recommended item.
+    pub item: Cow<'a, str>,
+    /// Position bucket (0-based; the last bucket, [`crate::aggregate::LAST_POS_BUCKET`], holds
+    /// every later position).
+    pub pos: u8,
+    /// Times shown there.
+    pub impressions: u64,
+    /// Times clicked there.
+    pub clicks: u64,
+}
+
 /// A value of the dead-letter topic: a refused, authenticated batch and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter<'a> {
@@ -383,6 +412,29 @@ pub fn from_batch(b: &AggregateBatch, prefix: &str) -> Vec<Record> {
             partition_hash: hash,
         });
     }
+    for (from, items) in &b.delta.shown {
+        for (item, at) in items {
+            for (&pos, shown) in at {
+                out.push(Record {
+                    topic: Topic::Shown.name(prefix),
+                    key: format!("{from}#{n}"),
+                    value: encode(&ShownAt {
+                        v: SCHEMA_VERSION,
+                        batch: batch.clone(),
+                        source: source.clone(),
+                        ts: b.created_ms,
+                        from: Cow::Borrowed(from),
+                        item: Cow::Borrowed(item),
+                        pos,
+                        impressions: shown.impressions,
+                        clicks: shown.clicks,
+                    }),
+                    headers: headers(&b.id),
+                    partition_hash: hash,
+                });
+            }
+        }
+    }
     let d = &b.delta;
     if d.decisions + d.events + d.duplicates > 0
         || !d.rule_hits.is_empty()
@@ -475,6 +527,8 @@ mod tests {
         d.count_event("a", EventKind::View);
         d.count_event("a", EventKind::Purchase);
         d.count_transition("a", "b");
+        d.count_shown("a", "b", 2, EventKind::Impression);
+        d.count_shown("a", "b", 2, EventKind::Click);
         d.count_rule("r");
         d.decisions = 1;
         let b = AggregateBatch::new("batch-1", "edge", 5, d);
@@ -486,8 +540,20 @@ mod tests {
                 "edgerec.views",
                 "edgerec.purchases",
                 "edgerec.transitions",
+                "edgerec.shown",
                 "edgerec.decisions"
             ]
+        );
+        let shown: ShownAt = rmp_serde::from_slice(&recs[3].value).unwrap();
+        assert_eq!(
+            (
+                shown.from.as_ref(),
+                shown.item.as_ref(),
+                shown.pos,
+                shown.impressions,
+                shown.clicks
+            ),
+            ("a", "b", 2, 1, 1)
         );
         assert!(recs.iter().all(|r| r
             .headers
@@ -499,7 +565,7 @@ mod tests {
         assert_eq!(views.batch, "batch-1");
         let t: Transition = rmp_serde::from_slice(&recs[2].value).unwrap();
         assert_eq!((t.from.as_ref(), t.to.as_ref(), t.count), ("a", "b", 1));
-        let dec: Decisions = rmp_serde::from_slice(&recs[3].value).unwrap();
+        let dec: Decisions = rmp_serde::from_slice(&recs[4].value).unwrap();
         assert_eq!((dec.decisions, dec.rule_hits["r"]), (1, 1));
         // Across many batches, one item's records use every key of its spread.
         let keys: std::collections::BTreeSet<String> = (0..200)

@@ -18,7 +18,12 @@ fn delta() -> impl Strategy<Value = AggregateDelta> {
         for (x, y, k, n, which) in ops {
             match which {
                 0 => (0..(n % 3 + 1)).for_each(|_| d.count_event(x, EventKind::ALL[k])),
-                1 => d.count_transition(x, y),
+                1 => {
+                    d.count_transition(x, y);
+                    // Exposure feedback: positions past the last bucket share it.
+                    let kind = [EventKind::Impression, EventKind::Click][k % 2];
+                    d.count_shown(x, y, (n % 20) as u32, kind);
+                }
                 2 => d.count_rule(x),
                 // Traced sessions, enough of them and long enough to hit the batch bounds.
                 3 => {
