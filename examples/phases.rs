@@ -66,6 +66,7 @@ fn main() {
             limit: 10,
             now_ms: w.now_ms,
             bucket_ms: cfg.session.bucket_ms,
+            feedback: true,
         })
     });
 }

@@ -54,7 +54,14 @@ pub struct ItemDoc {
     /// Related items with scores in (0, 1], best first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub related: Vec<(String, f32)>,
+    /// Exposure feedback on some of those related items: a factor on the score, learned by
+    /// the trainer from impressions and clicks per position (1 when not listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feedback: Vec<(String, f32)>,
 }
+
+/// Range a feedback factor must lie in.
+pub const FEEDBACK_RANGE: std::ops::RangeInclusive<f32> = (1.0 / 64.0)..=64.0;
 
 fn yes() -> bool {
     true
@@ -101,6 +108,9 @@ pub struct Catalog {
     pub categories: Vec<String>,
     /// Related items per item (index, score), best first.
     pub related: Vec<Vec<(u32, f32)>>,
+    /// Exposure feedback per item: (related index, factor), for the related items that have
+    /// one.
+    pub feedback: Vec<Vec<(u32, f32)>>,
     /// Most popular available items, best first (ties by id).
     pub popular: Vec<u32>,
     /// Most popular available items per category.
@@ -189,6 +199,21 @@ impl Catalog {
             }
             related.push(list);
         }
+        let mut feedback = Vec::with_capacity(doc.items.len());
+        for (i, it) in doc.items.iter().enumerate() {
+            let mut list = Vec::with_capacity(it.feedback.len());
+            for (j, (rid, f)) in it.feedback.iter().enumerate() {
+                let at = format!("items[{i}].feedback[{j}]");
+                if !it.related.iter().any(|(r, _)| r == rid) {
+                    err(at, "not one of the item's related items");
+                } else if !FEEDBACK_RANGE.contains(f) {
+                    err(at, "factor must be from 1/64 to 64");
+                } else if let Some(&r) = index.get(rid) {
+                    list.push((r, *f));
+                }
+            }
+            feedback.push(list);
+        }
         if !errors.is_empty() {
             return Err(CatalogError::Invalid(errors));
         }
@@ -199,7 +224,8 @@ impl Catalog {
             related,
             index,
             category_index,
-        ))
+        )
+        .with_feedback(feedback))
     }
 
     fn build(
@@ -241,12 +267,26 @@ impl Catalog {
             items,
             categories,
             related,
+            feedback: Vec::new(),
             popular: ranked,
             category_top,
             max_popularity,
             index,
             category_index,
         }
+    }
+
+    fn with_feedback(mut self, feedback: Vec<Vec<(u32, f32)>>) -> Catalog {
+        self.feedback = feedback;
+        self
+    }
+
+    /// The feedback factor of `related` in item `item`'s related list (1 when it has none).
+    pub fn feedback_of(&self, item: usize, related: u32) -> f32 {
+        self.feedback
+            .get(item)
+            .and_then(|l| l.iter().find(|e| e.0 == related))
+            .map_or(1.0, |e| e.1)
     }
 
     /// The item index for an id.
@@ -289,6 +329,13 @@ impl Catalog {
                     related: self.related[i]
                         .iter()
                         .map(|&(r, s)| (self.items[r as usize].id.clone(), s))
+                        .collect(),
+                    feedback: self
+                        .feedback
+                        .get(i)
+                        .into_iter()
+                        .flatten()
+                        .map(|&(r, f)| (self.items[r as usize].id.clone(), f))
                         .collect(),
                 })
                 .collect(),
@@ -334,6 +381,7 @@ mod tests {
     fn item(id: &str) -> ItemDoc {
         ItemDoc {
             id: id.into(),
+            feedback: Vec::new(),
             category: Some("c".into()),
             price: None,
             available: true,
@@ -352,6 +400,42 @@ mod tests {
             Ok(_) => vec![],
             Err(CatalogError::Invalid(e)) => e.into_iter().map(|e| e.field).collect(),
             Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn feedback_names_related_items_with_factors_in_range_and_round_trips() {
+        let with = |fb: Vec<(&str, f32)>| {
+            let mut a = item("a");
+            a.related = vec![("b".into(), 1.0), ("c".into(), 0.5)];
+            a.feedback = fb.into_iter().map(|(i, f)| (i.to_string(), f)).collect();
+            vec![a, item("b"), item("c")]
+        };
+        let lo = *FEEDBACK_RANGE.start();
+        let ok = with(vec![("b", lo), ("c", 64.0)]);
+        assert!(refused(ok.clone()).is_empty());
+        let cat = Catalog::from_doc(&CatalogDoc {
+            version: "v".into(),
+            items: ok.clone(),
+        })
+        .unwrap();
+        assert_eq!(cat.feedback_of(0, 1), lo);
+        assert_eq!(cat.feedback_of(0, 2), 64.0);
+        assert_eq!(cat.feedback_of(1, 0), 1.0, "none listed: 1");
+        assert_eq!(cat.to_doc().items[0].feedback, ok[0].feedback);
+        for bad in [
+            vec![("a", 1.0)],
+            vec![("zz", 1.0)],
+            vec![("b", 0.0)],
+            vec![("b", lo / 2.0)],
+            vec![("b", 64.5)],
+            vec![("b", f32::NAN)],
+        ] {
+            assert_eq!(
+                refused(with(bad.clone())),
+                ["items[0].feedback[0]"],
+                "{bad:?}"
+            );
         }
     }
 

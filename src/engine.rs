@@ -383,6 +383,7 @@ impl Engine {
                 limit,
                 now_ms: req.now_ms,
                 bucket_ms: cfg.bucket_ms,
+                feedback: self.uses_feedback(features.context.variant.as_deref()),
             });
             items = ranked.items;
             missing += ranked.missing;
@@ -412,6 +413,16 @@ impl Engine {
             features,
             missing,
         }
+    }
+
+    /// Whether a decision for `variant` uses the model's exposure feedback: the variant's
+    /// `feedback`, else the bundle's `settings.feedback`.
+    pub fn uses_feedback(&self, variant: Option<&str>) -> bool {
+        let of_variant = variant.and_then(|v| {
+            let exp = self.bundle.experiment.as_ref()?;
+            exp.variants.iter().find(|x| x.name == v)?.feedback
+        });
+        of_variant.unwrap_or(self.bundle.policy.feedback)
     }
 
     /// Checks a report of decisions the browser made itself: its shape
@@ -677,6 +688,52 @@ mod tests {
             (shown.impressions, shown.clicks),
             (u64::from(MAX_SHOWN_PER_SESSION), 1)
         );
+    }
+
+    #[test]
+    fn a_variant_without_feedback_ranks_by_co_visitation_alone() {
+        let catalog = br#"{"version":"f","items":[
+            {"id":"a","category":"x","related":[["b",1.0],["c",0.5]],"feedback":[["b",0.25],["c",2.0]]},
+            {"id":"b","category":"x"},{"id":"c","category":"x"}]}"#;
+        let bundle = r#"{"version":"t","settings":{"weights":{"popular":0,"category":0}},
+            "experiment":{"id":"fb","salt":"s","variants":[
+              {"name":"control","weight":1,"feedback":false},{"name":"treatment","weight":1}]},
+            "rules":[]}"#;
+        let engine = Engine::from_json(EngineConfig::default(), bundle, catalog).unwrap();
+        let t = 1_764_201_600_000;
+        let first = |variant: Option<&str>| {
+            let d = engine.decide(&DecideRequest {
+                events: &[Event::new(EventKind::View, "a", t)],
+                context: Context {
+                    variant: variant.map(str::to_string),
+                    ..Context::default()
+                },
+                now_ms: t + 1,
+                limit: 2,
+                ..Default::default()
+            });
+            d.items.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(first(Some("control")), ["b", "c"]);
+        assert_eq!(first(Some("treatment")), ["c", "b"], "1 × 0.25 < 0.5 × 2");
+        assert_eq!(
+            first(None),
+            ["c", "b"],
+            "settings.feedback defaults to true"
+        );
+        // Off for the shop; a variant may still turn it on.
+        let off = bundle
+            .replace(r#""category":0}}"#, r#""category":0},"feedback":false}"#)
+            .replace(
+                r#""name":"treatment","weight":1"#,
+                r#""name":"treatment","weight":1,"feedback":true"#,
+            );
+        assert_ne!(off, bundle);
+        let engine = Engine::from_json(EngineConfig::default(), &off, catalog).unwrap();
+        assert!(!engine.uses_feedback(None));
+        assert!(engine.uses_feedback(Some("treatment")));
+        assert!(!engine.uses_feedback(Some("control")));
+        assert!(!engine.uses_feedback(Some("unknown")));
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub fn catalog_doc() -> CatalogDoc {
                 title: None,
                 popularity: 10_000.0 / (1.0 + (i / CATEGORIES) as f32) + rng.below(10) as f32,
                 related,
+                feedback: Vec::new(),
             }
         })
         .collect();

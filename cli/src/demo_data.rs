@@ -163,6 +163,7 @@ pub fn catalog() -> CatalogDoc {
                 title: Some(format!("{} {}", rng.pick(ADJECTIVES), rng.pick(cat.nouns))),
                 popularity,
                 related: Vec::new(),
+                feedback: Vec::new(),
             });
         }
     }

@@ -78,10 +78,12 @@ mod tests {
             variants: vec![
                 Variant {
                     name: "control".into(),
+                    feedback: None,
                     weight: 1,
                 },
                 Variant {
                     name: "treatment".into(),
+                    feedback: None,
                     weight: 3,
                 },
             ],
@@ -107,6 +109,7 @@ mod tests {
         let none = Experiment {
             variants: vec![Variant {
                 name: "off".into(),
+                feedback: None,
                 weight: 0,
             }],
             ..exp
@@ -119,6 +122,7 @@ mod tests {
                 .zip([1, 1, 2])
                 .map(|(n, w)| Variant {
                     name: (*n).into(),
+                    feedback: None,
                     weight: w,
                 })
                 .collect(),

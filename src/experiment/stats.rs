@@ -822,10 +822,12 @@ mod tests {
             variants: vec![
                 Variant {
                     name: "control".into(),
+                    feedback: None,
                     weight: 1,
                 },
                 Variant {
                     name: "b".into(),
+                    feedback: None,
                     weight: 1,
                 },
             ],

@@ -76,6 +76,7 @@ impl Source for Catalog {
                 .map(|&(r, score)| Related {
                     card: self.card(r as usize),
                     score,
+                    feedback: self.feedback_of(i, r),
                 })
                 .collect(),
         }
@@ -553,6 +554,7 @@ mod tests {
             items: (0..n)
                 .map(|i| ItemDoc {
                     id: format!("i{i:04}"),
+                    feedback: Vec::new(),
                     category: Some(format!("c{}", i % 7)),
                     price: Some(i as f64 + 0.5),
                     available: i % 11 != 0,
@@ -637,6 +639,7 @@ mod tests {
         }
         d2.items.push(ItemDoc {
             id: "new-item".into(),
+            feedback: Vec::new(),
             category: Some("c-new".into()),
             price: None,
             available: true,
@@ -783,7 +786,11 @@ mod tests {
 
     #[test]
     fn every_item_reads_back_as_authored_and_the_index_round_trips() {
-        let d = doc(500, "v7");
+        let mut d = doc(500, "v7");
+        // Every third item has exposure feedback on its first related item.
+        for it in d.items.iter_mut().step_by(3) {
+            it.feedback = vec![(it.related[0].0.clone(), 0.5)];
+        }
         let cat = Catalog::from_doc(&d).unwrap();
         let (r, kv) = release(&d, None);
         let head = Head::decode(&r.head).unwrap();
@@ -800,14 +807,21 @@ mod tests {
             assert_eq!(card.available, it.available);
             assert_eq!(card.title().map(|t| t.to_string()), it.title);
             assert_eq!(rec.popularity, it.popularity);
-            let related: Vec<(&str, f32)> = rec
+            let related: Vec<(&str, f32, f32)> = rec
                 .related
                 .iter()
-                .map(|x| (x.card.id.as_str(), x.score))
+                .map(|x| (x.card.id.as_str(), x.score, x.feedback))
                 .collect();
-            let want: Vec<(&str, f32)> = cat.related[i]
+            let want: Vec<(&str, f32, f32)> = cat.related[i]
                 .iter()
-                .map(|&(j, s)| (d.items[j as usize].id.as_str(), s))
+                .map(|&(j, s)| {
+                    let f = if i % 3 == 0 && j == cat.related[i][0].0 {
+                        0.5
+                    } else {
+                        1.0
+                    };
+                    (d.items[j as usize].id.as_str(), s, f)
+                })
                 .collect();
             assert_eq!(related, want, "{}", it.id);
         }

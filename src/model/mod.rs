@@ -117,6 +117,18 @@ pub struct Related {
     pub card: Card,
     /// Relatedness in (0, 1].
     pub score: f32,
+    /// Exposure feedback: a factor on `score` for decisions that use it (1 = none). Stored
+    /// last with a default, so shards written before it read as 1.
+    #[serde(default = "no_feedback", skip_serializing_if = "is_no_feedback")]
+    pub feedback: f32,
+}
+
+fn no_feedback() -> f32 {
+    1.0
+}
+
+fn is_no_feedback(f: &f32) -> bool {
+    *f == 1.0
 }
 
 /// One item as a shard holds it.

@@ -91,6 +91,7 @@ impl Synthetic {
                             .iter()
                             .map(|x| (x.card.id.clone(), x.score))
                             .collect(),
+                        feedback: Vec::new(),
                     }
                 })
                 .collect(),
@@ -156,6 +157,7 @@ impl Source for Synthetic {
             related.push(Related {
                 card: self.card(j),
                 score: scale * (1.0 - k as f32 * 0.04),
+                feedback: 1.0,
             });
         }
         Record {

@@ -121,6 +121,8 @@ pub struct RecommendInput<'a> {
     pub now_ms: u64,
     /// Session bucket width.
     pub bucket_ms: u64,
+    /// Related scores use the model's exposure feedback (the policy's, or the variant's).
+    pub feedback: bool,
 }
 
 /// How much two top-k lists agree: |a ∩ b| / max(|a|, |b|), 1 when both are empty (what
@@ -300,7 +302,7 @@ fn add_sources<'a>(
 ) {
     let w = &inp.policy.weights;
     for (i, a) in anchors.iter().enumerate() {
-        sc.add_related(i as u32, a.key.rec, a.value, a.rules());
+        sc.add_related(i as u32, a.key.rec, a.value, a.rules(), inp.feedback);
     }
     if personal {
         let total: u32 = inp.features.top_categories.iter().map(|c| c.1).sum();

@@ -215,15 +215,27 @@ impl<'a> Scorer<'a> {
 
     /// Adds `weight × relatedness` for every item related to `anchor`, noting the anchor and
     /// the rules that asked for it.
-    pub(super) fn add_related(&mut self, at: u32, rec: &'a Record, weight: f64, rules: &[u16]) {
+    pub(super) fn add_related(
+        &mut self,
+        at: u32,
+        rec: &'a Record,
+        weight: f64,
+        rules: &[u16],
+        feedback: bool,
+    ) {
         for rel in &rec.related {
+            let score = if feedback {
+                rel.score * rel.feedback
+            } else {
+                rel.score
+            };
             // A self-relation is the model saying shoppers come back to this item.
             let why = if rel.card.key == rec.card.key && rel.card.id == rec.card.id {
                 Why::Recent
             } else {
                 Why::Related(at)
             };
-            let c = self.add(&rel.card, weight * f64::from(rel.score), why);
+            let c = self.add(&rel.card, weight * f64::from(score), why);
             rules.iter().for_each(|&h| c.note(Why::Rule(h)));
         }
     }
@@ -409,15 +421,17 @@ mod tests {
             related: vec![
                 Related {
                     card: card("y", 42),
+                    feedback: 1.0,
                     score: 0.5,
                 },
                 Related {
                     card: card("x", 42),
+                    feedback: 1.0,
                     score: 0.25,
                 },
             ],
         };
-        sc.add_related(3, &rec, 2.0, &[]);
+        sc.add_related(3, &rec, 2.0, &[], true);
         let why = |id: &str| {
             let c = sc.cands.iter().find(|c| c.item.id == id).unwrap();
             (c.score, c.sources[..c.n_sources as usize].to_vec())

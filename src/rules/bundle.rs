@@ -45,6 +45,15 @@ pub struct Settings {
     pub recency_decay: f64,
     /// Weight of each candidate source.
     pub weights: SourceWeights,
+    /// Related scores use the exposure feedback the trainer published (items shown often and
+    /// never clicked sink, items clicked more than their position predicts rise); `false`
+    /// ranks by co-visitation alone. A variant's `feedback` overrides it.
+    #[serde(skip_serializing_if = "is_true")]
+    pub feedback: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for Settings {
@@ -58,6 +67,7 @@ impl Default for Settings {
             recent_anchors: 5,
             recency_decay: 0.6,
             weights: SourceWeights::default(),
+            feedback: true,
         }
     }
 }
@@ -197,6 +207,10 @@ pub struct Variant {
     pub name: String,
     /// Relative weight (share = weight / sum of weights).
     pub weight: u32,
+    /// Whether this variant's related scores use the model's exposure feedback (default: the
+    /// bundle's `settings.feedback`): `false` serves the model as it would be without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<bool>,
 }
 
 /// One rule: when a condition holds, apply actions.

@@ -212,6 +212,7 @@ pub fn compile(bundle: Bundle, horizon_ms: u64) -> Result<CompiledBundle, Bundle
             recent_anchors: s.recent_anchors as usize,
             recency_decay: s.recency_decay,
             weights: s.weights.clone(),
+            feedback: s.feedback,
         },
         experiment: bundle.experiment.clone(),
         rules,

@@ -214,6 +214,8 @@ pub struct Policy {
     pub recency_decay: f64,
     /// Source weights.
     pub weights: bundle::SourceWeights,
+    /// Related scores use the model's exposure feedback (`settings.feedback`).
+    pub feedback: bool,
 }
 
 /// A validated, compiled bundle.

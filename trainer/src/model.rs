@@ -71,6 +71,27 @@ pub fn kind_weight(kind: EventKind) -> f64 {
     }
 }
 
+/// Prior strength of the exposure feedback factor, in clicks: a pair needs several clicks'
+/// worth of evidence (shown or clicked) before its factor moves far from 1.
+pub const FEEDBACK_PRIOR_CLICKS: f64 = 3.0;
+/// Bounds of a feedback factor before normalising (well inside the catalog's 1/64..64).
+pub const FEEDBACK_BOUNDS: (f64, f64) = (1.0 / 8.0, 8.0);
+/// Impressions the position curve's prior weighs, per position.
+const CURVE_PRIOR_IMPRESSIONS: f64 = 20.0;
+
+/// Decayed impressions and clicks of one recommended item at one position of an anchor's list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exposure {
+    /// Recommended item's index.
+    pub item: u32,
+    /// Position bucket.
+    pub pos: u8,
+    /// Decayed impressions.
+    pub impressions: f64,
+    /// Decayed clicks.
+    pub clicks: f64,
+}
+
 /// Exponent (in half-lives) past which stored weights are rescaled.
 const RESCALE_AT: f64 = 256.0;
 
@@ -95,6 +116,12 @@ pub struct Model {
     /// ([`crate::control`]); summed over instances like the counts.
     #[serde(default)]
     pub experiments: std::collections::BTreeMap<String, edgerec::experiment::metrics::ArmTally>,
+    /// Exposure feedback by anchor index (may be shorter than `ids`: state saved before it).
+    #[serde(default)]
+    shown: Vec<Vec<Exposure>>,
+    /// Decayed (impressions, clicks) per position bucket over every anchor: the position curve.
+    #[serde(default)]
+    by_pos: Vec<(f64, f64)>,
 }
 
 impl Model {
@@ -148,14 +175,143 @@ impl Model {
             // ratios (all the edge sees) are unchanged.
             let shift = e.floor();
             let k = (-shift).exp2();
-            self.pop.iter_mut().for_each(|p| *p *= k);
-            for list in &mut self.rel {
-                list.iter_mut().for_each(|e| e.1 *= k);
-            }
+            self.scale_all(k);
             self.t0 = Some(t0 + (shift as u64) * cfg.half_life_ms);
             e -= shift;
         }
         e.exp2()
+    }
+
+    /// Multiplies every stored weight (a move of the decay origin).
+    fn scale_all(&mut self, k: f64) {
+        self.pop.iter_mut().for_each(|p| *p *= k);
+        for list in &mut self.rel {
+            list.iter_mut().for_each(|e| e.1 *= k);
+        }
+        for list in &mut self.shown {
+            for e in list.iter_mut() {
+                e.impressions *= k;
+                e.clicks *= k;
+            }
+        }
+        for p in &mut self.by_pos {
+            p.0 *= k;
+            p.1 *= k;
+        }
+    }
+
+    fn bump_shown(&mut self, cfg: &ModelConfig, from: u32, e: Exposure) {
+        if self.shown.len() <= from as usize {
+            self.shown.resize(from as usize + 1, Vec::new());
+        }
+        let room = cfg.max_tracked.max(2) * 4;
+        let list = &mut self.shown[from as usize];
+        match list.iter_mut().find(|x| x.item == e.item && x.pos == e.pos) {
+            Some(x) => {
+                x.impressions += e.impressions;
+                x.clicks += e.clicks;
+            }
+            None => {
+                if list.len() >= room {
+                    // Keep the better-evidenced half.
+                    list.sort_unstable_by(|a, b| {
+                        b.impressions
+                            .total_cmp(&a.impressions)
+                            .then(a.item.cmp(&b.item))
+                            .then(a.pos.cmp(&b.pos))
+                    });
+                    list.truncate(room / 2);
+                }
+                list.push(e);
+            }
+        }
+        let p = usize::from(e.pos);
+        if self.by_pos.len() <= p {
+            self.by_pos.resize(p + 1, (0.0, 0.0));
+        }
+        self.by_pos[p].0 += e.impressions;
+        self.by_pos[p].1 += e.clicks;
+    }
+
+    /// `impressions` showings of `item` at position bucket `pos` of `from`'s related list,
+    /// `clicks` of them clicked (edge aggregates, [`edgerec::records::ShownAt`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe_shown(
+        &mut self,
+        cfg: &ModelConfig,
+        from: &str,
+        item: &str,
+        pos: u8,
+        impressions: u64,
+        clicks: u64,
+        ts: u64,
+    ) {
+        if impressions == 0 && clicks == 0 {
+            return;
+        }
+        let (a, b) = (self.intern(from), self.intern(item));
+        let f = self.factor(cfg, ts);
+        self.bump_shown(
+            cfg,
+            a,
+            Exposure {
+                item: b,
+                pos: pos.min(edgerec::aggregate::LAST_POS_BUCKET),
+                impressions: impressions as f64 * f,
+                clicks: clicks as f64 * f,
+            },
+        );
+        self.observations += 1;
+    }
+
+    /// The click-through rate each position bucket earns on average (smoothed towards the
+    /// overall rate), from every anchor's exposures.
+    fn position_curve(&self) -> Vec<f64> {
+        let (i, c) = self
+            .by_pos
+            .iter()
+            .fold((0.0, 0.0), |(i, c), p| (i + p.0, c + p.1.min(p.0)));
+        let overall = if i > 0.0 { c / i } else { 0.0 };
+        self.by_pos
+            .iter()
+            .map(|&(i, c)| {
+                (c.min(i) + overall * CURVE_PRIOR_IMPRESSIONS) / (i + CURVE_PRIOR_IMPRESSIONS)
+            })
+            .collect()
+    }
+
+    /// The exposure feedback factor of each item `from`'s list showed: smoothed clicks over
+    /// the clicks its positions predict, `(C + α) / (E + α)` with `E = Σ impressions(pos) ×
+    /// ctr(pos)` and `α` = [`FEEDBACK_PRIOR_CLICKS`]: shown often and never clicked sinks
+    /// below 1, clicked more than its positions predict rises above it. Clicks count at most
+    /// as often as the item was shown there (a forged click cannot outweigh its impressions).
+    pub fn feedback(&self, cfg: &ModelConfig, from: &str) -> FxHashMap<String, f64> {
+        let Some(list) = self
+            .index
+            .get(from)
+            .and_then(|&i| self.shown.get(i as usize))
+            .filter(|l| !l.is_empty())
+        else {
+            return FxHashMap::default();
+        };
+        let curve = self.position_curve();
+        let scale = self.now_scale(cfg);
+        let mut sums: FxHashMap<u32, (f64, f64)> = FxHashMap::default();
+        for e in list {
+            let ctr = curve.get(usize::from(e.pos)).copied().unwrap_or(0.0);
+            let s = sums.entry(e.item).or_default();
+            s.0 += e.clicks.min(e.impressions) * scale;
+            s.1 += e.impressions * ctr * scale;
+        }
+        sums.into_iter()
+            .map(|(item, (c, e))| {
+                let f = (c + FEEDBACK_PRIOR_CLICKS) / (e + FEEDBACK_PRIOR_CLICKS);
+                (
+                    self.ids[item as usize].clone(),
+                    f.clamp(FEEDBACK_BOUNDS.0, FEEDBACK_BOUNDS.1),
+                )
+            })
+            .collect()
     }
 
     fn bump_rel(&mut self, cfg: &ModelConfig, from: u32, to: u32, w: f64) {
@@ -244,10 +400,7 @@ impl Model {
         };
         let mine = scale(self, origin);
         if mine != 1.0 {
-            self.pop.iter_mut().for_each(|p| *p *= mine);
-            for list in &mut self.rel {
-                list.iter_mut().for_each(|e| e.1 *= mine);
-            }
+            self.scale_all(mine);
         }
         self.t0 = origin;
         let theirs = scale(other, origin);
@@ -256,6 +409,15 @@ impl Model {
             self.pop[i as usize] += other.pop[j] * theirs;
             for &(c, w) in &other.rel[j] {
                 self.bump_rel(cfg, i, map[c as usize], w * theirs);
+            }
+            for e in other.shown.get(j).into_iter().flatten() {
+                let e = Exposure {
+                    item: map[e.item as usize],
+                    impressions: e.impressions * theirs,
+                    clicks: e.clicks * theirs,
+                    ..*e
+                };
+                self.bump_shown(cfg, i, e);
             }
         }
         self.newest = self.newest.max(other.newest);
@@ -280,17 +442,47 @@ impl Model {
 
     /// The top-k related list of an item, scores normalised to (0, 1], best first, ties by id.
     pub fn related(&self, cfg: &ModelConfig, id: &str) -> Vec<(String, f32)> {
+        self.related_with(cfg, id, &FxHashMap::default())
+    }
+
+    /// The top-k related list by co-visitation, plus the items the feedback factors lift into
+    /// the top-k (so a decision with feedback and one without both find their top-k), scores
+    /// normalised to (0, 1] without feedback, best first, ties by id; at most
+    /// [`edgerec::catalog::MAX_RELATED`].
+    fn related_with(
+        &self,
+        cfg: &ModelConfig,
+        id: &str,
+        feedback: &FxHashMap<String, f64>,
+    ) -> Vec<(String, f32)> {
         let Some(&i) = self.index.get(id) else {
             return Vec::new();
         };
+        let k = cfg.top_k.min(edgerec::catalog::MAX_RELATED);
+        let by_id =
+            |a: &(u32, f64), b: &(u32, f64)| self.ids[a.0 as usize].cmp(&self.ids[b.0 as usize]);
         let mut list: Vec<(u32, f64)> = self.rel[i as usize].clone();
-        list.sort_unstable_by(|a, b| {
-            b.1.total_cmp(&a.1)
-                .then_with(|| self.ids[a.0 as usize].cmp(&self.ids[b.0 as usize]))
-        });
+        list.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then_with(|| by_id(a, b)));
         let top = list.first().map_or(0.0, |e| e.1);
-        list.into_iter()
-            .take(cfg.top_k.min(edgerec::catalog::MAX_RELATED))
+        let mut keep: Vec<(u32, f64)> = list.iter().take(k).copied().collect();
+        if !feedback.is_empty() {
+            let lifted = |e: &(u32, f64)| {
+                e.1 * feedback
+                    .get(&self.ids[e.0 as usize])
+                    .copied()
+                    .unwrap_or(1.0)
+            };
+            let mut adjusted = list.clone();
+            adjusted
+                .sort_unstable_by(|a, b| lifted(b).total_cmp(&lifted(a)).then_with(|| by_id(a, b)));
+            for e in adjusted.into_iter().take(k) {
+                if keep.len() < edgerec::catalog::MAX_RELATED && !keep.iter().any(|x| x.0 == e.0) {
+                    keep.push(e);
+                }
+            }
+            keep.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then_with(|| by_id(a, b)));
+        }
+        keep.into_iter()
             .map(|(c, w)| (self.ids[c as usize].clone(), (w / top) as f32))
             .filter(|(_, s)| *s > 0.0 && s.is_finite())
             .collect()
@@ -309,22 +501,27 @@ impl Model {
                 .index
                 .get(id)
                 .map_or(0.0, |&i| self.pop[i as usize] * scale);
-            let mut related = self.related(cfg, id);
+            let factors = self.feedback(cfg, id);
+            let mut related = self.related_with(cfg, id, &factors);
             if let Some(ok) = &servable {
                 // Only items the edge can serve.
                 related.retain(|(r, _)| ok.contains(r.as_str()));
             }
-            (base_pop + pop as f32, blend(related, base_rel, cfg.top_k))
+            let related = blend(related, base_rel, cfg.top_k);
+            let feedback = normalised_feedback(&related, &factors);
+            (base_pop + pop as f32, related, feedback)
         };
         let items: Vec<ItemDoc> = match base {
             Some(doc) => doc
                 .items
                 .iter()
                 .map(|it| {
-                    let (popularity, related) = learned(&it.id, it.popularity, &it.related);
+                    let (popularity, related, feedback) =
+                        learned(&it.id, it.popularity, &it.related);
                     ItemDoc {
                         popularity,
                         related,
+                        feedback,
                         ..it.clone()
                     }
                 })
@@ -335,7 +532,7 @@ impl Model {
                 ids.into_iter()
                     .filter(|id| edgerec::event::check_id(id).is_ok())
                     .map(|id| {
-                        let (popularity, related) = learned(id, 0.0, &[]);
+                        let (popularity, related, feedback) = learned(id, 0.0, &[]);
                         ItemDoc {
                             id: id.clone(),
                             category: None,
@@ -345,6 +542,7 @@ impl Model {
                             title: None,
                             popularity,
                             related,
+                            feedback,
                         }
                     })
                     .collect()
@@ -359,6 +557,35 @@ impl Model {
     }
 }
 
+/// The feedback factors of a published related list, scaled so the best score with feedback
+/// is the best score without it (1): feedback reorders the list without weighing the related
+/// source more or less against the others. Every entry is listed once any has a factor.
+fn normalised_feedback(
+    related: &[(String, f32)],
+    factors: &FxHashMap<String, f64>,
+) -> Vec<(String, f32)> {
+    if factors.is_empty() || related.is_empty() {
+        return Vec::new();
+    }
+    let f = |id: &String| factors.get(id).copied().unwrap_or(1.0);
+    let best = related
+        .iter()
+        .map(|(id, s)| f64::from(*s) * f(id))
+        .fold(0.0, f64::max);
+    let top = related.iter().map(|e| f64::from(e.1)).fold(0.0, f64::max);
+    if !(best > 0.0 && top > 0.0) {
+        return Vec::new();
+    }
+    let range = edgerec::catalog::FEEDBACK_RANGE;
+    related
+        .iter()
+        .map(|(id, _)| {
+            let v = (f(id) * top / best) as f32;
+            (id.clone(), v.clamp(*range.start(), *range.end()))
+        })
+        .collect()
+}
+
 /// Learned relations ranked above authored ones: learned scores map to (0.5, 1], authored to
 /// (0, 0.5]; an item in both adds up. A thin learned list (little traffic yet) thus leads
 /// the authored list instead of replacing it.
@@ -369,6 +596,7 @@ fn blend(learned: Vec<(String, f32)>, authored: &[(String, f32)], k: usize) -> V
     if authored.is_empty() {
         return learned;
     }
+    let learned_len = learned.len();
     let mut out: Vec<(String, f32)> = learned
         .into_iter()
         .map(|(id, s)| (id, 0.5 + 0.5 * s))
@@ -380,7 +608,8 @@ fn blend(learned: Vec<(String, f32)>, authored: &[(String, f32)], k: usize) -> V
         }
     }
     out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    out.truncate(k.min(edgerec::catalog::MAX_RELATED));
+    // Past the top-k only when feedback lifted learned items in.
+    out.truncate(k.max(learned_len).min(edgerec::catalog::MAX_RELATED));
     out
 }
 
@@ -487,6 +716,7 @@ mod tests {
                     } else {
                         Vec::new()
                     },
+                    feedback: Vec::new(),
                 })
                 .collect(),
         };
@@ -504,6 +734,103 @@ mod tests {
             m.build(&c, Some(&base)).version,
             "content-addressed"
         );
+    }
+
+    #[test]
+    fn exposure_feedback_is_position_debiased_and_reorders_only_with_feedback() {
+        let c = cfg();
+        let mut m = Model::new();
+        // Co-visitation: a→b strongest, then c, d, e.
+        for (to, n) in [("b", 8), ("c", 6), ("d", 4), ("e", 2)] {
+            m.observe_transition(&c, "a", to, n, 0);
+        }
+        // The position curve, from other anchors: 10% at 0, 2% at 5.
+        m.observe_shown(&c, "x", "y", 0, 10_000, 1_000, 0);
+        m.observe_shown(&c, "x", "y", 5, 10_000, 200, 0);
+        // b: shown 300 times at the top, never clicked. c: 30 of 300 at the top (as expected).
+        // e: 12 of 200 at position 5 — a lower raw rate than c, but 3× what position 5 earns.
+        m.observe_shown(&c, "a", "b", 0, 300, 0, 0);
+        m.observe_shown(&c, "a", "c", 0, 300, 30, 0);
+        m.observe_shown(&c, "a", "e", 5, 200, 12, 0);
+        // A forged stream of clicks without impressions counts no more than its impressions.
+        m.observe_shown(&c, "a", "d", 1, 1, 1_000, 0);
+        let f = m.feedback(&c, "a");
+        let curve = m.position_curve();
+        assert!(
+            (curve[0] - 0.1).abs() < 0.01 && (curve[5] - 0.02).abs() < 0.005,
+            "{curve:?}"
+        );
+        // b: (0 + 3) / (300 × ~0.1 + 3) ≈ 0.09 → the bound 1/8.
+        assert_eq!(f["b"], FEEDBACK_BOUNDS.0);
+        assert!(
+            (f["c"] - 1.0).abs() < 0.05,
+            "as its position predicts: {}",
+            f["c"]
+        );
+        assert!(
+            f["e"] > 2.0,
+            "clicked 3× what position 5 predicts: {}",
+            f["e"]
+        );
+        assert!(
+            f["d"] <= (1.0 + 3.0) / (3.0 + 0.0),
+            "forged clicks capped: {}",
+            f["d"]
+        );
+        let doc = m.build(&c, None);
+        let a = doc.items.iter().find(|i| i.id == "a").unwrap();
+        let order: Vec<&str> = a.related.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(
+            order,
+            ["b", "c", "d", "e"],
+            "scores without feedback unchanged"
+        );
+        let with = |id: &str| {
+            let s = a.related.iter().find(|r| r.0 == id).unwrap().1;
+            s * a.feedback.iter().find(|r| r.0 == id).unwrap().1
+        };
+        let mut lifted = order.clone();
+        lifted.sort_by(|x, y| with(y).total_cmp(&with(x)));
+        // b sinks from first to last; e, last without feedback, passes b.
+        assert_eq!(lifted, ["c", "d", "e", "b"], "{:?}", a.feedback);
+        assert!(
+            (with(lifted[0]) - 1.0).abs() < 1e-5,
+            "normalised to the best score"
+        );
+        // It loads: factors are within the catalog's range and name related items only.
+        let cat = edgerec::catalog::Catalog::from_doc(&doc).unwrap();
+        let ai = cat.index_of("a").unwrap() as usize;
+        let bi = cat.index_of("b").unwrap();
+        assert!(cat.feedback_of(ai, bi) < 0.2);
+    }
+
+    #[test]
+    fn feedback_survives_merge_and_decay_rescaling() {
+        let c = ModelConfig {
+            half_life_ms: 1,
+            ..ModelConfig::default()
+        };
+        let early = |m: &mut Model| {
+            m.observe_transition(&c, "a", "b", 1, 0);
+            m.observe_shown(&c, "a", "b", 0, 100, 0, 0);
+            m.observe_shown(&c, "x", "y", 0, 1_000, 100, 0);
+        };
+        // 5 half-lives later (merge) and 300 (past the rescaling point, single pass).
+        for later in [5, 300] {
+            let (mut one, mut other, mut single) = (Model::new(), Model::new(), Model::new());
+            early(&mut one);
+            other.observe_shown(&c, "a", "b", 0, 100, 0, later);
+            one.merge(&c, &other);
+            early(&mut single);
+            single.observe_shown(&c, "a", "b", 0, 100, 0, later);
+            let (f, g) = (one.feedback(&c, "a")["b"], single.feedback(&c, "a")["b"]);
+            assert!((f - g).abs() < 1e-9 && f.is_finite(), "{f} vs {g}");
+        }
+        // The early clicks still count, at 1/32 of their weight.
+        let mut m = Model::new();
+        early(&mut m);
+        m.observe_shown(&c, "a", "b", 0, 100, 0, 5);
+        assert!(m.feedback(&c, "a")["b"] < 0.7);
     }
 
     #[test]

@@ -3,16 +3,17 @@
 //! JSON-lines file.
 
 use crate::model::{Model, ModelConfig};
-use edgerec::records::{ExperimentArm, Interaction, Topic, Transition, SCHEMA_VERSION};
+use edgerec::records::{ExperimentArm, Interaction, ShownAt, Topic, Transition, SCHEMA_VERSION};
 
-/// The topics the trainer reads: interactions that teach the model, transitions, and the
-/// experiment sums its controller watches.
-pub const TOPICS: [Topic; 6] = [
+/// The topics the trainer reads: interactions that teach the model, transitions, exposure
+/// feedback, and the experiment sums its controller watches.
+pub const TOPICS: [Topic; 7] = [
     Topic::Views,
     Topic::Clicks,
     Topic::AddToCarts,
     Topic::Purchases,
     Topic::Transitions,
+    Topic::Shown,
     Topic::Experiments,
 ];
 
@@ -130,6 +131,25 @@ pub fn apply(
             .add(&r.tally);
         return Ok(Applied::Counted(suffix, r.tally.sessions));
     }
+    if t == Topic::Shown {
+        let r: ShownAt = value.decode(topic)?;
+        version(r.v)?;
+        let ids_ok =
+            edgerec::event::check_id(&r.from).is_ok() && edgerec::event::check_id(&r.item).is_ok();
+        if !ids_ok || r.pos > edgerec::aggregate::LAST_POS_BUCKET {
+            return Err(RecordError::Schema {
+                topic: topic.to_string(),
+                detail: format!("invalid ids or position {} for {:?}", r.pos, r.from),
+            });
+        }
+        // One record per (batch, anchor, item, position).
+        let at = format!("{}#{}", r.item, r.pos);
+        if !first_time(identity(suffix, &r.batch, &r.from, &at)) {
+            return Ok(Applied::Copy);
+        }
+        model.observe_shown(cfg, &r.from, &r.item, r.pos, r.impressions, r.clicks, r.ts);
+        return Ok(Applied::Counted(suffix, r.impressions));
+    }
     match t.kind() {
         Some(kind) => {
             let r: Interaction = value.decode(topic)?;
@@ -217,6 +237,34 @@ mod tests {
             Err(RecordError::Schema { .. })
         ));
         assert_eq!(m.experiments["e/a"].sessions, 2);
+        // Exposure feedback: once per (batch, anchor, item, position); positions past the
+        // last bucket and invalid ids are refused.
+        let shown = |pos: u8, from: &str| {
+            serde_json::json!({"v":1,"batch":"b","source":"edge","ts":5,"from":from,"item":"b",
+                "pos":pos,"impressions":40,"clicks":0})
+        };
+        let mut seen_shown = std::collections::HashSet::new();
+        let mut show = |m: &mut Model, v: &serde_json::Value| {
+            apply(m, &cfg, "e", "e.shown", Encoded::Json(v), |id| {
+                seen_shown.insert(id)
+            })
+        };
+        assert_eq!(
+            show(&mut m, &shown(0, "a")).unwrap(),
+            Applied::Counted("shown", 40)
+        );
+        assert_eq!(show(&mut m, &shown(0, "a")).unwrap(), Applied::Copy);
+        assert_eq!(
+            show(&mut m, &shown(1, "a")).unwrap(),
+            Applied::Counted("shown", 40),
+            "another position is another record"
+        );
+        for bad in [shown(16, "a"), shown(0, "")] {
+            assert!(matches!(
+                show(&mut m, &bad),
+                Err(RecordError::Schema { .. })
+            ));
+        }
         let v2 = serde_json::json!({"v":2,"ts":1,"item":"a","count":1});
         assert!(matches!(
             apply(&mut m, &cfg, "e", "e.views", Encoded::Json(&v2), fresh),
