@@ -187,7 +187,8 @@ bench-peers: wasm-node
 	@echo "--- the same workload natively under callgrind (instructions, noise-free) ---"
 	scripts/peers-instructions.sh
 
-## eval: replay evaluation on the YOOCHOOSE sample (next-item HR/MRR@10,20 vs POP, session-POP)
+## eval: replay evaluation on the YOOCHOOSE sample (next-item HR/MRR@10,20 vs POP, session-POP),
+## each bundle also with exposure feedback learned by serving the newest 20% of training sessions
 EVAL_DATA ?= ../shared/data/yoochoose-100k
 ## bench-scale: the sharded model at 20k, 1M and 10M items natively (`edgerec scale`), and at
 ## 20k and 1M items under wrangler dev (cold vs warm first decision, workerd memory); the 1M
@@ -199,7 +200,7 @@ bench-scale: tools cli worker
 eval:
 	cargo run -q --release -p edgerec-trainer -- eval \
 	  --train $(EVAL_DATA)/yoochoose-clicks-100k_train_tr.txt --test $(EVAL_DATA)/yoochoose-clicks-100k_train_valid.txt \
-	  --bundle data/eval/default.json --bundle data/eval/return-aware.json
+	  --bundle data/eval/default.json --bundle data/eval/return-aware.json --feedback 0.2
 
 clean:
 	rm -rf build target worker/build worker/build-test .wrangler www/pkg artifacts

@@ -4,6 +4,7 @@
 //! baselines are scored on the same predictions in the same pass.
 
 use crate::clicklog::{read_sessions, ClickLogError, LogStats};
+use crate::model::{Model, ModelConfig};
 use edgerec::engine::{DecideRequest, Engine};
 use edgerec::event::{Event, EventKind};
 use edgerec::features::Context;
@@ -185,6 +186,129 @@ pub fn replay(
         decide_time: None,
     });
     Ok(Report { rows, log })
+}
+
+/// What [`learn_feedback`] replayed and learned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedbackStats {
+    /// Sessions that taught the model the replay served.
+    pub fit_sessions: usize,
+    /// Sessions replayed.
+    pub replayed_sessions: usize,
+    /// Impressions of related items the engine counted.
+    pub impressions: u64,
+    /// Clicks on them it counted.
+    pub clicks: u64,
+}
+
+/// Learns exposure feedback as the edge would have: the log's sessions in time order, the
+/// oldest `1 - share` teach a model, the newest `share` are replayed through an engine holding
+/// it (bundle `bundle`) one click at a time. Each decision shows `shown` items; the next
+/// request carries an impression, placed (`from`, `pos`), of every item a related list put
+/// there, and the next click, placed too when that item was shown. What the engine counted
+/// (its `shown` aggregates, the edge's code path) is added to `model`, which the caller has
+/// trained on the whole log.
+pub fn learn_feedback(
+    model: &mut Model,
+    cfg: &ModelConfig,
+    bundle: &edgerec::rules::CompiledBundle,
+    log: impl BufRead,
+    share: f64,
+    shown: usize,
+) -> Result<FeedbackStats, FeedbackError> {
+    let mut sessions = Vec::new();
+    read_sessions(log, |s| sessions.push(s))?;
+    sessions.retain(|s| !s.clicks.is_empty());
+    sessions.sort_by_key(|s| s.clicks[0].1);
+    let split = ((sessions.len() as f64) * (1.0 - share.clamp(0.0, 1.0))).round() as usize;
+    let (fit, replayed) = sessions.split_at(split.min(sessions.len()));
+    let mut early = Model::new();
+    for s in fit {
+        early.observe_session(cfg, &s.clicks);
+    }
+    let catalog = edgerec::catalog::Catalog::from_doc(&early.build(cfg, None))
+        .map_err(|e| FeedbackError::Engine(e.to_string()))?;
+    let engine = Engine::with_catalog(
+        edgerec::engine::EngineConfig::default(),
+        bundle.clone(),
+        &catalog,
+    )
+    .map_err(|e| FeedbackError::Engine(e.to_string()))?;
+    let mut stats = FeedbackStats {
+        fit_sessions: fit.len(),
+        replayed_sessions: replayed.len(),
+        ..FeedbackStats::default()
+    };
+    for s in replayed {
+        let mut state: Option<Vec<u8>> = None;
+        // Items the previous decision placed: (item, from, pos).
+        let mut placed: Vec<(String, String, u32)> = Vec::new();
+        for (t, (item, ts)) in s.clicks.iter().enumerate() {
+            let mut events: Vec<Event> = placed
+                .iter()
+                .map(|(id, from, pos)| Event {
+                    from: Some(from.clone()),
+                    pos: Some(*pos),
+                    ..Event::new(EventKind::Impression, id.clone(), *ts)
+                })
+                .collect();
+            let click = match placed.iter().find(|p| p.0 == *item) {
+                Some((_, from, pos)) => Event {
+                    from: Some(from.clone()),
+                    pos: Some(*pos),
+                    ..Event::new(EventKind::Click, item.clone(), *ts)
+                },
+                None => Event::new(EventKind::View, item.clone(), *ts),
+            };
+            events.push(click);
+            let last = t + 1 == s.clicks.len();
+            let d = engine.decide(&DecideRequest {
+                state: state.as_deref(),
+                events: &events,
+                context: Context {
+                    session_id: Some(s.id.clone()),
+                    ..Context::default()
+                },
+                now_ms: *ts,
+                limit: if last { 0 } else { shown },
+                tier: None,
+                trace: None,
+            });
+            if d.state_changed {
+                state = d.state;
+            }
+            for (from, items) in &d.delta.shown {
+                for (id, at) in items {
+                    for (&pos, n) in at {
+                        model.observe_shown(cfg, from, id, pos, n.impressions, n.clicks, *ts);
+                        stats.impressions += n.impressions;
+                        stats.clicks += n.clicks;
+                    }
+                }
+            }
+            placed = d
+                .items
+                .iter()
+                .enumerate()
+                .filter_map(|(pos, r)| {
+                    let from = r.why.iter().find_map(|w| w.strip_prefix("related:"))?;
+                    Some((r.id.clone(), from.to_string(), pos as u32))
+                })
+                .collect();
+        }
+    }
+    Ok(stats)
+}
+
+/// Why [`learn_feedback`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedbackError {
+    /// The log could not be read.
+    #[error(transparent)]
+    Log(#[from] ClickLogError),
+    /// The early model or its engine could not be built.
+    #[error("feedback replay engine: {0}")]
+    Engine(String),
 }
 
 impl Report {

@@ -78,6 +78,13 @@ enum Cmd {
         /// Cut-offs.
         #[arg(long, value_delimiter = ',', default_value = "10,20")]
         k: Vec<usize>,
+        /// Also replay each bundle with exposure feedback learned from the newest SHARE of the
+        /// training sessions, served by a model of the older ones (e.g. `0.2`).
+        #[arg(long, value_name = "SHARE")]
+        feedback: Option<f64>,
+        /// Items each decision of that replay shows.
+        #[arg(long, default_value_t = 10)]
+        shown: usize,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -156,6 +163,8 @@ enum CliError {
     Log(#[from] edgerec_trainer::clicklog::ClickLogError),
     #[error(transparent)]
     Engine(#[from] edgerec::EngineError),
+    #[error(transparent)]
+    Feedback(#[from] edgerec_trainer::eval::FeedbackError),
 }
 
 fn open(p: &Path) -> Result<BufReader<std::fs::File>, CliError> {
@@ -311,11 +320,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             test,
             bundles,
             k,
+            feedback,
+            shown,
             model,
         } => {
             let cfg = model.config()?;
             let started = Instant::now();
-            let m = train_logs(&cfg, &[train])?;
+            let m = train_logs(&cfg, std::slice::from_ref(&train))?;
             let doc = m.build(&cfg, None);
             let trained = started.elapsed();
             let catalog = Catalog::from_doc(&doc).map_err(edgerec::EngineError::from)?;
@@ -348,6 +359,32 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 let compiled = compile_json(&text, config.session.horizon_ms)
                     .map_err(edgerec::EngineError::from)?;
                 let name = format!("edgerec decide, bundle `{}`", compiled.version);
+                if let Some(share) = feedback {
+                    let mut with = m.clone();
+                    let st = edgerec_trainer::eval::learn_feedback(
+                        &mut with,
+                        &cfg,
+                        &compiled,
+                        open(&train)?,
+                        share,
+                        shown,
+                    )?;
+                    eprintln!(
+                        "feedback for `{}`: {} sessions served by a model of {} older ones; {} impressions, {} clicks ({:.2}% CTR)",
+                        compiled.version,
+                        st.replayed_sessions,
+                        st.fit_sessions,
+                        st.impressions,
+                        st.clicks,
+                        100.0 * st.clicks as f64 / st.impressions.max(1) as f64
+                    );
+                    let doc = with.build(&cfg, None);
+                    let with_fb = Catalog::from_doc(&doc).map_err(edgerec::EngineError::from)?;
+                    engines.push((
+                        format!("{name} + exposure feedback"),
+                        Engine::with_catalog(config, compiled.clone(), &with_fb)?,
+                    ));
+                }
                 engines.push((name, Engine::with_catalog(config, compiled, &catalog)?));
             }
             let refs: Vec<(String, &Engine)> =

@@ -118,3 +118,32 @@ fn seen_items_allowed_can_be_hits_and_unknown_items_are_misses() {
     assert_eq!((x.hit_rate(1), x.hit_rate(2)), (0.0, 1.0 / 3.0));
     assert_eq!(x.mrr(2), 0.5 / 3.0);
 }
+
+/// `learn_feedback` on six sessions in time order, half of them replayed (worked by hand):
+/// the oldest three (a b, a b, a b) teach a→b, so each replayed session's first decision shows
+/// b, placed by a's list at position 0. The replayed a c, a c, a b add three impressions of
+/// a→b at 0 and one click (the last session's). The whole-log model then holds exactly those.
+#[test]
+fn feedback_replay_counts_what_the_engine_would_have_shown() {
+    let log = "SessionId\tItemId\tTime\n1\ta\t1\n1\tb\t2\n2\ta\t3\n2\tb\t4\n3\ta\t5\n3\tb\t6\n\
+               4\ta\t7\n4\tc\t8\n5\ta\t9\n5\tc\t10\n6\ta\t11\n6\tb\t12\n";
+    let cfg = ModelConfig {
+        half_life_ms: 0,
+        ..ModelConfig::default()
+    };
+    let mut m = Model::new();
+    read_sessions(log.as_bytes(), |s| m.observe_session(&cfg, &s.clicks)).unwrap();
+    let bundle = compile_json(BUNDLE, EngineConfig::default().session.horizon_ms).unwrap();
+    let st =
+        edgerec_trainer::eval::learn_feedback(&mut m, &cfg, &bundle, log.as_bytes(), 0.5, 2)
+            .unwrap();
+    assert_eq!(
+        (st.fit_sessions, st.replayed_sessions, st.impressions, st.clicks),
+        (3, 3, 3, 1)
+    );
+    // Position curve at 0: (1 + 1/3 × 20) / (3 + 20) = 1/3, so 3 impressions predict 1 click:
+    // the one observed → factor (1 + 3) / (1 + 3) = 1.
+    let f = m.feedback(&cfg, "a");
+    assert_eq!(f.len(), 1);
+    assert!((f["b"] - 1.0).abs() < 1e-12, "{f:?}");
+}
