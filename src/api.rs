@@ -68,7 +68,11 @@ pub struct Partial {
 
 /// The markup of a whole slot: [`slot_html`] of each item, in order.
 pub fn slot_list_html(items: &[Recommendation], item_url: &str) -> String {
-    items.iter().map(|r| slot_html(r, item_url)).collect()
+    items
+        .iter()
+        .enumerate()
+        .map(|(pos, r)| slot_html(r, pos, item_url))
+        .collect()
 }
 
 /// A decision as clients see it (`GET /v1/recommendations`, the browser's own decisions):
@@ -138,11 +142,22 @@ fn encode_component(s: &str) -> String {
 /// the percent-encoded item id) carrying the item id and why, around its title. The edge fills slots with it
 /// and the browser build renders local decisions with it (`itemHtml`), so a slot looks the
 /// same whoever filled it.
-pub fn slot_html(r: &Recommendation, item_url: &str) -> String {
+pub fn slot_html(r: &Recommendation, pos: usize, item_url: &str) -> String {
     let title = r.title.as_deref().unwrap_or(&r.id);
     let href = item_url.replace("{id}", &encode_component(&r.id));
+    // Where a related list placed it: the tracker sends these with the item's impression and
+    // click (`from`, `pos`), the trainer's exposure feedback.
+    let placed = r
+        .anchor()
+        .map(|from| {
+            format!(
+                r#" data-edgerec-from="{}" data-edgerec-pos="{pos}""#,
+                escape_html(from)
+            )
+        })
+        .unwrap_or_default();
     format!(
-        r#"<a class="edgerec-item" href="{}" data-edgerec-item="{}" data-edgerec-why="{}"><span class="edgerec-title">{}</span></a>"#,
+        r#"<a class="edgerec-item" href="{}" data-edgerec-item="{}" data-edgerec-why="{}"{placed}><span class="edgerec-title">{}</span></a>"#,
         escape_html(&href),
         escape_html(&r.id),
         escape_html(&r.why.join(" ")),
@@ -178,9 +193,16 @@ mod tests {
             price: None,
         };
         assert_eq!(
-            slot_html(&r, "/p/{id}"),
+            slot_html(&r, 0, "/p/{id}"),
             r#"<a class="edgerec-item" href="/p/a%22%3Cb%3E" data-edgerec-item="a&quot;&lt;b&gt;" data-edgerec-why="rule:x popular"><span class="edgerec-title">Tea &amp; &#39;Co&#39;</span></a>"#
         );
+        // Placed by a related list: its anchor (the first) and position go with it.
+        let related = Recommendation {
+            why: vec!["rule:x".into(), "related:s\"1".into(), "related:t".into()],
+            ..r.clone()
+        };
+        assert!(slot_html(&related, 3, "/p/{id}")
+            .contains(r#"data-edgerec-why="rule:x related:s&quot;1 related:t" data-edgerec-from="s&quot;1" data-edgerec-pos="3">"#));
         let plain = Recommendation {
             id: "b".into(),
             title: None,
@@ -188,10 +210,10 @@ mod tests {
         };
         assert_eq!(
             slot_list_html(&[plain.clone(), plain.clone()], "/i/{id}"),
-            slot_html(&plain, "/i/{id}").repeat(2),
+            slot_html(&plain, 0, "/i/{id}").repeat(2),
             "a slot is its items' markup in order"
         );
-        assert!(slot_html(&plain, "/i/{id}").contains(r#"<span class="edgerec-title">b</span>"#));
+        assert!(slot_html(&plain, 1, "/i/{id}").contains(r#"<span class="edgerec-title">b</span>"#));
         assert_eq!(slot_list_html(&[], "/i/{id}"), "");
     }
 

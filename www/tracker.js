@@ -329,11 +329,17 @@ const io = globalThis.IntersectionObserver
       if (e.isIntersecting && !seen.has(e.target)) {
         seen.add(e.target);
         io.unobserve(e.target);
-        track('impression', e.target.dataset.edgerecItem);
+        track('impression', e.target.dataset.edgerecItem, placed(e.target));
       }
     }
   }, { threshold: 0.5 })
   : null;
+// Where a related list placed a recommended item (slot markup from the core): sent with its
+// impression and click, so the trainer can tell clicks earned from clicks a position gives.
+function placed(el) {
+  const { edgerecFrom: from, edgerecPos: pos } = el.dataset;
+  return from && /^\d+$/.test(pos || '') ? { from, pos: Number(pos) } : {};
+}
 function observe(root) {
   if (io) root.querySelectorAll('.edgerec-item[data-edgerec-item]').forEach((el) => io.observe(el));
 }
@@ -342,7 +348,7 @@ document.addEventListener('click', (e) => {
   const t = e.target instanceof Element ? e.target : null;
   if (!t) return;
   const item = t.closest('[data-edgerec-item]');
-  if (item) track('click', item.dataset.edgerecItem);
+  if (item) track('click', item.dataset.edgerecItem, placed(item));
   const cart = t.closest('[data-edgerec-add-to-cart]');
   if (cart) track('add_to_cart', cart.dataset.edgerecAddToCart, cart.dataset.edgerecPrice ? { price: Number(cart.dataset.edgerecPrice) } : {});
   const buy = t.closest('[data-edgerec-purchase]');

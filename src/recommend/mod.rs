@@ -84,6 +84,11 @@ pub struct Recommendation {
 }
 
 impl Recommendation {
+    /// The anchor whose related list put it here (its first `related:` reason), if any.
+    pub fn anchor(&self) -> Option<&str> {
+        self.why.iter().find_map(|w| w.strip_prefix("related:"))
+    }
+
     fn new(card: &Card, head: &Head, score: f64, why: Vec<std::sync::Arc<str>>) -> Recommendation {
         Recommendation {
             id: card.id.clone(),

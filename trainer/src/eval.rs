@@ -291,7 +291,7 @@ pub fn learn_feedback(
                 .iter()
                 .enumerate()
                 .filter_map(|(pos, r)| {
-                    let from = r.why.iter().find_map(|w| w.strip_prefix("related:"))?;
+                    let from = r.anchor()?;
                     Some((r.id.clone(), from.to_string(), pos as u32))
                 })
                 .collect();

@@ -134,11 +134,15 @@ fn feedback_replay_counts_what_the_engine_would_have_shown() {
     let mut m = Model::new();
     read_sessions(log.as_bytes(), |s| m.observe_session(&cfg, &s.clicks)).unwrap();
     let bundle = compile_json(BUNDLE, EngineConfig::default().session.horizon_ms).unwrap();
-    let st =
-        edgerec_trainer::eval::learn_feedback(&mut m, &cfg, &bundle, log.as_bytes(), 0.5, 2)
-            .unwrap();
+    let st = edgerec_trainer::eval::learn_feedback(&mut m, &cfg, &bundle, log.as_bytes(), 0.5, 2)
+        .unwrap();
     assert_eq!(
-        (st.fit_sessions, st.replayed_sessions, st.impressions, st.clicks),
+        (
+            st.fit_sessions,
+            st.replayed_sessions,
+            st.impressions,
+            st.clicks
+        ),
         (3, 3, 3, 1)
     );
     // Position curve at 0: (1 + 1/3 × 20) / (3 + 20) = 1/3, so 3 impressions predict 1 click:
