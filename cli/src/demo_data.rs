@@ -207,7 +207,7 @@ pub fn catalog() -> CatalogDoc {
 /// The demo rule bundle.
 pub fn rules() -> Value {
     json!({
-        "version": "demo-2026-11-27",
+        "version": "demo-2026-11-29",
         "description": "Demo storefront rules: repeat interest, cart cross-sell, category affinity, merchandising.",
         "settings": {
             "seen_policy": "exclude_recent",
@@ -218,10 +218,10 @@ pub fn rules() -> Value {
             "recency_decay": 0.6
         },
         "experiment": {
-            "id": "related-boost",
-            "salt": "related-boost-2026-11",
+            "id": "feedback",
+            "salt": "feedback-2026-11",
             "variants": [
-                {"name": "control", "weight": 50},
+                {"name": "control", "weight": 50, "feedback": false},
                 {"name": "treatment", "weight": 50}
             ],
             "primary": "ctr",
@@ -286,16 +286,6 @@ pub fn rules() -> Value {
                 "priority": 10,
                 "when": {"feature": {"name": "context.country", "op": "in", "value": ["AT", "CH"]}},
                 "then": [{"boost_category": {"category": "outdoor", "weight": 1.3}}]
-            },
-            {
-                "id": "treatment-last-item",
-                "description": "Experiment arm: also boost items related to the last thing touched.",
-                "priority": 5,
-                "when": {"all": [
-                    {"feature": {"name": "context.variant", "op": "==", "value": "treatment"}},
-                    {"feature": {"name": "session.events", "op": ">=", "value": 1}}
-                ]},
-                "then": [{"boost_related": {"item": "$last", "weight": 1.0}}]
             },
             {
                 "id": "no-gift-cards",
