@@ -1,16 +1,19 @@
 // Simulated shoppers with a known ground truth, for experiments: each opens a product page (a
-// view), asks the edge for a list of four, reports the impressions, and clicks the first listed
-// item it wants with a probability that falls with the position (maybe buying it). Every shopper
-// is a new session from its own client address (wrangler dev passes `cf-connecting-ip` through;
-// on Cloudflare the platform sets it), so the new-session rate limit sees many clients.
+// view), asks the edge for a list of four, reports the impressions (placed: `from`, `pos`, as
+// the tracker sends them), and clicks the first listed item it decides to click, with a
+// probability the truth gives per item and position (maybe buying it). Every shopper is a new
+// session from its own client address (wrangler dev passes `cf-connecting-ip` through; on
+// Cloudflare the platform sets it), so the new-session rate limit sees many clients.
 //
-// `make shoppers` (with `make dev` running) sends 400 of them to 127.0.0.1:8787 with the demo's
-// ground truth: a shopper on product P wants the items of P's related list in the demo catalog.
-// It prints, per variant, the clicks and impressions the shoppers made and how many of the shown
-// items they wanted: the truth `edgerec experiments report` (after the trainer's next round) is
-// held against. The experiment tests drive the same code with their own truth.
+// `make shoppers` (with `make dev` running) sends 1,200 of them to 127.0.0.1:8787 with the
+// demo's ground truth (`demoTruth`): shoppers on twelve product pages like some products and
+// not others, which no model knows. The demo's experiment serves the control without exposure
+// feedback and the treatment with it. The script prints, per variant, the clicks and impressions
+// the shoppers made and the CTR the truth expects of the lists each variant showed, and the lift
+// the truth implies: `edgerec experiments report` (after the trainer's next rounds) is held
+// against it. The experiment tests drive the same code with their own truth.
 //
-// Usage: node scripts/shoppers.mjs [count=400] [base=http://127.0.0.1:8787] [seed=1]
+// Usage: node scripts/shoppers.mjs [count=1200] [base=http://127.0.0.1:8787] [seed=1]
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,19 +58,28 @@ export async function shopper(base, { random, i, seed, truth }) {
   const page = truth.page(i);
   await post([{ type: 'view', item: page, ts: t0, seq: 1 }]);
   const d = await (await go('/v1/recommendations?limit=4&debug=1')).json();
-  const items = (d.items || []).map((x) => x.id);
-  const events = items.map((item, k) => ({ type: 'impression', item, ts: t0 + 1 + k, seq: 2 + k }));
+  const list = d.items || [];
+  const items = list.map((x) => x.id);
+  // Where a related list placed each item, as the slot markup says (`related:<anchor>`).
+  const place = list.map((x, k) => {
+    const from = (x.why || []).find((w) => w.startsWith('related:'));
+    return from ? { from: from.slice('related:'.length), pos: k } : {};
+  });
+  const events = items.map((item, k) => ({ type: 'impression', item, ts: t0 + 1 + k, seq: 2 + k, ...place[k] }));
+  const chance = items.map((item, k) => (truth.wants(item, page) ? truth.click(k) : truth.noise));
   let clicked = null;
   for (const [k, item] of items.entries()) {
-    if (random() < (truth.wants(item, page) ? truth.click(k) : truth.noise)) {
+    if (random() < chance[k]) {
       clicked = item;
-      events.push({ type: 'click', item, ts: t0 + 10, seq: 10 });
+      events.push({ type: 'click', item, ts: t0 + 10, seq: 10, ...place[k] });
       if (random() < truth.buy) events.push({ type: 'purchase', item, price: 20, quantity: 1, ts: t0 + 11, seq: 11 });
       break;
     }
   }
   await post(events);
-  return { variant: d.variant, top: items[0], shown: items.length, clicked: clicked !== null, wanted: items.filter((x) => truth.wants(x, page)).length };
+  // The truth's chance that this shopper clicks anything in this list (it clicks at most once).
+  const expected = 1 - chance.reduce((a, c) => a * (1 - c), 1);
+  return { variant: d.variant, page, top: items[0], items, shown: items.length, clicked: clicked !== null, expected, wanted: items.filter((x) => truth.wants(x, page)).length };
 }
 
 /** `n` shoppers, `concurrency` at a time (bounded load on one edge). */
@@ -81,21 +93,53 @@ export async function shoppers(base, n, { seed = 1, truth, concurrency = 4 }) {
   return seen;
 }
 
-/** The demo's ground truth: a shopper on product P wants P's related items (demo catalog). */
-export function demoTruth(root) {
+/** FNV-1a (32 bits) of a string: a fixed, model-independent property of an id. */
+function fnv(s) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/**
+ * The demo's ground truth, `pages` product pages (the catalog's `first`-th item, then every
+ * `step`-th): shoppers like about half of all
+ * products (a hash of the id decides, so no model knows it and no list is sorted by it) and
+ * click a liked item at position k with probability 0.5 / (1 + k/4), anything else rarely.
+ * Co-visitation learns from clicks; only exposure feedback also learns from the items shown
+ * and passed over, which is what the demo's experiment compares.
+ */
+export function demoTruth(root, { pages = 12, first = 17, step = 23 } = {}) {
   const catalog = JSON.parse(readFileSync(path.join(root, 'data/demo/catalog.json'), 'utf8'));
-  const related = new Map(catalog.items.map((it) => [it.id, new Set((it.related || []).map((r) => r[0]))]));
+  const ids = catalog.items.map((it) => it.id);
   return {
-    page: (i) => catalog.items[(i * 7) % catalog.items.length].id,
-    wants: (item, page) => related.get(page)?.has(item) || false,
-    click: (k) => 0.6 / (1 + k),
+    page: (i) => ids[(first + (i % pages) * step) % ids.length],
+    wants: (item) => fnv(item) % 2 === 0,
+    click: (k) => 0.5 / (1 + k / 4),
     noise: 0.02,
     buy: 0.3,
   };
 }
 
+/** Per variant: shoppers, clicks, impressions, observed CTR and the CTR the truth expects. */
+export function byVariant(seen) {
+  const by = {};
+  for (const s of seen) {
+    const v = (by[s.variant || '-'] ||= { shoppers: 0, clicks: 0, impressions: 0, expected_clicks: 0, wanted_shown: 0 });
+    v.shoppers += 1;
+    v.clicks += s.clicked ? 1 : 0;
+    v.impressions += s.shown;
+    v.expected_clicks += s.expected;
+    v.wanted_shown += s.wanted;
+  }
+  for (const v of Object.values(by)) {
+    v.ctr = v.impressions ? v.clicks / v.impressions : 0;
+    v.truth_ctr = v.impressions ? v.expected_clicks / v.impressions : 0;
+  }
+  return by;
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const n = Math.min(Number(process.argv[2] || 400), 10_000);
+  const n = Math.min(Number(process.argv[2] || 1200), 10_000);
   const base = process.argv[3] || 'http://127.0.0.1:8787';
   const seed = Number(process.argv[4] || 1);
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -104,14 +148,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   // wait that long and ask once more, so the report does not wait for the next shopper.
   await new Promise((r) => setTimeout(r, 11_000));
   await fetch(`${base}/v1/health`).then((r) => r.arrayBuffer(), () => null);
-  const by = {};
-  for (const s of seen) {
-    const v = (by[s.variant || '-'] ||= { shoppers: 0, clicks: 0, impressions: 0, wanted_shown: 0 });
-    v.shoppers += 1;
-    v.clicks += s.clicked ? 1 : 0;
-    v.impressions += s.shown;
-    v.wanted_shown += s.wanted;
-  }
-  for (const v of Object.values(by)) v.ctr = v.impressions ? v.clicks / v.impressions : 0;
-  console.log(JSON.stringify({ shoppers: seen.length, by_variant: by }));
+  const by = byVariant(seen);
+  const [c, t] = [by.control, by.treatment];
+  const truthLift = c && t && c.truth_ctr > 0 ? t.truth_ctr / c.truth_ctr - 1 : null;
+  console.log(JSON.stringify({ shoppers: seen.length, by_variant: by, truth_ctr_lift: truthLift }, null, 1));
+  console.log('The report (edgerec experiments report --file data/trainer/experiments.json, after the trainer\'s'
+    + ' next rounds) should hold the truth\'s CTR lift inside its interval for the treatment.');
 }

@@ -11,6 +11,10 @@
 // 4. A real Prometheus scrapes the collector's /metrics (the edge's counters and the
 //    controller's verdicts) and its alerting rules (collector/prometheus/alerts.yml) fire on
 //    the stop and the breached guardrail, not on the A/A experiment.
+// 5. The demo's experiment, the feedback loop: shoppers with a hidden taste; the trainer learns
+//    exposure feedback from what they were shown and passed over; the treatment (the model with
+//    feedback) then shows them better lists than the control (the model without it), by the
+//    truth's own click probabilities, and the report's CTR lift interval holds the true lift.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -19,7 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startStack, startTansu, root, freePort } from '../e2e/stack.mjs';
 import { launch, artifacts } from './browser.mjs';
-import { shoppers as simulated } from '../../scripts/shoppers.mjs';
+import { shoppers as simulated, demoTruth, byVariant } from '../../scripts/shoppers.mjs';
 
 const env = { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', DO_NOT_TRACK: '1', EDGEREC_USER: 'ci' };
 const JUNK = 'sku-0300';
@@ -241,4 +245,51 @@ scrape_configs:
     prom.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the feedback loop: the treatment learns from what shoppers passed over; the verdict holds the truth', { timeout: 600_000 }, async () => {
+  const FB = 320;
+  // The demo's own experiment (control without exposure feedback, treatment with it), on pages
+  // the earlier tests' shoppers never opened.
+  const demo = JSON.parse(readFileSync(path.join(root, 'data/demo/rules.json'), 'utf8'));
+  serve(demo.experiment);
+  await new Promise((r) => setTimeout(r, 1500));
+  const taste = demoTruth(root, { pages: 8, first: 160, step: 19 });
+  const go = (n, seed) => simulated(stack.base, n, { seed, truth: taste, concurrency: 8 });
+  // 1. Both arms serve the same model (no feedback learned yet).
+  const learn = await go(FB, 11);
+  assert.equal(await arrived('feedback', FB), FB);
+  trainer();
+  await new Promise((r) => setTimeout(r, 1500));
+  // 2. The model now carries feedback: the treatment's lists change, the control's do not.
+  const measure = await go(FB, 12);
+  assert.equal(await arrived('feedback', 2 * FB), 2 * FB, 'every session counted once');
+  trainer();
+  const lists = (seen, variant) => new Map(seen.filter((s) => s.variant === variant).map((s) => [s.page, s.items.join(' ')]));
+  const [control, treatment] = [lists(measure, 'control'), lists(measure, 'treatment')];
+  const differ = [...treatment].filter(([page, l]) => control.has(page) && control.get(page) !== l).length;
+  assert.ok(differ >= 4, `the arms' lists differ on ${differ} of 8 pages`);
+  console.log(JSON.stringify({ learn: byVariant(learn), measure: byVariant(measure) }));
+  // By the truth's click probabilities, page by page (each arm shows one list per page, so the
+  // arms' different page mixes do not enter): the treatment's lists earn more clicks.
+  const chance = (variant) => new Map(measure.filter((s) => s.variant === variant).map((s) => [s.page, s.expected]));
+  const [c, t] = [chance('control'), chance('treatment')];
+  const pages = [...t.keys()].filter((p) => c.has(p));
+  const mean = (m) => pages.reduce((a, p) => a + m.get(p), 0) / pages.length;
+  const better = pages.filter((p) => t.get(p) > c.get(p) + 1e-9).length;
+  const worse = pages.filter((p) => t.get(p) < c.get(p) - 1e-9).length;
+  console.log(`click chance per shopper: treatment ${mean(t)}, control ${mean(c)}; better on ${better}, worse on ${worse} of ${pages.length} pages`);
+  assert.ok(mean(t) > 1.1 * mean(c) && better > worse, `treatment ${mean(t)} vs control ${mean(c)}`);
+  // 3. The verdict against the truth: the report's always-valid CTR lift interval holds the
+  //    lift the truth's click probabilities imply over every session of the experiment.
+  const all = byVariant(learn.concat(measure));
+  const truthLift = all.treatment.truth_ctr / all.control.truth_ctr - 1;
+  const fb = report().experiments.feedback;
+  assert.equal(fb.stops.length, 0, JSON.stringify(fb.stops));
+  assert.equal(fb.report.control_sessions + fb.report.variants[0].sessions, 2 * FB);
+  const ctr = fb.report.variants[0].metrics.find((m) => m.metric === 'ctr');
+  console.log(`CTR lift ${ctr.lift} in [${ctr.lift_ci}], truth ${truthLift}, significant ${ctr.significant}`);
+  assert.ok(ctr.lift_ci[0] <= truthLift && truthLift <= ctr.lift_ci[1], `truth ${truthLift} outside [${ctr.lift_ci}]`);
+  // A significant verdict must point the truth's way.
+  if (ctr.significant) assert.equal(ctr.better, truthLift > 0);
 });
