@@ -82,6 +82,7 @@ fn delta() -> impl Strategy<Value = AggregateDelta> {
                     }
                     arm.count_decision(n % 2 == 0);
                     arm.count_latency(n % 3000);
+                    arm.count_response([200, 202, 400, 429, 503][(n % 5) as usize]);
                 }
             }
             d.decisions = d.decisions.saturating_add(n);

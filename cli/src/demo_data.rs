@@ -227,7 +227,8 @@ pub fn rules() -> Value {
             "primary": "ctr",
             "guardrails": [
                 {"metric": "conversion", "max_drop": 0.02},
-                {"metric": "fallback_share", "max": 0.05}
+                {"metric": "fallback_share", "max": 0.05},
+                {"metric": "error_share", "max": 0.02}
             ]
         },
         "rules": [

@@ -92,6 +92,11 @@ pub struct ArmTally {
     pub latency_us: Moments,
     /// Decisions timed.
     pub timed: u64,
+    /// API responses to the variant's sessions (events and recommendations answered once the
+    /// session, and so its variant, is known).
+    pub responses: u64,
+    /// Of those, 4xx and 5xx.
+    pub errors: u64,
 }
 
 impl ArmTally {
@@ -110,6 +115,8 @@ impl ArmTally {
         self.fallbacks = self.fallbacks.saturating_add(o.fallbacks);
         self.latency_us.add(&o.latency_us);
         self.timed = self.timed.saturating_add(o.timed);
+        self.responses = self.responses.saturating_add(o.responses);
+        self.errors = self.errors.saturating_add(o.errors);
     }
 
     /// Sessions of which `converted` converted, nothing else counted (hand-computed cases and
@@ -131,6 +138,12 @@ impl ArmTally {
         self.fallbacks = self.fallbacks.saturating_add(u64::from(fallback));
     }
 
+    /// Counts one API response to the variant's session, by its status.
+    pub fn count_response(&mut self, status: u16) {
+        self.responses = self.responses.saturating_add(1);
+        self.errors = self.errors.saturating_add(u64::from(status >= 400));
+    }
+
     /// Counts one decision's time.
     pub fn count_latency(&mut self, us: u64) {
         self.latency_us.observe(us.min(LATENCY_CAP_US));
@@ -138,7 +151,8 @@ impl ArmTally {
     }
 
     /// Why these counters cannot come from real sessions, if they cannot: sums of squares below
-    /// sums, a 0/1 metric whose squares differ from its sum, more fallbacks than decisions.
+    /// sums, a 0/1 metric whose squares differ from its sum, more fallbacks than decisions (or
+    /// errors than responses).
     /// Only what holds for any batch's share of the increments is checked (a batch may hold a
     /// session's click without the impressions before it, so no Cauchy–Schwarz bound).
     pub fn implausible(&self) -> Option<&'static str> {
@@ -159,6 +173,9 @@ impl ArmTally {
         }
         if self.fallbacks > self.decisions {
             return Some("more fallbacks than decisions");
+        }
+        if self.errors > self.responses {
+            return Some("more errors than responses");
         }
         None
     }

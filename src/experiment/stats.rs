@@ -40,13 +40,14 @@ pub const MIN_SESSIONS: u64 = 100;
 const SRM_CONCENTRATION: f64 = 100.0;
 
 /// Every metric, in report order.
-pub const METRICS: [Metric; 6] = [
+pub const METRICS: [Metric; 7] = [
     Metric::Ctr,
     Metric::AddToCart,
     Metric::Conversion,
     Metric::Revenue,
     Metric::FallbackShare,
     Metric::LatencyUs,
+    Metric::ErrorShare,
 ];
 
 /// The metric's name as bundles and reports spell it.
@@ -58,12 +59,16 @@ pub fn metric_name(m: Metric) -> &'static str {
         Metric::Revenue => "revenue",
         Metric::FallbackShare => "fallback_share",
         Metric::LatencyUs => "latency_us",
+        Metric::ErrorShare => "error_share",
     }
 }
 
 /// Whether more is better for the metric.
 pub fn higher_is_better(m: Metric) -> bool {
-    !matches!(m, Metric::FallbackShare | Metric::LatencyUs)
+    !matches!(
+        m,
+        Metric::FallbackShare | Metric::LatencyUs | Metric::ErrorShare
+    )
 }
 
 /// A metric's value in one variant and the variance of that value.
@@ -88,6 +93,19 @@ fn mean_of(n: u64, sum: f64, sum_sq: f64) -> Option<Estimate> {
         n,
         mean,
         var: s2 / nf,
+    })
+}
+
+/// A per-unit proportion `k / n` (units: decisions, responses) with its binomial variance.
+fn share(k: u64, n: u64) -> Option<Estimate> {
+    if n < 2 {
+        return None;
+    }
+    let p = k as f64 / n as f64;
+    Some(Estimate {
+        n,
+        mean: p,
+        var: p * (1.0 - p) / n as f64,
     })
 }
 
@@ -117,18 +135,8 @@ pub fn estimate(arm: &ArmTally, metric: Metric) -> Option<Estimate> {
             f(arm.revenue_cents.sum) / 100.0,
             f(arm.revenue_cents.sum_sq) / 10_000.0,
         ),
-        Metric::FallbackShare => {
-            let d = arm.decisions;
-            if d < 2 {
-                return None;
-            }
-            let p = f(arm.fallbacks) / f(d);
-            Some(Estimate {
-                n: d,
-                mean: p,
-                var: p * (1.0 - p) / f(d),
-            })
-        }
+        Metric::FallbackShare => share(arm.fallbacks, arm.decisions),
+        Metric::ErrorShare => share(arm.errors, arm.responses),
         Metric::LatencyUs => mean_of(arm.timed, f(arm.latency_us.sum), f(arm.latency_us.sum_sq)),
     }
 }
@@ -780,6 +788,25 @@ mod tests {
             assert_eq!(estimate(&few, Metric::FallbackShare), None, "{d}");
         }
         assert!(higher_is_better(Metric::Ctr) && !higher_is_better(Metric::LatencyUs));
+        // The error share: 4xx/5xx per response, lower is better; 3 of 600 → 0.005,
+        // variance 0.005 × 0.995 / 600.
+        let errors = |e: u64| {
+            let mut t = ArmTally::default();
+            for i in 0..600 {
+                t.count_response(if i < e { 503 } else { 200 });
+            }
+            t
+        };
+        let e = estimate(&errors(3), Metric::ErrorShare).unwrap();
+        assert_eq!(e.n, 600);
+        assert!(close(e.mean, 0.005, 1e-12) && close(e.var, 0.005 * 0.995 / 600.0, 1e-15));
+        assert!(!higher_is_better(Metric::ErrorShare));
+        let worse = compare(&errors(0), &errors(60), Metric::ErrorShare).unwrap();
+        assert!(worse.significant && !worse.better, "{worse:?}");
+        assert_eq!(estimate(&ArmTally::default(), Metric::ErrorShare), None);
+        let mut forged = errors(3);
+        forged.errors = 601;
+        assert_eq!(forged.implausible(), Some("more errors than responses"));
     }
 
     #[test]

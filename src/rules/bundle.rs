@@ -177,6 +177,8 @@ pub enum Metric {
     FallbackShare,
     /// Decision time, µs (per decision, as timed by the edge).
     LatencyUs,
+    /// Share of API responses to the variant's sessions that were 4xx or 5xx (per response).
+    ErrorShare,
 }
 
 /// A limit on one metric of every non-control variant. Give one of the three bounds.

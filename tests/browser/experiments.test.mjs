@@ -23,7 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startStack, startTansu, root, freePort } from '../e2e/stack.mjs';
 import { launch, artifacts } from './browser.mjs';
-import { shoppers as simulated, demoTruth, byVariant } from '../../scripts/shoppers.mjs';
+import { shoppers as simulated, demoTruth, byVariant, jar } from '../../scripts/shoppers.mjs';
 
 const env = { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', DO_NOT_TRACK: '1', EDGEREC_USER: 'ci' };
 const JUNK = 'sku-0300';
@@ -85,16 +85,19 @@ const truth = {
 };
 const shoppers = (n, seed) => simulated(stack.base, n, { seed, truth, concurrency: 8 });
 
-/** Waits until the collector has written `sessions` experiment sessions under `prefix/…` to Kafka. */
-async function arrived(expId, sessions) {
+/**
+ * Waits until the collector has written `want` of a tally field (sessions by default) under
+ * `expId/…` (and `/variant`, if given) to Kafka; returns what arrived.
+ */
+async function arrived(expId, want, field = 'sessions', variant = '') {
   let got = 0;
-  for (let i = 0; i < 60 && got < sessions; i++) {
+  for (let i = 0; i < 60 && got < want; i++) {
     await (await fetch(`${stack.base}/v1/health`)).arrayBuffer();
     const out = execFileSync(path.join(root, 'target/release/edgerec-collector'), ['dump', 'ex.experiments', '30'],
       { env: { ...process.env, KAFKA_BROKERS: tansu.brokers }, encoding: 'utf8', maxBuffer: 1 << 26 });
-    got = out.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.value.key.startsWith(`${expId}/`))
-      .reduce((a, r) => a + r.value.tally.sessions, 0);
-    if (got < sessions) await new Promise((r) => setTimeout(r, 500));
+    got = out.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.value.key.startsWith(`${expId}/${variant}`))
+      .reduce((a, r) => a + (r.value.tally[field] || 0), 0);
+    if (got < want) await new Promise((r) => setTimeout(r, 500));
   }
   return got;
 }
@@ -142,6 +145,24 @@ test('an A/A experiment is reported and left running', { timeout: 300_000 }, asy
   console.log(table);
   assert.match(table, /experiment aa/);
   assert.match(table, /sample ratio: .* ok/);
+  // The error-share guardrail: every shopper had three answers (two 202s, one 200) under its
+  // variant; one more session's refused batch (a sequence jump: 400) is one error in its arm.
+  const go = jar(stack.base);
+  const headers = { 'content-type': 'application/json', 'cf-connecting-ip': '10.99.0.1' };
+  const send = (seq) => go('/v1/events', { method: 'POST', headers, body: JSON.stringify({ events: [{ type: 'view', item: 'sku-0001', ts: Date.now(), seq }] }) });
+  assert.equal((await send(1)).status, 202);
+  assert.equal((await send(1_000_000)).status, 400);
+  const mine = (await (await go('/v1/recommendations?limit=2', { headers })).json()).variant;
+  const arm = mine === 'twin' ? split : SHOPPERS - split;
+  assert.equal(await arrived('aa', 3 * arm + 3, 'responses', mine), 3 * arm + 3, 'every answer counted once');
+  assert.equal(await arrived('aa', 1, 'errors', mine), 1);
+  assert.equal(await arrived('aa', 1, 'errors'), 1, 'the other arm: none');
+  trainer();
+  const share = report().experiments.aa.report.variants[0].metrics.find((m) => m.metric === 'error_share');
+  const [bad, good] = mine === 'twin' ? [share.variant, share.control] : [share.control, share.variant];
+  assert.equal(bad.n, 3 * arm + 3);
+  assert.ok(Math.abs(bad.mean - 1 / bad.n) < 1e-12, JSON.stringify(share));
+  assert.equal(good.mean, 0);
 });
 
 test('a harmful variant is stopped by its guardrail, and the history says why', { timeout: 300_000 }, async () => {
@@ -238,7 +259,7 @@ scrape_configs:
     assert.ok(Number(decisions[0]?.value[1]) >= 2 * SHOPPERS, JSON.stringify(decisions));
     const sessions = await query('sum by (experiment) (edgerec_experiment_sessions)');
     const by = Object.fromEntries(sessions.map((r) => [r.metric.experiment, Number(r.value[1])]));
-    assert.equal(by.aa, SHOPPERS);
+    assert.equal(by.aa, SHOPPERS + 1, 'the shoppers and the session with the refused batch');
     const lift = await query('edgerec_experiment_lift{experiment="harm",metric="ctr",bound="high"}');
     assert.ok(Number(lift[0]?.value[1]) < -0.1, JSON.stringify(lift));
   } finally {

@@ -8,8 +8,8 @@ use crate::flush;
 use crate::identity;
 use crate::limits::{self, Limit};
 use crate::respond::{
-    add_state, context_of, errors, identity_error, json_response, no_config, read_body, throttled,
-    with_cookies,
+    add_state, context_of, count_for_variant, errors, identity_error, json_response, no_config,
+    read_body, throttled, with_cookies,
 };
 use crate::settings::Settings;
 use crate::shards;
@@ -67,6 +67,9 @@ pub(crate) async fn events(
         checks.push((Limit::NewSession, client.as_str()));
     }
     if let Some(limit) = limits::exceeded(env, &checks).await {
+        if let Some(e) = &engine {
+            count_for_variant(e, &id, s, 429, now);
+        }
         return throttled(limit);
     }
     let Some(engine) = engine else {
@@ -91,8 +94,10 @@ pub(crate) async fn events(
     let d = shards::decide(&kv_config, &engine, &request, s, now).await;
     if !d.rejected.is_empty() {
         stats::inc(Counter::EventsRejectedInvalid);
+        count_for_variant(&engine, &id, s, 400, now);
         return errors(400, &d.rejected);
     }
+    count_for_variant(&engine, &id, s, 202, now);
     stats::add(Counter::EventsAccepted, u64::from(d.accepted));
     stats::add(Counter::EventsDuplicate, u64::from(d.duplicates));
     stats::add(Counter::EventsCapped, u64::from(d.capped));

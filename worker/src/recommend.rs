@@ -6,7 +6,9 @@
 use crate::budget::now_ms;
 use crate::identity::{self, IdentityError};
 use crate::ladder::{self, Ask};
-use crate::respond::{add_state, context_of, errors, identity_error, json_response, with_cookies};
+use crate::respond::{
+    add_state, context_of, count_for_variant, errors, identity_error, json_response, with_cookies,
+};
 use crate::settings::Settings;
 use crate::stats::{self, Counter};
 use crate::target::Target;
@@ -114,6 +116,8 @@ pub(crate) async fn recommendations(
         fault: ladder::fault_injected(req, env),
     };
     let (d, blob) = ladder::decide(&engine, env, ctx, s, ask).await;
+    // The ladder always answers (a fallback rung at worst): a 200 under the variant.
+    count_for_variant(&engine, &id, s, 200, now);
     let mut body = body(&d, q.slot.is_some(), env);
     add_state(req, &mut body, &id, blob.as_deref());
     if q.debug {

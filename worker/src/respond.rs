@@ -100,6 +100,27 @@ pub(crate) fn too_large(s: &Settings) -> worker::Result<Response> {
     )
 }
 
+/// Counts an API response under the variant of the session it went to: the experiments'
+/// error-share guardrail. Only responses made once the session and the rules are known can be
+/// told apart by variant (a malformed body or session header is refused before either).
+pub(crate) fn count_for_variant(
+    engine: &edgerec::Engine,
+    id: &Identity,
+    s: &Settings,
+    status: u16,
+    now: u64,
+) {
+    let ctx = Ctx {
+        session_id: Some(id.unit.clone()),
+        ..Ctx::default()
+    };
+    if let Some(v) = engine.variant_for(&ctx) {
+        let mut d = edgerec::AggregateDelta::default();
+        d.arm(&engine.variant_key(&v)).count_response(status);
+        crate::flush::record(s, &d, now);
+    }
+}
+
 /// The decision context of a request: country, device class, path, slot, experiment unit.
 pub(crate) fn context_of(req: &Request, id: &Identity, slot: Option<String>, path: String) -> Ctx {
     let ua = req
