@@ -380,6 +380,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     );
                     let doc = with.build(&cfg, None);
                     let with_fb = Catalog::from_doc(&doc).map_err(edgerec::EngineError::from)?;
+                    let mut fb_bytes = 0usize;
+                    edgerec::model::build::build(&with_fb, None, &mut |_, b| {
+                        fb_bytes += edgerec::model::stored_len(b.len())
+                    })
+                    .map_err(edgerec::EngineError::from)?;
+                    let factors: usize = doc.items.iter().map(|i| i.feedback.len()).sum();
+                    eprintln!(
+                        "model with feedback: {} items with factors, {factors} factors, shards {fb_bytes} bytes in all",
+                        doc.items.iter().filter(|i| !i.feedback.is_empty()).count()
+                    );
                     engines.push((
                         format!("{name} + exposure feedback"),
                         Engine::with_catalog(config, compiled.clone(), &with_fb)?,
