@@ -516,7 +516,9 @@ impl Engine {
                         continue;
                     }
                     delta.count_event(&ev.item, ev.kind);
-                    if let Some((from, pos)) = ev.shown() {
+                    // Only items the model holds were recommended: a placed event about any
+                    // other id is not feedback (and cannot grow the trainer's item table).
+                    if let Some((from, pos)) = ev.shown().filter(|_| known.is_some()) {
                         let shown = state.totals[EventKind::Impression as usize];
                         if ev.kind == EventKind::Click || shown <= MAX_SHOWN_PER_SESSION {
                             delta.count_shown(from, &ev.item, pos, ev.kind);
@@ -660,6 +662,7 @@ mod tests {
             .collect();
         events.push(placed(EventKind::Click, "sku-0008", 1, t + 400));
         events.push(Event::new(EventKind::Impression, "sku-0011", t + 401));
+        events.push(placed(EventKind::Impression, "no-such-item", 0, t + 402));
         let mut state: Option<Vec<u8>> = None;
         let mut shown = crate::aggregate::Shown::default();
         for chunk in events.chunks(50) {
@@ -679,10 +682,11 @@ mod tests {
             {
                 shown.add(&n[&1]);
             }
-            assert!(
-                !d.delta.shown.contains_key("sku-0011"),
-                "unplaced: no feedback"
-            );
+            // Neither the unplaced impression nor the id the model does not hold.
+            for (from, items) in &d.delta.shown {
+                assert_eq!(from, "sku-0005");
+                assert!(items.keys().all(|i| i == "sku-0008"), "{items:?}");
+            }
         }
         assert_eq!(
             (shown.impressions, shown.clicks),
