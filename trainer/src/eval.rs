@@ -86,6 +86,28 @@ pub struct Report {
     pub log: LogStats,
 }
 
+/// One replayed request: the session's blob, its new events, at the events' time.
+fn replay_request<'a>(
+    state: &'a Option<Vec<u8>>,
+    events: &'a [Event],
+    session: &str,
+    now_ms: u64,
+    limit: usize,
+) -> DecideRequest<'a> {
+    DecideRequest {
+        state: state.as_deref(),
+        events,
+        context: Context {
+            session_id: Some(session.to_string()),
+            ..Context::default()
+        },
+        now_ms,
+        limit,
+        tier: None,
+        trace: None,
+    }
+}
+
 /// Replays `test` through each engine (name, engine) and the baselines. `popular` is the
 /// global popularity ranking from training, best first.
 pub fn replay(
@@ -123,18 +145,7 @@ pub fn replay(
                 let (item, ts) = &clicks[t];
                 let events = [Event::new(EventKind::View, item.clone(), *ts)];
                 let started = Instant::now();
-                let d = engine.decide(&DecideRequest {
-                    state: state.as_deref(),
-                    events: &events,
-                    context: Context {
-                        session_id: Some(session.id.clone()),
-                        ..Context::default()
-                    },
-                    now_ms: *ts,
-                    limit,
-                    tier: None,
-                    trace: None,
-                });
+                let d = engine.decide(&replay_request(&state, &events, &session.id, *ts, limit));
                 spent += started.elapsed();
                 if d.state_changed {
                     state = d.state;
@@ -262,18 +273,8 @@ pub fn learn_feedback(
             };
             events.push(click);
             let last = t + 1 == s.clicks.len();
-            let d = engine.decide(&DecideRequest {
-                state: state.as_deref(),
-                events: &events,
-                context: Context {
-                    session_id: Some(s.id.clone()),
-                    ..Context::default()
-                },
-                now_ms: *ts,
-                limit: if last { 0 } else { shown },
-                tier: None,
-                trace: None,
-            });
+            let limit = if last { 0 } else { shown };
+            let d = engine.decide(&replay_request(&state, &events, &s.id, *ts, limit));
             if d.state_changed {
                 state = d.state;
             }
