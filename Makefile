@@ -32,10 +32,12 @@ dev: tools-dev dev-bins worker www
 	    --var EDGEREC_DEV:1 --var COLLECTOR_URL:http://127.0.0.1:8789/v1/aggregates \
 	    --var TRACE_RATE_PPM:1000000 --var SHADOW_RATE_PPM:1000000
 
-## shoppers: with `make dev` running, 400 simulated shoppers with a known ground truth (scripts/
-## shoppers.mjs) for the demo's experiment; then `edgerec experiments report` or the dashboard
+## shoppers: with `make dev` running, 1,200 simulated shoppers with a known, hidden taste
+## (scripts/shoppers.mjs) for the demo's experiment (the model with exposure feedback against
+## the model without); prints the CTR lift the truth implies; then `edgerec experiments report`
+## or the dashboard
 shoppers:
-	node scripts/shoppers.mjs 400 http://127.0.0.1:8787
+	node scripts/shoppers.mjs 1200 http://127.0.0.1:8787
 
 ## demo-cli: the decision core alone, explaining each decision of a scripted shopper
 demo-cli: tools
