@@ -13,7 +13,8 @@
 // the truth implies: `edgerec experiments report` (after the trainer's next rounds) is held
 // against it. The experiment tests drive the same code with their own truth.
 //
-// Usage: node scripts/shoppers.mjs [count=1200] [base=http://127.0.0.1:8787] [seed=1]
+// Usage: node scripts/shoppers.mjs [count=1200] [base=http://127.0.0.1:8787] [seed=1] [waves=4]
+// (the waves are 55 s apart, so the model learns between them: about three minutes in all)
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -142,8 +143,19 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const n = Math.min(Number(process.argv[2] || 1200), 10_000);
   const base = process.argv[3] || 'http://127.0.0.1:8787';
   const seed = Number(process.argv[4] || 1);
+  const waves = Math.max(1, Number(process.argv[5] || 4));
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-  const seen = await shoppers(base, n, { seed, truth: demoTruth(root) });
+  const truth = demoTruth(root);
+  // In waves, with a pause for the trainer's round (20 s) and the edge's config refresh (30 s)
+  // between them: what one wave teaches the model, the next is served.
+  const seen = [];
+  for (let w = 0; w < waves; w++) {
+    if (w > 0) await new Promise((r) => setTimeout(r, 55_000));
+    const wave = await shoppers(base, Math.ceil(n / waves), { seed: seed * 1000 + w, truth });
+    seen.push(...wave);
+    const by = byVariant(wave);
+    console.error(`wave ${w + 1}/${waves}: truth CTR control ${by.control?.truth_ctr.toFixed(4)}, treatment ${by.treatment?.truth_ctr.toFixed(4)}`);
+  }
   // The edge ships its counters on a later request once they are FLUSH_MAX_AGE_MS (10 s) old:
   // wait that long and ask once more, so the report does not wait for the next shopper.
   await new Promise((r) => setTimeout(r, 11_000));
