@@ -1081,6 +1081,31 @@ mod tests {
             fields(batch(d).validate()),
             ["delta.transitions[\"a\"][\"b\"]"]
         );
+        // Exposure feedback: a position past the last bucket, a bad id or a huge count alone.
+        let shown = |from: &str, pos: u8, n: u64| {
+            let mut d = AggregateDelta::default();
+            d.shown
+                .entry(from.into())
+                .or_default()
+                .entry("b".into())
+                .or_default()
+                .insert(
+                    pos,
+                    Shown {
+                        impressions: n,
+                        clicks: 0,
+                    },
+                );
+            fields(batch(d).validate())
+        };
+        assert_eq!(
+            shown("a", LAST_POS_BUCKET, MAX_COUNTER),
+            Vec::<String>::new()
+        );
+        let at = ["delta.shown[\"a\"][\"b\"]"];
+        assert_eq!(shown("a", LAST_POS_BUCKET + 1, 1), at);
+        assert_eq!(shown("a", 0, MAX_COUNTER + 1), at);
+        assert_eq!(shown("", 0, 1).len(), 1);
     }
 
     #[test]
@@ -1226,6 +1251,11 @@ mod tests {
         assert_eq!(refused(&|d| d.count_event("x", EventKind::View)), ["delta"]);
         assert_eq!(refused(&|d| d.count_transition("x", "y")), ["delta"]);
         assert_eq!(refused(&|d| d.arm("e/a").count_decision(false)), ["delta"]);
+        assert_eq!(
+            refused(&|d| d.count_shown("a", "b", 0, EventKind::Impression)),
+            ["delta"],
+            "exposure feedback comes from events the edge saw, not from reports"
+        );
         let variant = |f: &dyn Fn(&mut VariantCounts)| {
             refused(&|d| f(d.variants.entry("e/a".into()).or_default()))
         };
