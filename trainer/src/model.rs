@@ -286,6 +286,11 @@ impl Model {
     /// below 1, clicked more than its positions predict rises above it. Clicks count at most
     /// as often as the item was shown there (a forged click cannot outweigh its impressions).
     pub fn feedback(&self, cfg: &ModelConfig, from: &str) -> FxHashMap<String, f64> {
+        self.feedback_on(cfg, from, &self.position_curve())
+    }
+
+    /// [`Model::feedback`] against a position curve computed once (a publish asks per item).
+    fn feedback_on(&self, cfg: &ModelConfig, from: &str, curve: &[f64]) -> FxHashMap<String, f64> {
         let Some(list) = self
             .index
             .get(from)
@@ -294,7 +299,6 @@ impl Model {
         else {
             return FxHashMap::default();
         };
-        let curve = self.position_curve();
         let scale = self.now_scale(cfg);
         let mut sums: FxHashMap<u32, (f64, f64)> = FxHashMap::default();
         for e in list {
@@ -496,12 +500,13 @@ impl Model {
         let scale = self.now_scale(cfg);
         let servable: Option<rustc_hash::FxHashSet<&str>> =
             base.map(|doc| doc.items.iter().map(|it| it.id.as_str()).collect());
+        let curve = self.position_curve();
         let learned = |id: &str, base_pop: f32, base_rel: &[(String, f32)]| {
             let pop = self
                 .index
                 .get(id)
                 .map_or(0.0, |&i| self.pop[i as usize] * scale);
-            let factors = self.feedback(cfg, id);
+            let factors = self.feedback_on(cfg, id, &curve);
             let mut related = self.related_with(cfg, id, &factors);
             if let Some(ok) = &servable {
                 // Only items the edge can serve.

@@ -9,7 +9,7 @@ use crate::identity;
 use crate::limits::{self, Limit};
 use crate::respond::{
     add_state, context_of, count_for_variant, errors, identity_error, json_response, no_config,
-    read_body, throttled, with_cookies,
+    read_body, throttled, variant_of, with_cookies,
 };
 use crate::settings::Settings;
 use crate::shards;
@@ -68,7 +68,7 @@ pub(crate) async fn events(
     }
     if let Some(limit) = limits::exceeded(env, &checks).await {
         if let Some(e) = &engine {
-            count_for_variant(e, &id, s, 429, now);
+            count_for_variant(e, variant_of(e, &id).as_deref(), s, 429, now);
         }
         return throttled(limit);
     }
@@ -94,10 +94,10 @@ pub(crate) async fn events(
     let d = shards::decide(&kv_config, &engine, &request, s, now).await;
     if !d.rejected.is_empty() {
         stats::inc(Counter::EventsRejectedInvalid);
-        count_for_variant(&engine, &id, s, 400, now);
+        count_for_variant(&engine, d.variant.as_deref(), s, 400, now);
         return errors(400, &d.rejected);
     }
-    count_for_variant(&engine, &id, s, 202, now);
+    count_for_variant(&engine, d.variant.as_deref(), s, 202, now);
     stats::add(Counter::EventsAccepted, u64::from(d.accepted));
     stats::add(Counter::EventsDuplicate, u64::from(d.duplicates));
     stats::add(Counter::EventsCapped, u64::from(d.capped));

@@ -117,7 +117,7 @@ pub(crate) async fn recommendations(
     };
     let (d, blob) = ladder::decide(&engine, env, ctx, s, ask).await;
     // The ladder always answers (a fallback rung at worst): a 200 under the variant.
-    count_for_variant(&engine, &id, s, 200, now);
+    count_for_variant(&engine, d.variant.as_deref(), s, 200, now);
     let mut body = body(&d, q.slot.is_some(), env);
     add_state(req, &mut body, &id, blob.as_deref());
     if q.debug {

@@ -100,23 +100,27 @@ pub(crate) fn too_large(s: &Settings) -> worker::Result<Response> {
     )
 }
 
+/// The experiment variant of a session (bucketed by its unit, as its decisions are).
+pub(crate) fn variant_of(engine: &edgerec::Engine, id: &Identity) -> Option<String> {
+    engine.variant_for(&Ctx {
+        session_id: Some(id.unit.clone()),
+        ..Ctx::default()
+    })
+}
+
 /// Counts an API response under the variant of the session it went to: the experiments'
 /// error-share guardrail. Only responses made once the session and the rules are known can be
 /// told apart by variant (a malformed body or session header is refused before either).
 pub(crate) fn count_for_variant(
     engine: &edgerec::Engine,
-    id: &Identity,
+    variant: Option<&str>,
     s: &Settings,
     status: u16,
     now: u64,
 ) {
-    let ctx = Ctx {
-        session_id: Some(id.unit.clone()),
-        ..Ctx::default()
-    };
-    if let Some(v) = engine.variant_for(&ctx) {
+    if let Some(v) = variant {
         let mut d = edgerec::AggregateDelta::default();
-        d.arm(&engine.variant_key(&v)).count_response(status);
+        d.arm(&engine.variant_key(v)).count_response(status);
         crate::flush::record(s, &d, now);
     }
 }
